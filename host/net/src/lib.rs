@@ -1,0 +1,23 @@
+//! The network side of Switchyard (tokio).
+//!
+//! Owns every socket: acquirer [`listener`]s (framing, many connections,
+//! several requests in flight per connection, idle timeout, graceful
+//! shutdown), the `send` step that writes a transaction's response back,
+//! [`endpoint`] links (one multiplexed connection per endpoint, replies
+//! matched by key, timeouts answered with RC 91, external time recorded) and
+//! the endpoint [`simulator`] of the default wire contract.
+//!
+//! It runs pipelines through `switchyard-engine` and formats endpoint
+//! messages through the engine's `Formatter` trait; it knows nothing of
+//! WebAssembly.
+#![forbid(unsafe_code)]
+
+pub mod endpoint;
+pub mod framing;
+pub mod listener;
+pub mod simulator;
+
+pub use endpoint::{Endpoint, EndpointOptions, QueryEndpoint};
+pub use framing::Framing;
+pub use listener::{Completed, Listener, ListenerOptions, Observer, SendResponse};
+pub use simulator::{Simulator, SimulatorOptions};

@@ -1,0 +1,373 @@
+//! Acquirer listeners: accept connections, read frames, run each request
+//! through the listener's pipeline, write the responses back.
+//!
+//! Several requests may be in flight on one connection; responses go back in
+//! the order they complete (acquirers match them by STAN). A frame that does
+//! not decode is answered with RC 30 when its MTI and STAN can be read, and
+//! otherwise logged (without card data) and dropped; the connection stays up.
+//! A framing error (oversize or bad length header) closes the connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use switchyard_engine::steps::complete_response;
+use switchyard_engine::{
+    Context, Failure, Label, Outcome, Participant, Pipeline, Profiler, Responder, rc,
+};
+use switchyard_iso8583::{Message, Spec};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::framing::Framing;
+
+/// What a listener serves and how.
+#[derive(Clone)]
+pub struct ListenerOptions {
+    /// The listener's name (logs, the `LISTENER` variable).
+    pub name: Arc<str>,
+    /// The tenant its transactions belong to.
+    pub tenant: Arc<str>,
+    /// The configured port: the `PORT` variable, whatever `bind` says.
+    pub port: u16,
+    /// The address to bind (port 0 picks a free one).
+    pub bind: SocketAddr,
+    /// Length framing.
+    pub framing: Framing,
+    /// Largest accepted frame, in bytes.
+    pub max_frame: usize,
+    /// A connection with no frame for this long is closed.
+    pub idle_timeout: Duration,
+    /// Most requests in flight per connection; reading pauses beyond it.
+    pub max_in_flight: usize,
+    /// Most connections at once; accepting pauses beyond it.
+    pub max_connections: usize,
+    /// The message spec of the wire.
+    pub spec: Arc<Spec>,
+    /// The pipeline every request runs through.
+    pub pipeline: Arc<Pipeline>,
+    /// Told of every completed transaction (demo, tests, monitoring).
+    pub observer: Option<Observer>,
+}
+
+/// A completed transaction, as an [`Observer`] sees it (no card data).
+#[derive(Debug, Clone)]
+pub struct Completed {
+    /// The listener's name.
+    pub listener: Arc<str>,
+    /// The request's MTI.
+    pub mti: String,
+    /// The request's STAN (DE11), if any.
+    pub stan: Option<String>,
+    /// The result code.
+    pub rc: Option<String>,
+    /// The profiler trace in the seed's form.
+    pub trace: String,
+}
+
+/// Receives every completed transaction of a listener.
+pub type Observer = Arc<dyn Fn(Completed) + Send + Sync>;
+
+/// A bound listener, ready to serve.
+pub struct Listener {
+    options: Arc<ListenerOptions>,
+    socket: TcpListener,
+}
+
+impl Listener {
+    /// Binds the listener's address.
+    pub async fn bind(options: ListenerOptions) -> std::io::Result<Listener> {
+        let socket = TcpListener::bind(options.bind).await?;
+        Ok(Listener {
+            options: Arc::new(options),
+            socket,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// The listener's name.
+    pub fn name(&self) -> &str {
+        &self.options.name
+    }
+
+    /// Accepts connections until `shutdown` is cancelled. Connection and
+    /// transaction tasks are spawned on `tracker`, so the caller can wait for
+    /// in-flight transactions to finish.
+    pub async fn serve(self, shutdown: CancellationToken, tracker: TaskTracker) {
+        let opts = self.options;
+        let limit = Arc::new(Semaphore::new(opts.max_connections));
+        tracing::info!(listener = %opts.name, addr = %self.socket.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            port = opts.port, tenant = %opts.tenant, pipeline = opts.pipeline.name(), "listening");
+        loop {
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                p = limit.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            let (stream, peer) = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = self.socket.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(listener = %opts.name, error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let opts = opts.clone();
+            let shutdown = shutdown.clone();
+            let inner = tracker.clone();
+            tracker.spawn(async move {
+                connection(opts, stream, peer, shutdown, inner).await;
+                drop(permit);
+            });
+        }
+        tracing::info!(listener = %opts.name, "stopped accepting");
+    }
+}
+
+async fn connection(
+    opts: Arc<ListenerOptions>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    tracing::debug!(listener = %opts.name, %peer, "connection opened");
+    let (read, write) = stream.into_split();
+    let mut frames = FramedRead::new(read, opts.framing.codec(opts.max_frame));
+    let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+    let writer = {
+        let mut sink = FramedWrite::new(write, opts.framing.codec(opts.max_frame));
+        let name = opts.name.clone();
+        tokio::spawn(async move {
+            while let Some(frame) = rx.recv().await {
+                if let Err(e) = sink.feed(frame).await {
+                    tracing::info!(listener = %name, %peer, error = %e, "write failed; closing");
+                    return;
+                }
+                // Batch what is already queued into one flush.
+                while let Ok(frame) = rx.try_recv() {
+                    if let Err(e) = sink.feed(frame).await {
+                        tracing::info!(listener = %name, %peer, error = %e, "write failed; closing");
+                        return;
+                    }
+                }
+                if let Err(e) = SinkExt::<Bytes>::flush(&mut sink).await {
+                    tracing::info!(listener = %name, %peer, error = %e, "write failed; closing");
+                    return;
+                }
+            }
+        })
+    };
+    let in_flight = Arc::new(Semaphore::new(opts.max_in_flight));
+    loop {
+        let permit = match in_flight.clone().acquire_owned().await {
+            Ok(p) => p,
+            Err(_) => break,
+        };
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            n = tokio::time::timeout(opts.idle_timeout, frames.next()) => n,
+        };
+        let frame = match next {
+            Err(_) => {
+                tracing::info!(listener = %opts.name, %peer, idle_s = opts.idle_timeout.as_secs(), "idle timeout; closing");
+                break;
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                tracing::warn!(listener = %opts.name, %peer, error = %e, "framing error; closing the connection");
+                break;
+            }
+            Ok(Some(Ok(frame))) => frame.freeze(),
+        };
+        if frame.is_empty() {
+            continue; // keep-alive
+        }
+        let received = Instant::now();
+        let opts = opts.clone();
+        let tx = tx.clone();
+        tracker.spawn(async move {
+            transaction(&opts, peer, frame, received, tx).await;
+            drop(permit);
+        });
+    }
+    drop(tx);
+    // The writer ends once every transaction of this connection responded.
+    let _ = writer.await;
+    tracing::debug!(listener = %opts.name, %peer, "connection closed");
+}
+
+async fn transaction(
+    opts: &ListenerOptions,
+    peer: SocketAddr,
+    frame: Bytes,
+    received: Instant,
+    tx: mpsc::UnboundedSender<Bytes>,
+) {
+    let mut profiler = Profiler::start_at(received);
+    let request = match opts.spec.decode(frame.clone()) {
+        Ok(m) => m,
+        Err(error) => {
+            reject(opts, peer, frame, &error, &tx);
+            return;
+        }
+    };
+    profiler.checkpoint(Label::Fixed("parse-request"));
+    let mut ctx = Context::new(opts.tenant.clone(), opts.name.clone(), opts.port, request);
+    ctx.profiler = profiler;
+    ctx.spec = Some(opts.spec.clone());
+    ctx.responder = Some(Box::new(ConnectionResponder {
+        tx,
+        spec: opts.spec.clone(),
+        listener: opts.name.clone(),
+    }));
+    let disposition = opts.pipeline.run(&mut ctx).await;
+    let mti = ctx.request.mti();
+    tracing::info!(
+        target: "switchyard::profiler",
+        listener = %opts.name,
+        mti = mti.as_str(),
+        stan = ctx.request.get_str(11).unwrap_or(""),
+        rc = ctx.result_code().unwrap_or(""),
+        verdict = ?disposition.verdict,
+        "{}",
+        ctx.profiler.trace(Some(&opts.pipeline), ctx.external)
+    );
+    if let Some(observer) = &opts.observer {
+        observer(Completed {
+            listener: opts.name.clone(),
+            mti: mti.as_str().to_owned(),
+            stan: ctx.request.get_str(11).map(str::to_owned),
+            rc: ctx.result_code().map(str::to_owned),
+            trace: ctx
+                .profiler
+                .trace(Some(&opts.pipeline), ctx.external)
+                .to_string(),
+        });
+    }
+    if ctx.responder.is_some() {
+        tracing::debug!(listener = %opts.name, "pipeline sent no response");
+    }
+}
+
+/// Answers an undecodable frame with RC 30 when MTI and STAN can be read.
+fn reject(
+    opts: &ListenerOptions,
+    peer: SocketAddr,
+    frame: Bytes,
+    error: &switchyard_iso8583::DecodeError,
+    tx: &mpsc::UnboundedSender<Bytes>,
+) {
+    let (partial, _) = opts.spec.decode_partial(frame);
+    let readable = partial.filter(|m| m.contains(11) && m.mti().is_request());
+    match readable {
+        Some(request) => {
+            tracing::warn!(listener = %opts.name, %peer, mti = request.mti().as_str(),
+                stan = request.get_str(11).unwrap_or(""), error = %error,
+                "undecodable request; answered with 30");
+            let mut response = Message::default();
+            complete_response(&request, rc::FORMAT_ERROR, &mut response);
+            ConnectionResponder {
+                tx: tx.clone(),
+                spec: opts.spec.clone(),
+                listener: opts.name.clone(),
+            }
+            .respond(&response);
+        }
+        None => {
+            tracing::warn!(listener = %opts.name, %peer, error = %error,
+                "undecodable frame without a readable MTI and STAN; dropped");
+        }
+    }
+}
+
+/// Encodes a response and queues it for the connection's writer.
+struct ConnectionResponder {
+    tx: mpsc::UnboundedSender<Bytes>,
+    spec: Arc<Spec>,
+    listener: Arc<str>,
+}
+
+impl Responder for ConnectionResponder {
+    fn respond(&mut self, response: &Message) {
+        let frame = match self.spec.encode(response) {
+            Ok(f) => f,
+            Err(e) => {
+                // A participant put something the spec cannot carry: answer
+                // 96 with the bare echo rather than nothing.
+                tracing::error!(listener = %self.listener, stan = response.get_str(11).unwrap_or(""),
+                    error = %e, "response does not encode; answering 96");
+                let mut fallback = Message::new(response.mti());
+                for f in [3, 4, 7, 11, 12, 13, 37, 41, 42, 49] {
+                    if let Some(v) = response.get_bytes(f) {
+                        fallback.set(f, v.clone());
+                    }
+                }
+                fallback.set(39, Bytes::from_static(rc::SYSTEM_ERROR.as_bytes()));
+                match self.spec.encode(&fallback) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        tracing::error!(listener = %self.listener, error = %e, "fallback response does not encode either; dropped");
+                        return;
+                    }
+                }
+            }
+        };
+        // The connection may be gone; then there is no one to answer.
+        let _ = self.tx.send(frame);
+    }
+}
+
+/// The `send` step: writes the response back to the acquirer in the second
+/// phase (commit or abort). Completes the response first if no `close` ran.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SendResponse;
+
+impl SendResponse {
+    fn send(ctx: &mut Context, default_code: &'static str) {
+        if !ctx.response.contains(39) {
+            let code = ctx.result_code().unwrap_or(default_code).to_owned();
+            let mut response = std::mem::take(&mut ctx.response);
+            complete_response(&ctx.request, &code, &mut response);
+            ctx.response = response;
+        }
+        if let Some(mut responder) = ctx.responder.take() {
+            responder.respond(&ctx.response);
+        }
+    }
+}
+
+impl Participant for SendResponse {
+    fn prepare(&self, _ctx: &mut Context) -> Result<Outcome, Failure> {
+        Ok(Outcome::PREPARED)
+    }
+
+    fn prepare_for_abort(&self, _ctx: &mut Context) -> Option<Result<Outcome, Failure>> {
+        Some(Ok(Outcome::PREPARED))
+    }
+
+    fn commit(&self, ctx: &mut Context) -> Result<(), Failure> {
+        SendResponse::send(ctx, rc::APPROVED);
+        Ok(())
+    }
+
+    fn abort(&self, ctx: &mut Context) -> Result<(), Failure> {
+        SendResponse::send(ctx, rc::SYSTEM_ERROR);
+        Ok(())
+    }
+}

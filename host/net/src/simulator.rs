@@ -1,0 +1,255 @@
+//! The endpoint simulator of the default wire contract.
+//!
+//! Answers each request by the last two digits of DE4: `51` → 51, `05` → 05,
+//! `91` → never answers, `77` → approves after 250 ms, anything else → 00
+//! with a DE38 authorization code. Network management (08xx) → 00. With a
+//! TPDU, the reply's TPDU has source and destination swapped.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::{SinkExt, StreamExt};
+use switchyard_engine::steps::complete_response;
+use switchyard_iso8583::{Message, Spec};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
+
+use crate::framing::Framing;
+
+/// Length of a TPDU header.
+pub const TPDU_LEN: usize = 5;
+
+/// What the simulator serves.
+#[derive(Clone)]
+pub struct SimulatorOptions {
+    /// Address to bind (port 0 picks one).
+    pub bind: SocketAddr,
+    /// Length framing.
+    pub framing: Framing,
+    /// Whether each message starts with a 5-byte TPDU.
+    pub tpdu: bool,
+    /// The message spec.
+    pub spec: Arc<Spec>,
+    /// Largest accepted frame.
+    pub max_frame: usize,
+    /// How long a `77` request waits before its approval.
+    pub slow_delay: Duration,
+}
+
+/// What the simulator decides for a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Answer at once with this result code.
+    Answer(&'static str),
+    /// Approve after a delay.
+    Delayed(Duration),
+    /// Never answer.
+    Silence,
+}
+
+/// The rule of the default wire contract for `request`.
+pub fn decide(request: &Message, slow_delay: Duration) -> Decision {
+    let amount = request.get(4).unwrap_or_default();
+    match amount.len().checked_sub(2).map(|i| &amount[i..]) {
+        Some(b"51") => Decision::Answer("51"),
+        Some(b"05") => Decision::Answer("05"),
+        Some(b"91") => Decision::Silence,
+        Some(b"77") => Decision::Delayed(slow_delay),
+        _ => Decision::Answer("00"),
+    }
+}
+
+/// A bound simulator.
+pub struct Simulator {
+    options: Arc<SimulatorOptions>,
+    socket: TcpListener,
+    approvals: Arc<AtomicU32>,
+}
+
+impl Simulator {
+    /// Binds the simulator's address.
+    pub async fn bind(options: SimulatorOptions) -> std::io::Result<Simulator> {
+        let socket = TcpListener::bind(options.bind).await?;
+        Ok(Simulator {
+            options: Arc::new(options),
+            socket,
+            approvals: Arc::default(),
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Serves until `shutdown` is cancelled.
+    pub async fn serve(self, shutdown: CancellationToken) {
+        tracing::info!(addr = %self.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            tpdu = self.options.tpdu, "endpoint simulator listening");
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = self.socket.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "simulator accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(connection(
+                self.options.clone(),
+                self.approvals.clone(),
+                stream,
+                peer,
+                shutdown.clone(),
+            ));
+        }
+    }
+}
+
+async fn connection(
+    opts: Arc<SimulatorOptions>,
+    approvals: Arc<AtomicU32>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: CancellationToken,
+) {
+    let (read, write) = stream.into_split();
+    let mut frames = FramedRead::new(read, opts.framing.codec(opts.max_frame));
+    let mut sink = FramedWrite::new(write, opts.framing.codec(opts.max_frame));
+    let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            if sink.send(frame).await.is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        let frame = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            f = frames.next() => match f {
+                Some(Ok(f)) => f.freeze(),
+                Some(Err(e)) => {
+                    tracing::warn!(%peer, error = %e, "simulator framing error; closing");
+                    break;
+                }
+                None => break,
+            },
+        };
+        if frame.is_empty() {
+            continue;
+        }
+        let (header, body) = if opts.tpdu {
+            if frame.len() < TPDU_LEN {
+                tracing::warn!(%peer, "simulator: frame shorter than its TPDU; dropped");
+                continue;
+            }
+            (Some(frame.slice(..TPDU_LEN)), frame.slice(TPDU_LEN..))
+        } else {
+            (None, frame)
+        };
+        let request = match opts.spec.decode(body) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "simulator: undecodable request; dropped");
+                continue;
+            }
+        };
+        let decision = if request.mti().as_bytes()[1] == b'8' {
+            Decision::Answer("00")
+        } else {
+            decide(&request, opts.slow_delay)
+        };
+        let (code, delay) = match decision {
+            Decision::Silence => continue,
+            Decision::Answer(code) => (code, None),
+            Decision::Delayed(d) => ("00", Some(d)),
+        };
+        let mut response = Message::default();
+        if code == "00" && request.contains(4) {
+            let n = approvals.fetch_add(1, Ordering::Relaxed) % 100_000;
+            response.set(38, Bytes::from(format!("S{n:05}")));
+        }
+        complete_response(&request, code, &mut response);
+        let encoded = match opts.spec.encode(&response) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "simulator: response does not encode; dropped");
+                continue;
+            }
+        };
+        let mut out = BytesMut::with_capacity(TPDU_LEN + encoded.len());
+        if let Some(h) = header {
+            out.extend_from_slice(&swap_tpdu(&h));
+        }
+        out.extend_from_slice(&encoded);
+        let out = out.freeze();
+        match delay {
+            None => {
+                let _ = tx.send(out);
+            }
+            Some(d) => {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(d).await;
+                    let _ = tx.send(out);
+                });
+            }
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+/// The reply's TPDU: the request's with source and destination swapped.
+pub fn swap_tpdu(tpdu: &[u8]) -> [u8; TPDU_LEN] {
+    [tpdu[0], tpdu[3], tpdu[4], tpdu[1], tpdu[2]]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_iso8583::Mti;
+
+    fn with_amount(a: &str) -> Message {
+        let mut m = Message::new(Mti::new("0200").unwrap());
+        m.set(4, Bytes::copy_from_slice(a.as_bytes()));
+        m
+    }
+
+    #[test]
+    fn decisions_follow_the_last_two_digits_of_de4() {
+        let d = Duration::from_millis(250);
+        assert_eq!(
+            decide(&with_amount("000000001051"), d),
+            Decision::Answer("51")
+        );
+        assert_eq!(
+            decide(&with_amount("000000001005"), d),
+            Decision::Answer("05")
+        );
+        assert_eq!(decide(&with_amount("000000001091"), d), Decision::Silence);
+        assert_eq!(
+            decide(&with_amount("000000001077"), d),
+            Decision::Delayed(d)
+        );
+        assert_eq!(
+            decide(&with_amount("000000001000"), d),
+            Decision::Answer("00")
+        );
+    }
+
+    #[test]
+    fn tpdu_swaps_source_and_destination() {
+        assert_eq!(swap_tpdu(&[0x60, 0, 1, 0, 2]), [0x60, 0, 2, 0, 1]);
+    }
+}

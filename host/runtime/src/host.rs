@@ -1,0 +1,335 @@
+//! The host side of the participant contract: the store's data and the
+//! implementation of every imported interface.
+
+use std::borrow::Cow;
+use std::sync::{Arc, LazyLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use switchyard_engine::Context;
+use switchyard_engine::steps::NEVER_RETURNED;
+
+use crate::bindings::{clock, config, log, transaction};
+
+/// Most log lines a plugin instance may write per second; the rest are
+/// counted and reported once the second is over.
+const LOG_LINES_PER_SECOND: u32 = 50;
+
+/// A participant's own settings, from its table in the pipeline file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings(pub Vec<(String, String)>);
+
+impl Settings {
+    /// One setting.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Memory and table caps of one instance, recording what was refused.
+#[derive(Debug)]
+pub(crate) struct Limiter {
+    pub(crate) memory_max: usize,
+    pub(crate) table_elements_max: usize,
+    pub(crate) instances_max: usize,
+    /// A growth past the cap was refused during the current call.
+    pub(crate) memory_denied: bool,
+    /// The largest linear memory this instance has had.
+    pub(crate) peak_memory: usize,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_max {
+            self.memory_denied = true;
+            return Ok(false);
+        }
+        self.peak_memory = self.peak_memory.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= self.table_elements_max)
+    }
+
+    fn instances(&self) -> usize {
+        self.instances_max
+    }
+
+    fn tables(&self) -> usize {
+        self.instances_max
+    }
+
+    fn memories(&self) -> usize {
+        self.instances_max
+    }
+}
+
+/// Log rate limiting of one instance.
+#[derive(Debug)]
+struct LogBudget {
+    window: Instant,
+    used: u32,
+    suppressed: u32,
+}
+
+/// The data of one plugin instance's `Store`.
+pub struct HostState {
+    /// The transaction of the call in progress; a placeholder in between.
+    pub(crate) ctx: Context,
+    /// Whether `ctx` holds a real transaction.
+    pub(crate) bound: bool,
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) limiter: Limiter,
+    pub(crate) plugin: Arc<str>,
+    pub(crate) tenant: Arc<str>,
+    log_budget: LogBudget,
+}
+
+impl HostState {
+    pub(crate) fn new(
+        plugin: Arc<str>,
+        tenant: Arc<str>,
+        settings: Arc<Settings>,
+        limiter: Limiter,
+    ) -> HostState {
+        HostState {
+            ctx: Context::default(),
+            bound: false,
+            settings,
+            limiter,
+            plugin,
+            tenant,
+            log_budget: LogBudget {
+                window: Instant::now(),
+                used: 0,
+                suppressed: 0,
+            },
+        }
+    }
+
+    fn txn(&mut self, what: &str) -> wasmtime::Result<&mut Context> {
+        if !self.bound {
+            wasmtime::bail!("transaction.{what} called outside a transaction");
+        }
+        Ok(&mut self.ctx)
+    }
+}
+
+fn field_ok(field: u16) -> bool {
+    (2..=192).contains(&field) && field != 65
+}
+
+impl transaction::Host for HostState {
+    fn request_mti(&mut self) -> wasmtime::Result<String> {
+        Ok(self.txn("request-mti")?.request.mti().as_str().to_owned())
+    }
+
+    fn request_fields(&mut self) -> wasmtime::Result<Vec<u16>> {
+        Ok(self
+            .txn("request-fields")?
+            .request
+            .field_numbers()
+            .collect())
+    }
+
+    fn request_field(&mut self, field: u16) -> wasmtime::Result<Option<Vec<u8>>> {
+        Ok(self
+            .txn("request-field")?
+            .request
+            .get(field)
+            .map(<[u8]>::to_vec))
+    }
+
+    fn response_field(&mut self, field: u16) -> wasmtime::Result<Option<Vec<u8>>> {
+        Ok(self
+            .txn("response-field")?
+            .response
+            .get(field)
+            .map(<[u8]>::to_vec))
+    }
+
+    fn set_response_field(
+        &mut self,
+        field: u16,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        let ctx = self.txn("set-response-field")?;
+        if !field_ok(field) {
+            return Ok(Err(format!(
+                "field {field} is not a data element (2..=192, not 65)"
+            )));
+        }
+        if NEVER_RETURNED.contains(&field) {
+            return Ok(Err(format!(
+                "field {field} is never returned to an acquirer"
+            )));
+        }
+        if let Some(spec) = &ctx.spec
+            && !spec.defines(field)
+        {
+            return Ok(Err(format!(
+                "field {field} is not defined by spec {}",
+                spec.name()
+            )));
+        }
+        ctx.response.set(field, Bytes::from(value));
+        Ok(Ok(()))
+    }
+
+    fn clear_response_field(&mut self, field: u16) -> wasmtime::Result<()> {
+        let ctx = self.txn("clear-response-field")?;
+        if field_ok(field) {
+            ctx.response.remove(field);
+        }
+        Ok(())
+    }
+
+    fn get_var(&mut self, name: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.txn("get-var")?.var(&name).map(Cow::into_owned))
+    }
+
+    fn set_var(&mut self, name: String, value: String) -> wasmtime::Result<()> {
+        let ctx = self.txn("set-var")?;
+        if !ctx.set_var(&name, value) {
+            tracing::warn!(plugin = %self.plugin, var = %name, "plugin tried to overwrite a host variable; ignored");
+        }
+        Ok(())
+    }
+
+    fn result_code(&mut self) -> wasmtime::Result<Option<String>> {
+        Ok(self.txn("result-code")?.result_code().map(str::to_owned))
+    }
+
+    fn set_result_code(&mut self, code: String) -> wasmtime::Result<()> {
+        self.txn("set-result-code")?.set_result_code(code);
+        Ok(())
+    }
+}
+
+impl config::Host for HostState {
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.settings.get(&key).map(str::to_owned))
+    }
+
+    fn entries(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
+        Ok(self.settings.0.clone())
+    }
+}
+
+impl log::Host for HostState {
+    fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        let now = Instant::now();
+        let budget = &mut self.log_budget;
+        if now.duration_since(budget.window).as_secs() >= 1 {
+            if budget.suppressed > 0 {
+                tracing::warn!(plugin = %self.plugin, tenant = %self.tenant,
+                    suppressed = budget.suppressed, "plugin log lines suppressed by rate limit");
+            }
+            budget.window = now;
+            budget.used = 0;
+            budget.suppressed = 0;
+        }
+        if budget.used >= LOG_LINES_PER_SECOND {
+            budget.suppressed += 1;
+            return Ok(());
+        }
+        budget.used += 1;
+        let message = mask_card_numbers(&message);
+        let (plugin, tenant) = (&*self.plugin, &*self.tenant);
+        let stan = if self.bound {
+            self.ctx.request.get_str(11).unwrap_or("")
+        } else {
+            ""
+        };
+        match level {
+            log::Level::Trace => tracing::trace!(plugin, tenant, stan, "{message}"),
+            log::Level::Debug => tracing::debug!(plugin, tenant, stan, "{message}"),
+            log::Level::Info => tracing::info!(plugin, tenant, stan, "{message}"),
+            log::Level::Warn => tracing::warn!(plugin, tenant, stan, "{message}"),
+            log::Level::Error => tracing::error!(plugin, tenant, stan, "{message}"),
+        }
+        Ok(())
+    }
+}
+
+static MONOTONIC_ORIGIN: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+impl clock::Host for HostState {
+    fn now_unix_millis(&mut self) -> wasmtime::Result<i64> {
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Ok(i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
+    }
+
+    fn monotonic_nanos(&mut self) -> wasmtime::Result<u64> {
+        Ok(u64::try_from(MONOTONIC_ORIGIN.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+}
+
+/// Masks every run of 13 to 19 digits (what a card number looks like) to its
+/// first 6 and last 4 digits.
+pub fn mask_card_numbers(text: &str) -> Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let mut out: Option<String> = None;
+    let mut i = 0;
+    let mut copied = 0;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_digit() {
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            let run = i - start;
+            if (13..=19).contains(&run) {
+                let o = out.get_or_insert_with(|| String::with_capacity(text.len()));
+                o.push_str(&text[copied..start]);
+                o.push_str(&text[start..start + 6]);
+                o.extend(std::iter::repeat_n('*', run - 10));
+                o.push_str(&text[i - 4..i]);
+                copied = i;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    match out {
+        None => Cow::Borrowed(text),
+        Some(mut o) => {
+            o.push_str(&text[copied..]);
+            Cow::Owned(o)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn card_numbers_in_log_text_are_masked() {
+        assert_eq!(
+            mask_card_numbers("pan 4761739001010119 stan 000123"),
+            "pan 476173******0119 stan 000123"
+        );
+        assert_eq!(
+            mask_card_numbers("amount 000000001000"),
+            "amount 000000001000"
+        );
+        assert!(matches!(mask_card_numbers("nothing"), Cow::Borrowed(_)));
+    }
+}

@@ -1,0 +1,600 @@
+//! The switch's configuration file: parsing and validation.
+//!
+//! Every problem is reported at once, each with its path in the file
+//! (`listener[1].pipeline`, `participants.by-port.plugin`, …). Unknown keys
+//! are errors, not silently ignored.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use switchyard_iso8583::Spec;
+use switchyard_net::Framing;
+
+/// The embedded default configuration (`config/switchyard.toml`).
+pub const DEFAULT_CONFIG: &str = include_str!("../../../config/switchyard.toml");
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    /// Switch-wide settings.
+    #[serde(default)]
+    pub switch: SwitchSection,
+    /// Acquirer listeners.
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<ListenerConfig>,
+    /// WebAssembly plugins, by name.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginConfig>,
+    /// Pipeline participants, by name.
+    #[serde(default)]
+    pub participants: BTreeMap<String, ParticipantConfig>,
+    /// Pipelines, by name.
+    #[serde(default)]
+    pub pipelines: BTreeMap<String, PipelineConfig>,
+    /// Endpoints, by name.
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, EndpointConfig>,
+    /// Where relative paths in the file are resolved from.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// `[switch]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SwitchSection {
+    /// Directory for state: the precompiled plugin cache (`cache/`).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Longest wait for in-flight transactions at shutdown.
+    #[serde(default = "default_grace_ms")]
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for SwitchSection {
+    fn default() -> SwitchSection {
+        SwitchSection {
+            data_dir: default_data_dir(),
+            shutdown_grace_ms: default_grace_ms(),
+        }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("var")
+}
+fn default_grace_ms() -> u64 {
+    10_000
+}
+
+/// `[[listener]]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListenerConfig {
+    /// Unique name.
+    pub name: String,
+    /// The port: the `PORT` variable, and the bound port unless `bind` says otherwise.
+    pub port: u16,
+    /// Address to bind; default `127.0.0.1:<port>`.
+    pub bind: Option<String>,
+    /// Tenant of its transactions.
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    /// Pipeline its requests run through.
+    pub pipeline: String,
+    /// Length framing (`nac`).
+    #[serde(default = "default_framing")]
+    pub framing: String,
+    /// Message spec (a built-in name).
+    #[serde(default = "default_spec")]
+    pub spec: String,
+    /// Largest frame in bytes.
+    #[serde(default = "default_max_frame")]
+    pub max_frame: usize,
+    /// Idle connections are closed after this long.
+    #[serde(default = "default_idle_ms")]
+    pub idle_timeout_ms: u64,
+    /// Most requests in flight per connection.
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: usize,
+    /// Most connections at once.
+    #[serde(default = "default_connections")]
+    pub max_connections: usize,
+}
+
+fn default_tenant() -> String {
+    "default".into()
+}
+fn default_framing() -> String {
+    "nac".into()
+}
+fn default_spec() -> String {
+    "iso87-ascii".into()
+}
+fn default_max_frame() -> usize {
+    8192
+}
+fn default_idle_ms() -> u64 {
+    300_000
+}
+fn default_in_flight() -> usize {
+    128
+}
+fn default_connections() -> usize {
+    1024
+}
+
+/// `[plugins.NAME]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PluginConfig {
+    /// `builtin:NAME` or a path to a `.wasm` component.
+    pub file: String,
+    /// Memory cap per instance, MiB.
+    #[serde(default = "default_memory_mib")]
+    pub memory_mib: u64,
+    /// Per-call deadline, ms.
+    #[serde(default = "default_deadline_ms")]
+    pub deadline_ms: u64,
+    /// Settings every participant of this plugin gets (a participant's own
+    /// `config` overrides them key by key).
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+fn default_memory_mib() -> u64 {
+    16
+}
+fn default_deadline_ms() -> u64 {
+    50
+}
+
+/// `[participants.NAME]`: a plugin, or a host step.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ParticipantConfig {
+    /// The plugin this participant runs.
+    pub plugin: Option<String>,
+    /// Or a host step: `close`, `send`, `log`, `query-endpoint`.
+    pub step: Option<String>,
+    /// For `query-endpoint`: the endpoint.
+    pub endpoint: Option<String>,
+    /// The participant's own settings (plugins only).
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+/// `[pipelines.NAME]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PipelineConfig {
+    /// The main list.
+    pub participants: Vec<String>,
+    /// Groups selectors may choose; a name that is no group selects the
+    /// participant of that name alone.
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<String>>,
+}
+
+/// `[endpoints.NAME]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EndpointConfig {
+    /// `host:port`.
+    pub address: String,
+    /// Longest wait for a reply, ms.
+    #[serde(default = "default_endpoint_timeout")]
+    pub timeout_ms: u64,
+    /// The formatter plugin.
+    pub formatter: String,
+    /// The formatter's settings.
+    #[serde(default)]
+    pub formatter_config: toml::Table,
+    /// Length framing of the link.
+    #[serde(default = "default_framing")]
+    pub framing: String,
+    /// Largest reply frame.
+    #[serde(default = "default_max_frame")]
+    pub max_frame: usize,
+    /// Start the endpoint simulator in-process on `address`.
+    #[serde(default)]
+    pub simulator: bool,
+}
+
+fn default_endpoint_timeout() -> u64 {
+    1000
+}
+
+/// Host steps a participant may name.
+pub const STEPS: &[&str] = &["close", "send", "log", "query-endpoint"];
+
+/// Every problem found in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors {
+    /// Where the configuration came from.
+    pub source: String,
+    /// `path: problem`, one per problem.
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} has {} problem(s):", self.source, self.problems.len())?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// The embedded default configuration.
+    pub fn default_config() -> Config {
+        Config::parse(
+            DEFAULT_CONFIG,
+            "the embedded default config",
+            Path::new("."),
+        )
+        .expect("the embedded default config is valid")
+    }
+
+    /// Reads and validates a configuration file; relative paths in it are
+    /// resolved from the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+            source: path.display().to_string(),
+            problems: vec![format!("cannot read the file: {e}")],
+        })?;
+        let base = path.parent().unwrap_or(Path::new(".")).to_owned();
+        Config::parse(&text, &path.display().to_string(), &base)
+    }
+
+    /// Parses and validates configuration text.
+    pub fn parse(text: &str, source: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
+        let mut problems = Vec::new();
+        let de = toml::Deserializer::parse(text).map_err(|e| ConfigErrors {
+            source: source.into(),
+            problems: vec![e.to_string().trim().to_owned()],
+        })?;
+        let mut config: Config = serde_ignored::deserialize(de, |path| {
+            problems.push(format!("{path}: unknown key"));
+        })
+        .map_err(|e| ConfigErrors {
+            source: source.into(),
+            problems: vec![e.to_string().trim().to_owned()],
+        })?;
+        config.base_dir = base_dir.to_owned();
+        config.validate(&mut problems);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors {
+                source: source.into(),
+                problems,
+            })
+        }
+    }
+
+    /// Resolves a path from the file against its directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
+    /// The address a listener binds.
+    pub fn listener_bind(listener: &ListenerConfig) -> Result<SocketAddr, String> {
+        match &listener.bind {
+            Some(b) => b
+                .parse()
+                .map_err(|e| format!("{b:?} is not an address (ip:port): {e}")),
+            None => Ok(SocketAddr::from(([127, 0, 0, 1], listener.port))),
+        }
+    }
+
+    fn validate(&self, problems: &mut Vec<String>) {
+        if self.listeners.is_empty() {
+            problems.push("listener: no listener is configured".into());
+        }
+        let mut names = HashSet::new();
+        let mut binds = HashSet::new();
+        for (i, l) in self.listeners.iter().enumerate() {
+            let at = format!("listener[{i}]");
+            if !names.insert(&l.name) {
+                problems.push(format!("{at}.name: listener {:?} is defined twice", l.name));
+            }
+            match Config::listener_bind(l) {
+                Ok(addr) => {
+                    if addr.port() != 0 && !binds.insert(addr) {
+                        problems.push(format!("{at}.bind: {addr} is used by another listener"));
+                    }
+                }
+                Err(e) => problems.push(format!("{at}.bind: {e}")),
+            }
+            if !self.pipelines.contains_key(&l.pipeline) {
+                problems.push(format!(
+                    "{at}.pipeline: pipeline {:?} is not defined (defined: {})",
+                    l.pipeline,
+                    list(self.pipelines.keys())
+                ));
+            }
+            check_framing(&format!("{at}.framing"), &l.framing, l.max_frame, problems);
+            if Spec::builtin(&l.spec).is_none() {
+                problems.push(format!(
+                    "{at}.spec: unknown spec {:?} (built in: {})",
+                    l.spec,
+                    Spec::builtin_names().join(", ")
+                ));
+            }
+            if l.idle_timeout_ms == 0 {
+                problems.push(format!("{at}.idle_timeout_ms: must be above 0"));
+            }
+            if l.max_in_flight == 0 {
+                problems.push(format!("{at}.max_in_flight: must be above 0"));
+            }
+            if l.max_connections == 0 {
+                problems.push(format!("{at}.max_connections: must be above 0"));
+            }
+            if l.tenant.is_empty() {
+                problems.push(format!("{at}.tenant: must not be empty"));
+            }
+        }
+        for (name, p) in &self.plugins {
+            let at = format!("plugins.{name}");
+            match p.file.strip_prefix("builtin:") {
+                Some(b) => {
+                    if switchyard_bundled_plugins::get(b).is_none() {
+                        problems.push(format!(
+                            "{at}.file: no bundled plugin {b:?} (bundled: {})",
+                            list(switchyard_bundled_plugins::names())
+                        ));
+                    }
+                }
+                None => {
+                    let path = self.resolve(Path::new(&p.file));
+                    if !path.is_file() {
+                        problems.push(format!("{at}.file: {} does not exist", path.display()));
+                    }
+                }
+            }
+            if p.memory_mib == 0 || p.memory_mib > 4096 {
+                problems.push(format!("{at}.memory_mib: must be 1..=4096"));
+            }
+            if p.deadline_ms == 0 || p.deadline_ms > 60_000 {
+                problems.push(format!("{at}.deadline_ms: must be 1..=60000"));
+            }
+            check_settings(&format!("{at}.config"), &p.config, problems);
+        }
+        for (name, p) in &self.participants {
+            let at = format!("participants.{name}");
+            match (&p.plugin, &p.step) {
+                (Some(_), Some(_)) => {
+                    problems.push(format!("{at}: set either plugin or step, not both"))
+                }
+                (None, None) => problems.push(format!("{at}: set plugin or step")),
+                (Some(plugin), None) => {
+                    if !self.plugins.contains_key(plugin) {
+                        problems.push(format!(
+                            "{at}.plugin: plugin {plugin:?} is not defined (defined: {})",
+                            list(self.plugins.keys())
+                        ));
+                    }
+                    if p.endpoint.is_some() {
+                        problems.push(format!("{at}.endpoint: only for step = \"query-endpoint\""));
+                    }
+                }
+                (None, Some(step)) => {
+                    if !STEPS.contains(&step.as_str()) {
+                        problems.push(format!(
+                            "{at}.step: unknown step {step:?} (steps: {})",
+                            STEPS.join(", ")
+                        ));
+                    }
+                    match (step.as_str(), &p.endpoint) {
+                        ("query-endpoint", None) => problems
+                            .push(format!("{at}.endpoint: query-endpoint needs an endpoint")),
+                        ("query-endpoint", Some(e)) if !self.endpoints.contains_key(e) => problems
+                            .push(format!(
+                                "{at}.endpoint: endpoint {e:?} is not defined (defined: {})",
+                                list(self.endpoints.keys())
+                            )),
+                        ("query-endpoint", Some(_)) => {}
+                        (_, Some(_)) => problems
+                            .push(format!("{at}.endpoint: only for step = \"query-endpoint\"")),
+                        _ => {}
+                    }
+                    if !p.config.is_empty() {
+                        problems.push(format!("{at}.config: host steps take no config"));
+                    }
+                }
+            }
+            check_settings(&format!("{at}.config"), &p.config, problems);
+        }
+        for (name, p) in &self.pipelines {
+            let at = format!("pipelines.{name}");
+            if p.participants.is_empty() {
+                problems.push(format!("{at}.participants: must not be empty"));
+            }
+            let mut check = |path: String, names: &[String]| {
+                for n in names {
+                    if !self.participants.contains_key(n) {
+                        problems.push(format!(
+                            "{path}: participant {n:?} is not defined (defined: {})",
+                            list(self.participants.keys())
+                        ));
+                    }
+                }
+            };
+            check(format!("{at}.participants"), &p.participants);
+            for (g, members) in &p.groups {
+                check(format!("{at}.groups.{g}"), members);
+            }
+        }
+        for (name, e) in &self.endpoints {
+            let at = format!("endpoints.{name}");
+            if e.address.parse::<SocketAddr>().is_err()
+                && e.address
+                    .rsplit_once(':')
+                    .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+            {
+                problems.push(format!("{at}.address: {:?} is not host:port", e.address));
+            }
+            if e.simulator && e.address.parse::<SocketAddr>().is_err() {
+                problems.push(format!(
+                    "{at}.address: the in-process simulator needs an ip:port address, not {:?}",
+                    e.address
+                ));
+            }
+            if e.timeout_ms == 0 {
+                problems.push(format!("{at}.timeout_ms: must be above 0"));
+            }
+            if !self.plugins.contains_key(&e.formatter) {
+                problems.push(format!(
+                    "{at}.formatter: plugin {:?} is not defined (defined: {})",
+                    e.formatter,
+                    list(self.plugins.keys())
+                ));
+            }
+            check_framing(&format!("{at}.framing"), &e.framing, e.max_frame, problems);
+            check_settings(
+                &format!("{at}.formatter_config"),
+                &e.formatter_config,
+                problems,
+            );
+        }
+    }
+}
+
+fn check_framing(at: &str, name: &str, max_frame: usize, problems: &mut Vec<String>) {
+    match Framing::parse(name) {
+        None => problems.push(format!(
+            "{at}: unknown framing {name:?} (known: {})",
+            Framing::NAMES.join(", ")
+        )),
+        Some(f) => {
+            if max_frame == 0 || max_frame > f.max_expressible() {
+                problems.push(format!(
+                    "{}: max_frame must be 1..={} for framing {name}",
+                    at.trim_end_matches(".framing"),
+                    f.max_expressible()
+                ));
+            }
+        }
+    }
+}
+
+/// Participant settings are flat: strings, numbers or booleans.
+fn check_settings(at: &str, table: &toml::Table, problems: &mut Vec<String>) {
+    for (k, v) in table {
+        if matches!(
+            v,
+            toml::Value::Array(_) | toml::Value::Table(_) | toml::Value::Datetime(_)
+        ) {
+            problems.push(format!(
+                "{at}.{k}: settings are strings, numbers or booleans, not {}",
+                v.type_str()
+            ));
+        }
+    }
+}
+
+/// Turns a settings table into the key/value pairs plugins read.
+pub fn settings(tables: &[&toml::Table]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for table in tables {
+        for (k, v) in table.iter() {
+            let value = match v {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            match out.iter_mut().find(|(key, _)| key == k) {
+                Some((_, old)) => *old = value,
+                None => out.push((k.clone(), value)),
+            }
+        }
+    }
+    out
+}
+
+fn list<'a>(names: impl Iterator<Item = &'a (impl AsRef<str> + 'a + ?Sized)>) -> String {
+    let v: Vec<&str> = names.map(AsRef::as_ref).collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid() {
+        let c = Config::default_config();
+        assert_eq!(c.listeners.len(), 2);
+        assert_eq!(c.listeners[0].port, 5001);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let text = r#"
+[[listener]]
+name = "a"
+port = 5001
+pipeline = "nope"
+prot = 1
+spec = "martian"
+
+[plugins.p]
+file = "builtin:nothing"
+memory_mib = 0
+
+[participants.x]
+plugin = "q"
+
+[participants.y]
+step = "teleport"
+
+[pipelines.main]
+participants = ["x", "z"]
+colour = "red"
+"#;
+        let err = Config::parse(text, "test.toml", Path::new(".")).unwrap_err();
+        let all = err.to_string();
+        for needle in [
+            "listener.0.prot: unknown key",
+            "pipelines.main.colour: unknown key",
+            "listener[0].pipeline: pipeline \"nope\" is not defined",
+            "listener[0].spec: unknown spec \"martian\"",
+            "plugins.p.file: no bundled plugin \"nothing\"",
+            "plugins.p.memory_mib",
+            "participants.x.plugin: plugin \"q\" is not defined",
+            "participants.y.step: unknown step \"teleport\"",
+            "pipelines.main.participants: participant \"z\" is not defined",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let err = Config::parse("[[listener]\nname=", "bad.toml", Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn settings_are_flattened_and_overridden_in_order() {
+        let a: toml::Table = toml::from_str("limit = \"5000.00\"\ncount = 3\n").unwrap();
+        let b: toml::Table = toml::from_str("count = 4\nflag = true\n").unwrap();
+        assert_eq!(
+            settings(&[&a, &b]),
+            vec![
+                ("limit".into(), "5000.00".into()),
+                ("count".into(), "4".into()),
+                ("flag".into(), "true".into())
+            ]
+        );
+    }
+}

@@ -1,0 +1,305 @@
+//! `switchyard demo`: starts the switch, sends a scripted set of
+//! transactions covering every path of the default wire contract, prints
+//! each request (PAN masked), its response code and its profiler trace.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use switchyard_net::{Completed, Observer};
+
+use crate::client::{Connection, RequestSpec, UtcTime, summary};
+use crate::config::Config;
+use crate::switch::{StartOptions, Switch};
+
+/// The published Visa test PAN (passes Luhn).
+pub const TEST_PAN: &str = "4761739001010119";
+/// The same PAN with its check digit broken.
+pub const BAD_LUHN_PAN: &str = "4761739001010118";
+
+/// One scripted transaction.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// What it shows.
+    pub title: &'static str,
+    /// The listener port (5001 local, 5002 switched out).
+    pub port: u16,
+    /// What to send.
+    pub request: Script,
+    /// The response code the contract promises.
+    pub expect: &'static str,
+}
+
+/// What a case sends.
+#[derive(Debug, Clone)]
+pub enum Script {
+    /// A well-formed message.
+    Message(RequestSpec),
+    /// A frame that does not decode but has a readable MTI and STAN.
+    Malformed {
+        /// Its STAN.
+        stan: u32,
+    },
+}
+
+/// The scripted cases of the demo.
+pub fn cases() -> Vec<Case> {
+    let now = UtcTime::now();
+    let fin =
+        |mti: &str, amount: u64, stan: u32| RequestSpec::financial(mti, TEST_PAN, amount, stan);
+    let mut no_terminal = fin("0200", 10_000, 2);
+    no_terminal.terminal = None;
+    let mut bad_pan = fin("0200", 10_000, 3);
+    bad_pan.pan = Some(BAD_LUHN_PAN.into());
+    let mut expired = fin("0200", 10_000, 4);
+    expired.expiry = Some(now.yymm_plus(-1));
+    let echo = RequestSpec {
+        mti: "0800".into(),
+        pan: None,
+        amount_minor: None,
+        stan: 8,
+        expiry: None,
+        terminal: None,
+        fields: Vec::new(),
+    };
+    let m = Script::Message;
+    vec![
+        Case {
+            title: "purchase, authorized locally",
+            port: 5001,
+            request: m(fin("0200", 10_000, 1)),
+            expect: "00",
+        },
+        Case {
+            title: "authorization (0100), authorized locally",
+            port: 5001,
+            request: m(fin("0100", 2_500, 11)),
+            expect: "00",
+        },
+        Case {
+            title: "missing DE41 → format error",
+            port: 5001,
+            request: m(no_terminal),
+            expect: "30",
+        },
+        Case {
+            title: "PAN fails Luhn → invalid card",
+            port: 5001,
+            request: m(bad_pan),
+            expect: "14",
+        },
+        Case {
+            title: "card expired last month",
+            port: 5001,
+            request: m(expired),
+            expect: "54",
+        },
+        Case {
+            title: "zero amount → invalid amount",
+            port: 5001,
+            request: m(fin("0200", 0, 5)),
+            expect: "13",
+        },
+        Case {
+            title: "reversal advice 0420 → unsupported here",
+            port: 5001,
+            request: m(fin("0420", 10_000, 6)),
+            expect: "12",
+        },
+        Case {
+            title: "6,000.00 is over the 5,000.00 local limit",
+            port: 5001,
+            request: m(fin("0200", 600_000, 7)),
+            expect: "61",
+        },
+        Case {
+            title: "echo test (0800, DE70=301)",
+            port: 5001,
+            request: m(echo),
+            expect: "00",
+        },
+        Case {
+            title: "undecodable frame with readable MTI and STAN",
+            port: 5001,
+            request: Script::Malformed { stan: 9 },
+            expect: "30",
+        },
+        Case {
+            title: "switched out to xxx, approved",
+            port: 5002,
+            request: m(fin("0200", 12_300, 21)),
+            expect: "00",
+        },
+        Case {
+            title: "switched out, endpoint declines (…51)",
+            port: 5002,
+            request: m(fin("0200", 10_051, 22)),
+            expect: "51",
+        },
+        Case {
+            title: "switched out, endpoint says do not honour (…05)",
+            port: 5002,
+            request: m(fin("0200", 10_005, 23)),
+            expect: "05",
+        },
+        Case {
+            title: "switched out, endpoint answers after 250 ms (…77)",
+            port: 5002,
+            request: m(fin("0200", 10_077, 24)),
+            expect: "00",
+        },
+        Case {
+            title: "switched out, endpoint never answers (…91) → timeout",
+            port: 5002,
+            request: m(fin("0200", 10_091, 25)),
+            expect: "91",
+        },
+        Case {
+            title: "switched out, invalid card stops before the endpoint",
+            port: 5002,
+            request: m({
+                let mut r = fin("0200", 10_000, 26);
+                r.pan = Some(BAD_LUHN_PAN.into());
+                r
+            }),
+            expect: "14",
+        },
+    ]
+}
+
+/// A frame whose MTI, bitmap and STAN decode but whose DE14 (expiry, n4)
+/// holds letters.
+pub fn malformed_frame(stan: u32) -> Bytes {
+    let mut f = Vec::new();
+    f.extend_from_slice(b"0200");
+    // Primary bitmap: fields 3, 4 (byte 0) and 11, 14 (byte 1).
+    f.extend_from_slice(&[0x30, 0x24, 0, 0, 0, 0, 0, 0]);
+    f.extend_from_slice(b"000000");
+    f.extend_from_slice(b"000000010000");
+    f.extend_from_slice(format!("{stan:06}").as_bytes());
+    f.extend_from_slice(b"12AB");
+    Bytes::from(f)
+}
+
+/// Runs the demo on `config` (ports are picked free; `PORT` keeps the
+/// configured value). Returns whether every case got its expected code.
+pub async fn run(config: Config) -> anyhow::Result<bool> {
+    let completed: Arc<Mutex<HashMap<(String, String), Completed>>> = Arc::default();
+    let sink = completed.clone();
+    let observer: Observer = Arc::new(move |c: Completed| {
+        if let Some(stan) = &c.stan {
+            sink.lock()
+                .unwrap()
+                .insert((c.listener.to_string(), stan.clone()), c);
+        }
+    });
+    let started = Instant::now();
+    let switch = Switch::start(
+        config,
+        StartOptions {
+            ephemeral_ports: true,
+            observer: Some(observer),
+        },
+    )
+    .await
+    .context("starting the switch")?;
+    println!(
+        "Switchyard demo — switch started in {} ms",
+        started.elapsed().as_millis()
+    );
+    for (name, port, addr) in switch.listeners() {
+        println!("  listener {name:<9} PORT={port} on {addr}");
+    }
+    for (name, addr) in switch.simulators() {
+        println!("  endpoint {name:<9} simulator on {addr}");
+    }
+    println!();
+
+    let mut all_ok = true;
+    for (i, case) in cases().into_iter().enumerate() {
+        let Some(addr) = switch.addr_of_port(case.port) else {
+            println!(
+                "{:>2}. {} — no listener for port {}",
+                i + 1,
+                case.title,
+                case.port
+            );
+            all_ok = false;
+            continue;
+        };
+        let listener = switch
+            .listeners()
+            .iter()
+            .find(|(_, p, _)| *p == case.port)
+            .map(|(n, _, _)| n.clone())
+            .unwrap_or_default();
+        println!("{:>2}. {} [port {}]", i + 1, case.title, case.port);
+        let mut conn = Connection::connect(addr).await?;
+        let sent_at = Instant::now();
+        let (stan, outcome) = match &case.request {
+            Script::Message(spec) => {
+                let request = spec.build()?;
+                println!("    → {}", summary(&request));
+                let stan = request.get_str(11).unwrap_or_default().to_owned();
+                (stan, conn.exchange(&request, Duration::from_secs(5)).await)
+            }
+            Script::Malformed { stan } => {
+                println!("    → 0200 stan {stan:06} with DE14 = \"12AB\" (not numeric)");
+                conn.send_raw(malformed_frame(*stan)).await?;
+                (
+                    format!("{stan:06}"),
+                    conn.receive(Duration::from_secs(5)).await,
+                )
+            }
+        };
+        let elapsed = sent_at.elapsed();
+        match outcome {
+            Ok(response) => {
+                let rc = response.get_str(39).unwrap_or("--").to_owned();
+                let ok = rc == case.expect;
+                all_ok &= ok;
+                println!(
+                    "    ← {}   ({:.1} ms) {}",
+                    summary(&response),
+                    elapsed.as_secs_f64() * 1000.0,
+                    if ok {
+                        "as expected".to_string()
+                    } else {
+                        format!("EXPECTED {}", case.expect)
+                    }
+                );
+            }
+            Err(e) => {
+                all_ok = false;
+                println!("    ← no response: {e:#} (expected {})", case.expect);
+            }
+        }
+        // The trace is logged just after the response is written.
+        let key = (listener, stan);
+        let mut trace = None;
+        for _ in 0..100 {
+            if let Some(c) = completed.lock().unwrap().get(&key) {
+                trace = Some(c.trace.clone());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        match trace {
+            Some(t) => println!("    profiler: {t}"),
+            None => println!("    profiler: (no pipeline ran: answered by the listener)"),
+        }
+        println!();
+    }
+    switch.shutdown().await?;
+    println!(
+        "{}",
+        if all_ok {
+            "Every transaction got the response code the contract promises."
+        } else {
+            "SOME TRANSACTIONS DID NOT GET THE EXPECTED RESPONSE CODE."
+        }
+    );
+    Ok(all_ok)
+}

@@ -1,0 +1,16 @@
+//! The Switchyard binary's library: configuration loading and validation,
+//! wiring a running [`Switch`] from it, the acquirer [`client`] behind
+//! `switchyard send`, and the scripted [`demo`].
+//!
+//! Everything that touches the outside world lives in the crates this one
+//! wires together (`switchyard-net`, `switchyard-runtime`); this crate owns
+//! only the edges: config, CLI, tracing set-up.
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod switch;
+
+pub use config::{Config, ConfigErrors};
+pub use switch::{StartOptions, Switch};

@@ -1,0 +1,211 @@
+//! The component side (feature `guest`): the WIT bindings of
+//! `switchyard:participant@1.0.0` and the implementations of the SDK traits
+//! over the host's imports.
+//!
+//! The `imports` world is bound once; the three export worlds reuse those
+//! bindings (wit-bindgen `with`), so every plugin shares one set of import
+//! types whatever it exports. Plugins do not use this module directly: they
+//! use [`crate::export_participant!`], [`crate::export_selector!`] and
+//! [`crate::export_formatter!`].
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+
+use crate::{Clock, Config, Formatter, Level, Log, Outbound, Participant, Selector, Transaction};
+
+/// Bindings of the `imports` world: the host capabilities.
+#[allow(unsafe_code, missing_docs, clippy::all)]
+pub mod imports {
+    wit_bindgen::generate!({
+        world: "imports",
+        path: "../../wit/participant@1.0.0",
+        generate_all,
+    });
+}
+
+/// Bindings of the `participant-plugin` world.
+#[doc(hidden)]
+#[allow(unsafe_code, missing_docs, clippy::all)]
+pub mod participant_world {
+    wit_bindgen::generate!({
+        world: "participant-plugin",
+        path: "../../wit/participant@1.0.0",
+        with: {
+            "switchyard:participant/transaction@1.0.0": crate::guest::imports::switchyard::participant::transaction,
+            "switchyard:participant/config@1.0.0": crate::guest::imports::switchyard::participant::config,
+            "switchyard:participant/log@1.0.0": crate::guest::imports::switchyard::participant::log,
+            "switchyard:participant/clock@1.0.0": crate::guest::imports::switchyard::participant::clock,
+        },
+        pub_export_macro: true,
+        export_macro_name: "export_participant_plugin",
+    });
+}
+
+/// Bindings of the `group-selector` export alone. A selector component is
+/// this plus [`participant_world`]: wit-bindgen names an interface's export
+/// glue after the interface, so generating the whole `selector-plugin` world
+/// here would define the `participant` glue a second time. The component's
+/// world is the union of the two (what `selector-plugin` is).
+#[doc(hidden)]
+#[allow(unsafe_code, missing_docs, clippy::all)]
+pub mod selector_world {
+    wit_bindgen::generate!({
+        inline: "
+            package switchyard:sdk;
+
+            world group-selector-export {
+                export switchyard:participant/group-selector@1.0.0;
+            }
+        ",
+        path: "../../wit/participant@1.0.0",
+        world: "switchyard:sdk/group-selector-export",
+        pub_export_macro: true,
+        export_macro_name: "export_group_selector",
+    });
+}
+
+/// Bindings of the `formatter-plugin` world.
+#[doc(hidden)]
+#[allow(unsafe_code, missing_docs, clippy::all)]
+pub mod formatter_world {
+    wit_bindgen::generate!({
+        world: "formatter-plugin",
+        path: "../../wit/participant@1.0.0",
+        with: {
+            "switchyard:participant/transaction@1.0.0": crate::guest::imports::switchyard::participant::transaction,
+            "switchyard:participant/config@1.0.0": crate::guest::imports::switchyard::participant::config,
+            "switchyard:participant/log@1.0.0": crate::guest::imports::switchyard::participant::log,
+            "switchyard:participant/clock@1.0.0": crate::guest::imports::switchyard::participant::clock,
+        },
+        pub_export_macro: true,
+        export_macro_name: "export_formatter_plugin",
+    });
+}
+
+use imports::switchyard::participant::{clock, config, log, transaction};
+
+/// The transaction of the current call, through the host's imports.
+/// Only the export glue makes one, and only where the contract has a
+/// transaction (not in `reply-key`).
+#[derive(Debug)]
+pub struct GuestTransaction {
+    _private: (),
+}
+
+impl Transaction for GuestTransaction {
+    fn request_mti(&self) -> Cow<'_, str> {
+        Cow::Owned(transaction::request_mti())
+    }
+    fn request_fields(&self) -> Cow<'_, [u16]> {
+        Cow::Owned(transaction::request_fields())
+    }
+    fn request_field(&self, field: u16) -> Option<Cow<'_, [u8]>> {
+        transaction::request_field(field).map(Cow::Owned)
+    }
+    fn response_field(&self, field: u16) -> Option<Cow<'_, [u8]>> {
+        transaction::response_field(field).map(Cow::Owned)
+    }
+    fn set_response_field(&mut self, field: u16, value: &[u8]) -> Result<(), String> {
+        transaction::set_response_field(field, value)
+    }
+    fn clear_response_field(&mut self, field: u16) {
+        transaction::clear_response_field(field)
+    }
+    fn var(&self, name: &str) -> Option<Cow<'_, str>> {
+        transaction::get_var(name).map(Cow::Owned)
+    }
+    fn set_var(&mut self, name: &str, value: &str) {
+        transaction::set_var(name, value)
+    }
+    fn result_code(&self) -> Option<Cow<'_, str>> {
+        transaction::result_code().map(Cow::Owned)
+    }
+    fn set_result_code(&mut self, code: &str) {
+        transaction::set_result_code(code)
+    }
+}
+
+/// Settings, log and clock through the host's imports.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GuestEnv;
+
+impl Config for GuestEnv {
+    fn get(&self, key: &str) -> Option<Cow<'_, str>> {
+        config::get(key).map(Cow::Owned)
+    }
+    fn entries(&self) -> Vec<(String, String)> {
+        config::entries()
+    }
+}
+
+impl Log for GuestEnv {
+    fn log(&self, level: Level, message: &str) {
+        let level = match level {
+            Level::Trace => log::Level::Trace,
+            Level::Debug => log::Level::Debug,
+            Level::Info => log::Level::Info,
+            Level::Warn => log::Level::Warn,
+            Level::Error => log::Level::Error,
+        };
+        log::log(level, message)
+    }
+}
+
+impl Clock for GuestEnv {
+    fn now_unix_millis(&self) -> i64 {
+        clock::now_unix_millis()
+    }
+    fn monotonic_nanos(&self) -> u64 {
+        clock::monotonic_nanos()
+    }
+}
+
+/// The one value of a plugin type an instance keeps, built on first use.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Slot<T>(RefCell<Option<T>>);
+
+impl<T> Slot<T> {
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Slot<T> {
+        Slot(RefCell::new(None))
+    }
+
+    pub fn with<R>(&self, init: impl FnOnce() -> T, f: impl FnOnce(&mut T) -> R) -> R {
+        let mut slot = self.0.borrow_mut();
+        f(slot.get_or_insert_with(init))
+    }
+}
+
+/// The export glue's calls into a plugin, kept out of the macros.
+#[doc(hidden)]
+pub mod rt {
+    use super::*;
+
+    fn tx() -> GuestTransaction {
+        GuestTransaction { _private: () }
+    }
+
+    pub fn prepare(p: &mut impl Participant) -> u32 {
+        p.prepare(&mut tx(), &GuestEnv).bits()
+    }
+    pub fn commit(p: &mut impl Participant) {
+        p.commit(&mut tx(), &GuestEnv)
+    }
+    pub fn abort(p: &mut impl Participant) {
+        p.abort(&mut tx(), &GuestEnv)
+    }
+    pub fn select(p: &mut impl Selector) -> Vec<String> {
+        p.select(&mut tx(), &GuestEnv)
+    }
+    pub fn format_request(p: &mut impl Formatter) -> Result<(Vec<u8>, String), String> {
+        p.format_request(&mut tx(), &GuestEnv)
+            .map(|Outbound { payload, key }| (payload, key))
+    }
+    pub fn reply_key(p: &mut impl Formatter, reply: &[u8]) -> Result<String, String> {
+        p.reply_key(reply, &GuestEnv)
+    }
+    pub fn parse_response(p: &mut impl Formatter, reply: &[u8]) -> Result<(), String> {
+        p.parse_response(reply, &mut tx(), &GuestEnv)
+    }
+}

@@ -1,0 +1,301 @@
+//! The `validate` participant: the request checks of the default wire
+//! contract, in its order, each with its response code.
+//!
+//! 1. **30** format error: an 0100 or 0200 without DE3, DE4, DE11 or DE41;
+//! 2. **14** invalid card number: DE2 present and not 12–19 digits or failing
+//!    the Luhn check;
+//! 3. **54** expired card: DE14 (YYMM) before the current month, UTC, by the
+//!    host's clock; a DE14 that is not a valid YYMM counts as expired;
+//! 4. **13** invalid amount: DE4 present and zero or not numeric;
+//! 5. **12** unsupported: an MTI other than 0100, 0200 and 0800, or an 0800
+//!    that is not an echo test (DE70 = 301). An 0800 needs no DE3/4/11/41.
+//!
+//! On the first failing check it sets the result code and aborts; otherwise
+//! it is prepared and does not join (it has nothing to commit). It has no
+//! settings. It fetches the MTI, the list of present fields, and then only
+//! the values it checks (DE2, DE14, DE4, DE70 when present).
+
+use switchyard_sdk::amount::parse_minor_units;
+use switchyard_sdk::card::is_valid_pan;
+use switchyard_sdk::expiry::is_expired;
+use switchyard_sdk::{Clock, Env, Outcome, Participant, Transaction, field, mti, rc};
+
+/// Fields an 0100 or 0200 must carry.
+const MANDATORY: [u16; 4] = [
+    field::PROCESSING_CODE,
+    field::AMOUNT,
+    field::STAN,
+    field::TERMINAL_ID,
+];
+
+/// The validation participant. Stateless.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Validate;
+
+/// A failed check: the response code and why, for the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// The response code (DE39).
+    pub code: &'static str,
+    /// What was wrong, without any card data.
+    pub reason: String,
+}
+
+fn reject(code: &'static str, reason: impl Into<String>) -> Result<(), Rejection> {
+    Err(Rejection {
+        code,
+        reason: reason.into(),
+    })
+}
+
+/// Runs the checks in the contract's order; the first failure wins.
+pub fn check(tx: &impl Transaction, clock: &impl Clock) -> Result<(), Rejection> {
+    let mti = tx.request_mti();
+    let present = tx.request_fields();
+    let has = |field: u16| present.contains(&field);
+    let financial = mti::is_financial(&mti);
+
+    if financial && let Some(missing) = MANDATORY.into_iter().find(|&f| !has(f)) {
+        return reject(rc::FORMAT_ERROR, format!("{mti} without DE{missing}"));
+    }
+    if has(field::PAN) {
+        let pan = tx.request_field(field::PAN).unwrap_or_default();
+        if !is_valid_pan(&pan) {
+            return reject(
+                rc::INVALID_CARD,
+                format!("DE2 ({} characters) is not a valid card number", pan.len()),
+            );
+        }
+    }
+    if has(field::EXPIRATION_DATE) {
+        let yymm = tx.request_field(field::EXPIRATION_DATE).unwrap_or_default();
+        match is_expired(&yymm, clock.now_unix_millis()) {
+            Ok(false) => {}
+            Ok(true) => return reject(rc::EXPIRED, "DE14 is before the current month"),
+            Err(e) => return reject(rc::EXPIRED, format!("DE14 is not an expiry date: {e}")),
+        }
+    }
+    if has(field::AMOUNT) {
+        let amount = tx.request_field(field::AMOUNT).unwrap_or_default();
+        match parse_minor_units(&amount) {
+            Ok(0) => return reject(rc::INVALID_AMOUNT, "DE4 is zero"),
+            Ok(_) => {}
+            Err(e) => return reject(rc::INVALID_AMOUNT, format!("DE4: {e}")),
+        }
+    }
+    if financial {
+        return Ok(());
+    }
+    if *mti == *mti::NETWORK_MANAGEMENT {
+        return match tx.request_field(field::NETWORK_MANAGEMENT_CODE) {
+            Some(code) if *code == *mti::ECHO_TEST => Ok(()),
+            Some(_) => reject(rc::UNSUPPORTED, "0800 other than an echo test (DE70 301)"),
+            None => reject(rc::UNSUPPORTED, "0800 without DE70"),
+        };
+    }
+    reject(rc::UNSUPPORTED, format!("MTI {mti} is not supported"))
+}
+
+impl Participant for Validate {
+    fn prepare(&mut self, tx: &mut impl Transaction, env: &impl Env) -> Outcome {
+        match check(tx, env) {
+            Ok(()) => Outcome::NoJoin,
+            Err(Rejection { code, reason }) => {
+                env.debug(&format!("validate: {code}: {reason}"));
+                tx.set_result_code(code);
+                Outcome::Aborted
+            }
+        }
+    }
+}
+
+switchyard_sdk::export_participant!(Validate);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_sdk::Level;
+    use switchyard_sdk::mock::{MockEnv, MockTransaction};
+
+    /// The published test card; passes Luhn.
+    const TEST_PAN: &str = "4761739001010119";
+    /// The test card with its check digit changed: fails Luhn.
+    const BAD_LUHN_PAN: &str = "4761739001010118";
+
+    /// A valid 0200 on the test card, expiring after [`MockEnv::DEFAULT_NOW`].
+    fn purchase() -> MockTransaction {
+        request("0200")
+    }
+
+    /// A valid request of this MTI on the test card.
+    fn request(mti: &str) -> MockTransaction {
+        MockTransaction::new(mti)
+            .with_field(2, TEST_PAN)
+            .with_field(3, "000000")
+            .with_field(4, "000000001000")
+            .with_field(11, "000123")
+            .with_field(14, "2712")
+            .with_field(41, "TERM0001")
+            .with_field(49, "840")
+    }
+
+    fn run(mut tx: MockTransaction) -> (Outcome, Option<String>, MockTransaction) {
+        let env = MockEnv::new();
+        let outcome = Validate.prepare(&mut tx, &env);
+        let code = tx.rc().map(str::to_owned);
+        if outcome == Outcome::Aborted {
+            assert!(env.logged(Level::Debug, code.as_deref().unwrap()));
+        }
+        for (_, message) in env.logs() {
+            assert!(!message.contains(TEST_PAN) && !message.contains(BAD_LUHN_PAN));
+        }
+        (outcome, code, tx)
+    }
+
+    fn rc_of(tx: MockTransaction) -> Option<String> {
+        run(tx).1
+    }
+
+    #[test]
+    fn a_valid_purchase_is_prepared_without_joining_or_a_result_code() {
+        let (outcome, code, tx) = run(purchase());
+        assert_eq!(outcome, Outcome::NoJoin);
+        assert_eq!(code, None);
+        assert!(tx.response().is_empty());
+        assert_eq!(run(request("0100")).0, Outcome::NoJoin);
+    }
+
+    #[test]
+    fn a_missing_mandatory_field_is_a_format_error() {
+        for (mti, field) in ["0100", "0200"]
+            .into_iter()
+            .flat_map(|m| [3, 4, 11, 41].map(|f| (m, f)))
+        {
+            let (outcome, code, _) = run(request(mti).without_field(field));
+            assert_eq!(outcome, Outcome::Aborted, "{mti} without DE{field}");
+            assert_eq!(
+                code.as_deref(),
+                Some(rc::FORMAT_ERROR),
+                "{mti} without DE{field}"
+            );
+        }
+    }
+
+    #[test]
+    fn pan_is_optional_but_must_be_valid_when_present() {
+        assert_eq!(rc_of(purchase().without_field(2)), None);
+        for pan in [
+            BAD_LUHN_PAN,
+            "79927398713",          // passes Luhn, 11 digits
+            "00000000000000000000", // passes Luhn, 20 digits
+            "476173900101011A",
+            "",
+        ] {
+            assert_eq!(
+                rc_of(purchase().with_field(2, pan)).as_deref(),
+                Some(rc::INVALID_CARD),
+                "PAN of {} characters",
+                pan.len()
+            );
+        }
+        assert_eq!(rc_of(purchase().with_field(2, "000000000000")), None);
+    }
+
+    #[test]
+    fn an_expiry_before_the_current_month_is_expired() {
+        // MockEnv's clock is in June 2025.
+        assert_eq!(rc_of(purchase().with_field(14, "2506")), None);
+        assert_eq!(rc_of(purchase().without_field(14)), None);
+        for yymm in ["2505", "2412", "2513", "2500", "25"] {
+            assert_eq!(
+                rc_of(purchase().with_field(14, yymm)).as_deref(),
+                Some(rc::EXPIRED),
+                "DE14 {yymm}"
+            );
+        }
+    }
+
+    #[test]
+    fn expiry_uses_the_host_clock_in_utc() {
+        // 2025-06-30T23:59:59.999Z: still June; a millisecond later July.
+        let june_end = 1_751_327_999_999;
+        let mut tx = purchase().with_field(14, "2506");
+        assert_eq!(
+            Validate.prepare(&mut tx, &MockEnv::new().at(june_end)),
+            Outcome::NoJoin
+        );
+        let mut tx = purchase().with_field(14, "2506");
+        let outcome = Validate.prepare(&mut tx, &MockEnv::new().at(june_end + 1));
+        assert_eq!((outcome, tx.rc()), (Outcome::Aborted, Some(rc::EXPIRED)));
+    }
+
+    #[test]
+    fn a_zero_or_non_numeric_amount_is_invalid() {
+        for amount in ["000000000000", "00000000010A", "            "] {
+            assert_eq!(
+                rc_of(purchase().with_field(4, amount)).as_deref(),
+                Some(rc::INVALID_AMOUNT),
+                "DE4 {amount:?}"
+            );
+        }
+        assert_eq!(rc_of(purchase().with_field(4, "000000000001")), None);
+    }
+
+    #[test]
+    fn only_0100_0200_and_echo_0800_are_supported() {
+        for mti in ["0400", "0110", "0220", "1200"] {
+            let tx = MockTransaction::new(mti)
+                .with_field(3, "000000")
+                .with_field(4, "000000001000")
+                .with_field(11, "000123")
+                .with_field(41, "TERM0001");
+            assert_eq!(rc_of(tx).as_deref(), Some(rc::UNSUPPORTED), "MTI {mti}");
+        }
+        let echo = MockTransaction::new("0800")
+            .with_field(7, "0615120000")
+            .with_field(11, "000001")
+            .with_field(70, "301");
+        assert_eq!(run(echo).0, Outcome::NoJoin);
+        let sign_on = MockTransaction::new("0800").with_field(70, "001");
+        assert_eq!(rc_of(sign_on).as_deref(), Some(rc::UNSUPPORTED));
+        assert_eq!(
+            rc_of(MockTransaction::new("0800")).as_deref(),
+            Some(rc::UNSUPPORTED)
+        );
+    }
+
+    #[test]
+    fn checks_run_in_the_contracts_order() {
+        let bad_everything = purchase()
+            .without_field(41)
+            .with_field(2, BAD_LUHN_PAN)
+            .with_field(14, "2001")
+            .with_field(4, "000000000000");
+        assert_eq!(
+            rc_of(bad_everything.clone()).as_deref(),
+            Some(rc::FORMAT_ERROR)
+        );
+        let bad = bad_everything.with_field(41, "TERM0001");
+        assert_eq!(rc_of(bad.clone()).as_deref(), Some(rc::INVALID_CARD));
+        let bad = bad.with_field(2, TEST_PAN);
+        assert_eq!(rc_of(bad.clone()).as_deref(), Some(rc::EXPIRED));
+        let bad = bad.with_field(14, "2712");
+        assert_eq!(rc_of(bad).as_deref(), Some(rc::INVALID_AMOUNT));
+        // An unsupported MTI is the last check.
+        let reversal = MockTransaction::new("0400").with_field(2, BAD_LUHN_PAN);
+        assert_eq!(rc_of(reversal).as_deref(), Some(rc::INVALID_CARD));
+        let reversal = MockTransaction::new("0400").with_field(4, "000000000000");
+        assert_eq!(rc_of(reversal).as_deref(), Some(rc::INVALID_AMOUNT));
+    }
+
+    #[test]
+    fn only_the_fields_it_checks_are_fetched() {
+        let (_, _, tx) = run(purchase());
+        assert_eq!(tx.fields_read(), vec![2, 14, 4]);
+        assert_eq!(tx.calls(), 5, "MTI, field list, three values");
+        let (_, _, tx) = run(MockTransaction::new("0800").with_field(70, "301"));
+        assert_eq!(tx.fields_read(), vec![70]);
+        let (_, _, tx) = run(purchase().without_field(2).without_field(14));
+        assert_eq!(tx.fields_read(), vec![4]);
+    }
+}

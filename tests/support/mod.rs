@@ -1,0 +1,107 @@
+//! Shared helpers of the end-to-end and interop tests: start the real switch
+//! on free ports, talk to it over real TCP.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use switchyard::client::{Connection, RequestSpec};
+use switchyard::config::{Config, ParticipantConfig, PluginConfig};
+use switchyard::switch::Completed;
+use switchyard::{StartOptions, Switch};
+use switchyard_iso8583::Message;
+
+pub use switchyard::demo::{BAD_LUHN_PAN, TEST_PAN};
+
+/// How long a test waits for one response (the endpoint timeout is 1 s).
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The default config with its state under `data_dir` (the precompiled
+/// plugin cache is shared between tests through it).
+pub fn default_config(data_dir: &Path) -> Config {
+    let mut c = Config::default_config();
+    c.switch.data_dir = data_dir.to_owned();
+    c
+}
+
+/// Adds the `test-faulty` plugin as participant `faulty` in front of
+/// `local-auth` on port 5001, misbehaving per `mode` when DE4 ends in 13.
+pub fn with_faulty_plugin(mut c: Config, mode: &str) -> Config {
+    let path = switchyard_bundled_plugins::plugin_path("test-faulty");
+    let mut plugin_config = toml::Table::new();
+    plugin_config.insert("mode".into(), mode.into());
+    plugin_config.insert("trigger_suffix".into(), "13".into());
+    c.plugins.insert(
+        "test-faulty".into(),
+        PluginConfig {
+            file: path.display().to_string(),
+            memory_mib: 16,
+            deadline_ms: 50,
+            config: plugin_config,
+        },
+    );
+    c.participants.insert(
+        "faulty".into(),
+        ParticipantConfig {
+            plugin: Some("test-faulty".into()),
+            step: None,
+            endpoint: None,
+            config: toml::Table::new(),
+        },
+    );
+    let by_port = c.participants.get_mut("by-port").unwrap();
+    by_port
+        .config
+        .insert("case 5001".into(), "faulty local-auth close send".into());
+    c
+}
+
+/// A switch running on free ports, with the traces of its transactions.
+pub struct TestSwitch {
+    pub switch: Switch,
+    pub traces: Arc<Mutex<Vec<Completed>>>,
+}
+
+impl TestSwitch {
+    /// Starts `config` on free ports.
+    pub async fn start(config: Config) -> TestSwitch {
+        let traces: Arc<Mutex<Vec<_>>> = Arc::default();
+        let sink = traces.clone();
+        let switch = Switch::start(
+            config,
+            StartOptions {
+                ephemeral_ports: true,
+                observer: Some(Arc::new(move |c| sink.lock().unwrap().push(c))),
+            },
+        )
+        .await
+        .expect("the switch starts");
+        TestSwitch { switch, traces }
+    }
+
+    /// The address of the listener configured on `port`.
+    pub fn addr(&self, port: u16) -> SocketAddr {
+        self.switch.addr_of_port(port).expect("listener for port")
+    }
+
+    /// Opens a connection to the listener configured on `port`.
+    pub async fn connect(&self, port: u16) -> Connection {
+        Connection::connect(self.addr(port)).await.expect("connect")
+    }
+
+    /// Sends one request on a new connection and returns the response.
+    pub async fn exchange(&self, port: u16, request: &RequestSpec) -> Message {
+        let mut conn = self.connect(port).await;
+        conn.exchange(&request.build().unwrap(), RESPONSE_TIMEOUT)
+            .await
+            .expect("a response")
+    }
+}
+
+/// A directory for test state shared by every test of this crate.
+pub fn shared_data_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-state");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
