@@ -168,13 +168,17 @@ impl Runtime {
             return compile();
         };
         let path = dir.join(format!("{digest}-{:016x}.cwasm", self.inner.compat));
-        if path.exists() {
-            // SAFETY: the file was written by `Component::serialize` of an
+        // Read into memory rather than mapping the file: a file changed in
+        // place while mapped would fault the process.
+        if let Ok(bytes) = fs::read(&path) {
+            // SAFETY: `deserialize` trusts its input to be an artifact that
+            // wasmtime itself produced. These bytes come from the switch's own
+            // cache directory, written only by `Component::serialize` of an
             // engine with the same compatibility hash (it is in the file
-            // name) into the switch's own cache directory; wasmtime still
-            // checks its header and refuses an incompatible artifact.
+            // name), via an atomic rename; wasmtime still checks the header
+            // and refuses an artifact from another version or configuration.
             #[allow(unsafe_code)]
-            let loaded = unsafe { Component::deserialize_file(self.engine(), &path) };
+            let loaded = unsafe { Component::deserialize(self.engine(), &bytes) };
             match loaded {
                 Ok(c) => {
                     tracing::debug!(plugin = name, path = %path.display(), "plugin loaded from the precompiled cache");
