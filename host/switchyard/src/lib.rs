@@ -10,6 +10,7 @@
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod plugin_cli;
 pub mod switch;
 
 pub use config::{Config, ConfigErrors};

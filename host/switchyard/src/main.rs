@@ -83,6 +83,12 @@ enum Command {
         #[arg(long)]
         no_tpdu: bool,
     },
+    /// Plugin authoring (new, test) and operations on a running switch
+    /// (list, swap, rollback).
+    Plugin {
+        #[command(subcommand)]
+        command: switchyard::plugin_cli::PluginCommand,
+    },
     /// Validate a configuration file and load its plugins, then exit.
     Check {
         /// Configuration file (default: the embedded one).
@@ -227,6 +233,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let _ = serving.await;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plugin { command } => switchyard::plugin_cli::run(command).await,
         Command::Check { config } => {
             let config = load_config(config.as_ref())?;
             let mut config = config;
