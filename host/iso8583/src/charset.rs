@@ -51,7 +51,7 @@ fn is_track(b: u8) -> bool {
 }
 
 /// ASCII → EBCDIC (IBM code page 037) for the printable range 0x20..=0x7E.
-const ASCII_TO_EBCDIC_PRINTABLE: [u8; 95] = [
+const ASCII_TO_CP037_PRINTABLE: [u8; 95] = [
     0x40, 0x5a, 0x7f, 0x7b, 0x5b, 0x6c, 0x50, 0x7d, 0x4d, 0x5d, 0x5c, 0x4e, 0x6b, 0x60, 0x4b, 0x61,
     0xf0, 0xf1, 0xf2, 0xf3, 0xf4, 0xf5, 0xf6, 0xf7, 0xf8, 0xf9, 0x7a, 0x5e, 0x4c, 0x7e, 0x6e, 0x6f,
     0x7c, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7, 0xc8, 0xc9, 0xd1, 0xd2, 0xd3, 0xd4, 0xd5, 0xd6,
@@ -60,35 +60,75 @@ const ASCII_TO_EBCDIC_PRINTABLE: [u8; 95] = [
     0x97, 0x98, 0x99, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8, 0xa9, 0xc0, 0x4f, 0xd0, 0xa1,
 ];
 
-/// EBCDIC (code page 037) → printable ASCII; 0 where the EBCDIC byte has no printable ASCII
-/// counterpart.
-const EBCDIC_TO_ASCII: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut i = 0;
-    while i < 95 {
-        t[ASCII_TO_EBCDIC_PRINTABLE[i] as usize] = 0x20 + i as u8;
-        i += 1;
-    }
+/// ASCII → EBCDIC (IBM code page 1047, z/OS Open Systems) for the printable range: code page 037
+/// except `[` (0xAD), `]` (0xBD) and `^` (0x5F).
+const ASCII_TO_CP1047_PRINTABLE: [u8; 95] = {
+    let mut t = ASCII_TO_CP037_PRINTABLE;
+    t[(b'[' - 0x20) as usize] = 0xad;
+    t[(b']' - 0x20) as usize] = 0xbd;
+    t[(b'^' - 0x20) as usize] = 0x5f;
     t
 };
 
-/// The EBCDIC byte for a printable ASCII byte (callers validate content first; anything else
-/// maps to the EBCDIC question mark).
-#[inline]
-pub(crate) fn ascii_to_ebcdic(b: u8) -> u8 {
-    match b {
-        0x20..=0x7e => ASCII_TO_EBCDIC_PRINTABLE[(b - 0x20) as usize],
-        _ => 0x6f,
+/// A code page's conversion tables, both directions, for printable ASCII.
+#[derive(Debug)]
+pub(crate) struct EbcdicTables {
+    /// ASCII → EBCDIC; printable ASCII only, anything else maps to the EBCDIC `?`.
+    to_ebcdic: [u8; 256],
+    /// EBCDIC → printable ASCII; 0 where the EBCDIC byte has no printable ASCII counterpart.
+    to_ascii: [u8; 256],
+}
+
+const fn tables(printable: &[u8; 95]) -> EbcdicTables {
+    let mut to_ebcdic = [0x6fu8; 256];
+    let mut to_ascii = [0u8; 256];
+    let mut i = 0;
+    while i < 95 {
+        to_ebcdic[0x20 + i] = printable[i];
+        to_ascii[printable[i] as usize] = 0x20 + i as u8;
+        i += 1;
+    }
+    EbcdicTables {
+        to_ebcdic,
+        to_ascii,
     }
 }
 
-/// The printable ASCII byte for an EBCDIC byte, if it has one.
+/// IBM code page 037 (US/Canada).
+pub(crate) static CP037: EbcdicTables = tables(&ASCII_TO_CP037_PRINTABLE);
+/// IBM code page 1047 (Latin-1 / Open Systems).
+pub(crate) static CP1047: EbcdicTables = tables(&ASCII_TO_CP1047_PRINTABLE);
+
+impl EbcdicTables {
+    /// The EBCDIC byte for a printable ASCII byte (callers validate content first; anything
+    /// else maps to the EBCDIC question mark).
+    #[inline]
+    pub(crate) fn encode(&self, b: u8) -> u8 {
+        self.to_ebcdic[b as usize]
+    }
+
+    /// The printable ASCII byte for an EBCDIC byte, if it has one.
+    #[inline]
+    pub(crate) fn decode(&self, b: u8) -> Option<u8> {
+        match self.to_ascii[b as usize] {
+            0 => None,
+            a => Some(a),
+        }
+    }
+}
+
+/// The EBCDIC (code page 037) byte for a printable ASCII byte.
+#[cfg(test)]
+#[inline]
+pub(crate) fn ascii_to_ebcdic(b: u8) -> u8 {
+    CP037.encode(b)
+}
+
+/// The printable ASCII byte for an EBCDIC (code page 037) byte, if it has one.
+#[cfg(test)]
 #[inline]
 pub(crate) fn ebcdic_to_ascii(b: u8) -> Option<u8> {
-    match EBCDIC_TO_ASCII[b as usize] {
-        0 => None,
-        a => Some(a),
-    }
+    CP037.decode(b)
 }
 
 /// The value of an ASCII hex digit (either case).
@@ -174,5 +214,12 @@ mod tests {
         assert_eq!(ascii_to_ebcdic(b' '), 0x40);
         assert_eq!(ebcdic_to_ascii(0x00), None);
         assert_eq!(ebcdic_to_ascii(0xff), None);
+        for a in 0x20..=0x7eu8 {
+            assert_eq!(CP1047.decode(CP1047.encode(a)), Some(a));
+        }
+        assert_eq!(CP1047.encode(b'['), 0xad);
+        assert_eq!(CP1047.encode(b'^'), 0x5f);
+        assert_eq!(CP037.encode(b'^'), 0xb0);
+        assert_eq!(CP1047.decode(0xb0), None);
     }
 }

@@ -7,6 +7,7 @@
 //! mti = "bcd"                 # ascii | bcd | ebcdic
 //! bitmap = "binary"           # binary | hex
 //! tertiary_bitmap = false     # bit 65 announces fields 129..=192
+//! code_page = "cp037"         # EBCDIC code page: cp037 | cp1047
 //! remove = [45]               # drop fields of the base spec
 //!
 //! [fields.2]
@@ -26,8 +27,8 @@ use std::fmt;
 use serde::{Deserialize, Deserializer};
 
 use crate::spec::{
-    BitmapEncoding, ContentType, DataEncoding, FieldSpec, LengthCounts, LengthEncoding, LengthKind,
-    MtiEncoding, Pad, Spec,
+    BitmapEncoding, CodePage, ContentType, DataEncoding, FieldSpec, LengthCounts, LengthEncoding,
+    LengthKind, MtiEncoding, Pad, Spec,
 };
 
 /// A spec from configuration is unusable; every problem found, each with its path.
@@ -62,6 +63,7 @@ struct SpecDef {
     mti: Option<MtiEncoding>,
     bitmap: Option<BitmapEncoding>,
     tertiary_bitmap: Option<bool>,
+    code_page: Option<CodePage>,
     #[serde(default)]
     remove: Vec<u16>,
     #[serde(default)]
@@ -153,6 +155,9 @@ impl TryFrom<SpecDef> for Spec {
         }
         if let Some(bitmap) = def.bitmap {
             spec = spec.with_bitmap_encoding(bitmap);
+        }
+        if let Some(code_page) = def.code_page {
+            spec = spec.with_code_page(code_page);
         }
         if let Some(tertiary) = def.tertiary_bitmap {
             spec = spec.with_tertiary_bitmap(tertiary);
@@ -319,7 +324,7 @@ mod tests {
         .unwrap_err();
         let text = err.to_string();
         for expected in [
-            "extends: unknown built-in spec \"iso99\" (known: iso87-ascii)",
+            "extends: unknown built-in spec \"iso99\" (known: iso87-ascii, iso87-ascii-hex,",
             "remove: field 129 is not defined",
             "fields.x: \"x\" is not a field number",
             "fields.65: field 65 cannot be defined",

@@ -4,7 +4,7 @@ use std::fmt;
 
 use bytes::Bytes;
 
-use crate::charset::{bcd_char, ebcdic_to_ascii, first_invalid, hex_value};
+use crate::charset::{bcd_char, first_invalid, hex_value};
 use crate::message::{FieldNumbers, Message};
 use crate::mti::Mti;
 use crate::redact::{ByteChar, Shown, Visibility, visibility};
@@ -165,6 +165,8 @@ pub enum DecodeErrorKind {
     InvalidEbcdic {
         /// The offending byte.
         byte: u8,
+        /// The spec's code page.
+        code_page: crate::spec::CodePage,
     },
     /// Bytes remain after the last field the bitmap announces.
     TrailingBytes {
@@ -255,9 +257,10 @@ impl fmt::Display for DecodeErrorKind {
                     "length {length} is odd, but hex takes 2 characters per byte"
                 )
             }
-            InvalidEbcdic { byte } => write!(
+            InvalidEbcdic { byte, code_page } => write!(
                 f,
-                "byte 0x{byte:02X} is not a printable character in EBCDIC (code page 037)"
+                "byte 0x{byte:02X} is not a printable character in EBCDIC (code page {})",
+                &code_page.as_str()[2..]
             ),
             TrailingBytes { count } => {
                 write!(f, "{count} unexpected bytes after the last field")
@@ -590,11 +593,15 @@ impl Decoder<'_> {
             DataEncoding::Binary => Ok(self.frame.slice(data_at..end)),
             DataEncoding::Ebcdic => {
                 let mut value = Vec::with_capacity(raw.len());
+                let tables = self.spec.code_page.tables();
                 for (i, &b) in raw.iter().enumerate() {
-                    match ebcdic_to_ascii(b) {
+                    match tables.decode(b) {
                         Some(a) => value.push(a),
                         None => {
-                            let kind = DecodeErrorKind::InvalidEbcdic { byte: b };
+                            let kind = DecodeErrorKind::InvalidEbcdic {
+                                byte: b,
+                                code_page: self.spec.code_page,
+                            };
                             return Err(fail(data_at + i, kind, Some(end)));
                         }
                     }

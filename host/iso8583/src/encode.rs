@@ -4,7 +4,7 @@ use std::fmt;
 
 use bytes::{BufMut, BytesMut};
 
-use crate::charset::{allows, ascii_to_ebcdic, bcd_nibble, first_invalid, hex_digit};
+use crate::charset::{EbcdicTables, allows, bcd_nibble, first_invalid, hex_digit};
 use crate::decode::shown;
 use crate::message::{FieldNumbers, Message};
 use crate::redact::ByteChar;
@@ -181,7 +181,7 @@ fn write(spec: &Spec, msg: &Message, out: &mut BytesMut) -> Result<(), EncodeErr
         MtiEncoding::Ascii => out.put_slice(mti.as_bytes()),
         MtiEncoding::Ebcdic => {
             for &d in mti.as_bytes() {
-                out.put_u8(ascii_to_ebcdic(d));
+                out.put_u8(0xf0 | (d - b'0'));
             }
         }
         MtiEncoding::Bcd => {
@@ -206,8 +206,9 @@ fn write(spec: &Spec, msg: &Message, out: &mut BytesMut) -> Result<(), EncodeErr
         put_bitmap(spec.bitmap, present[2], out);
     }
 
+    let ebcdic = spec.code_page.tables();
     for (n, v) in fields() {
-        put_field(n, field_spec(spec, n), v, out)?;
+        put_field(n, field_spec(spec, n), v, ebcdic, out)?;
     }
     Ok(())
 }
@@ -244,7 +245,13 @@ fn put_bitmap(encoding: BitmapEncoding, word: u64, out: &mut BytesMut) {
 }
 
 #[inline]
-fn put_field(n: u16, fs: &FieldSpec, value: &[u8], out: &mut BytesMut) -> Result<(), EncodeError> {
+fn put_field(
+    n: u16,
+    fs: &FieldSpec,
+    value: &[u8],
+    ebcdic: &EbcdicTables,
+    out: &mut BytesMut,
+) -> Result<(), EncodeError> {
     let err = |kind| EncodeError {
         field: Some(n),
         kind,
@@ -293,7 +300,7 @@ fn put_field(n: u16, fs: &FieldSpec, value: &[u8], out: &mut BytesMut) -> Result
         DataEncoding::Ascii | DataEncoding::Binary => out.put_slice(value),
         DataEncoding::Ebcdic => {
             for &b in value {
-                out.put_u8(ascii_to_ebcdic(b));
+                out.put_u8(ebcdic.encode(b));
             }
         }
         DataEncoding::Hex => {

@@ -36,12 +36,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod builtin;
 mod charset;
 #[cfg(feature = "serde")]
 mod config;
 mod decode;
 mod encode;
 mod iso87;
+mod iso93;
 mod message;
 mod mti;
 mod redact;
@@ -56,6 +58,6 @@ pub use message::{FieldNumberError, Message};
 pub use mti::{Mti, MtiError};
 pub use redact::mask_pan;
 pub use spec::{
-    BitmapEncoding, ContentType, DataEncoding, FieldSpec, FieldSpecError, LengthCounts,
+    BitmapEncoding, CodePage, ContentType, DataEncoding, FieldSpec, FieldSpecError, LengthCounts,
     LengthEncoding, LengthKind, MtiEncoding, Pad, Spec,
 };

@@ -75,7 +75,8 @@ pub enum DataEncoding {
     /// The characters as ASCII bytes (n, a, an, ans, z).
     #[default]
     Ascii,
-    /// The characters in EBCDIC, IBM code page 037 (n, a, an, ans, z).
+    /// The characters in EBCDIC, in the spec's code page ([`CodePage`]: 037 unless set)
+    /// (n, a, an, ans, z).
     Ebcdic,
     /// Packed decimal, two digits per byte, odd lengths padded per [`Pad`] (n; z with `D`/`=`
     /// as nibble 0xD).
@@ -190,6 +191,39 @@ pub enum MtiEncoding {
     Bcd,
     /// Four EBCDIC digits.
     Ebcdic,
+}
+
+/// Which EBCDIC code page a spec's EBCDIC MTI, length prefixes and fields use. They agree on
+/// digits, letters and most punctuation; 1047 moves `[`, `]` and `^`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
+pub enum CodePage {
+    /// IBM code page 037 (US/Canada; Python's `cp037`).
+    #[default]
+    Cp037,
+    /// IBM code page 1047 (z/OS Open Systems, Latin-1).
+    Cp1047,
+}
+
+impl CodePage {
+    pub(crate) fn tables(self) -> &'static crate::charset::EbcdicTables {
+        match self {
+            CodePage::Cp037 => &crate::charset::CP037,
+            CodePage::Cp1047 => &crate::charset::CP1047,
+        }
+    }
+
+    /// The code page's name (`cp037`, `cp1047`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CodePage::Cp037 => "cp037",
+            CodePage::Cp1047 => "cp1047",
+        }
+    }
 }
 
 /// How the bitmaps are written.
@@ -456,6 +490,7 @@ pub struct Spec {
     pub(crate) mti: MtiEncoding,
     pub(crate) bitmap: BitmapEncoding,
     pub(crate) tertiary: bool,
+    pub(crate) code_page: CodePage,
     /// Indexed by field number, 0..=192.
     pub(crate) fields: Box<[Option<FieldSpec>]>,
     /// Defined fields, in message presence-map order.
@@ -471,6 +506,7 @@ impl fmt::Debug for Spec {
             .field("mti", &self.mti)
             .field("bitmap", &self.bitmap)
             .field("tertiary_bitmap", &self.tertiary)
+            .field("code_page", &self.code_page)
             .field(
                 "fields",
                 &self.defined.iter().map(|w| w.count_ones()).sum::<u32>(),
@@ -478,8 +514,6 @@ impl fmt::Debug for Spec {
             .finish()
     }
 }
-
-const BUILTIN_NAMES: &[&str] = &["iso87-ascii"];
 
 impl Spec {
     /// An empty spec: ASCII MTI, binary bitmaps, no tertiary bitmap, no fields.
@@ -489,6 +523,7 @@ impl Spec {
             mti: MtiEncoding::Ascii,
             bitmap: BitmapEncoding::Binary,
             tertiary: false,
+            code_page: CodePage::Cp037,
             fields: vec![None; 193].into_boxed_slice(),
             defined: [0; 3],
             has_hex: false,
@@ -503,17 +538,18 @@ impl Spec {
         crate::iso87::spec()
     }
 
-    /// Built-in specs by name: `"iso87-ascii"` (the default; alias `"default"`).
+    /// Built-in specs by name: `"iso87-ascii"` (the default; alias `"default"`),
+    /// `"iso87-ascii-hex"` (jPOS ISO87A; alias `"iso87a"`), `"iso87-binary"` (jPOS ISO87B;
+    /// alias `"iso87b"`), `"iso93-ascii"`, `"iso93-binary"`, `"iso87-ebcdic"` (code page 037)
+    /// and `"iso87-ebcdic-1047"`. The table of what each is lives in the `builtin` module docs
+    /// and in `docs/codec.md`.
     pub fn builtin(name: &str) -> Option<Spec> {
-        match name {
-            "iso87-ascii" | "default" => Some(Spec::iso87_ascii()),
-            _ => None,
-        }
+        crate::builtin::builtin(name)
     }
 
     /// The canonical names [`Spec::builtin`] knows.
     pub fn builtin_names() -> &'static [&'static str] {
-        BUILTIN_NAMES
+        crate::builtin::CANONICAL
     }
 
     /// The spec's name.
@@ -538,6 +574,16 @@ impl Spec {
     /// Whether bit 65 announces a tertiary bitmap (fields 129..=192).
     pub fn has_tertiary_bitmap(&self) -> bool {
         self.tertiary
+    }
+
+    /// The EBCDIC code page (only matters where something is EBCDIC).
+    pub fn code_page(&self) -> CodePage {
+        self.code_page
+    }
+    /// Sets the EBCDIC code page.
+    pub fn with_code_page(mut self, code_page: CodePage) -> Spec {
+        self.code_page = code_page;
+        self
     }
 
     /// Sets the MTI encoding.
