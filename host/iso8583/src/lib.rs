@@ -42,12 +42,14 @@ mod charset;
 mod config;
 mod decode;
 mod encode;
+pub mod framing;
 mod iso87;
 mod iso93;
 mod message;
 mod mti;
 mod redact;
 mod spec;
+pub mod tpdu;
 
 pub use bytes::{Bytes, BytesMut};
 #[cfg(feature = "serde")]
