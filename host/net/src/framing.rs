@@ -1,60 +1,175 @@
-//! Length framing of ISO 8583 messages on a TCP stream.
+//! Length framing of ISO 8583 messages on a TCP stream: a tokio-util codec over the sans-I/O
+//! [`switchyard_iso8583::framing`] module, plus whether each message carries a 5-byte TPDU.
+//!
+//! Names (config `framing = "…"`): a length header — `2b` (alias `nac`, `post`, `2-byte`),
+//! `3b`, `4b` (`raw`), `2a`, `3a`, `4a` (`ascii`), `2bcd`, `visa` — optionally followed by
+//! `+self` (the header counts its own bytes) and/or `+tpdu` (a TPDU follows the header; a
+//! listener answers with source and destination swapped). Examples: `nac`, `4a`, `2b+tpdu`,
+//! `2b+self`, `visa`.
 
-use tokio_util::codec::{LengthDelimitedCodec, length_delimited};
+use std::fmt;
+use std::io;
+
+use bytes::{Bytes, BytesMut};
+use switchyard_iso8583::framing::{self as sans_io, FrameError, LengthHeader};
+use tokio_util::codec::{Decoder, Encoder};
 
 /// How messages are delimited on a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Framing {
-    /// A 2-byte big-endian length that does not count itself (jPOS NACChannel).
-    #[default]
-    Nac,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Framing {
+    header: LengthHeader,
+    includes_header: bool,
+    tpdu: bool,
+}
+
+impl Default for Framing {
+    fn default() -> Framing {
+        Framing::Nac
+    }
 }
 
 impl Framing {
-    /// Parses a framing name from config (`nac`, alias `2-byte`).
-    pub fn parse(name: &str) -> Option<Framing> {
-        match name {
-            "nac" | "2-byte" | "2b" => Some(Framing::Nac),
-            _ => None,
+    /// A 2-byte big-endian length that does not count itself, no TPDU (jPOS NACChannel
+    /// without its TPDU; the default wire contract).
+    #[allow(non_upper_case_globals)]
+    pub const Nac: Framing = Framing::new(LengthHeader::Binary2);
+
+    /// `header`, not counting itself, no TPDU.
+    pub const fn new(header: LengthHeader) -> Framing {
+        Framing {
+            header,
+            includes_header: false,
+            tpdu: false,
         }
     }
 
-    /// Names accepted by [`Framing::parse`].
-    pub const NAMES: &'static [&'static str] = &["nac", "2-byte"];
+    /// Whether the header counts its own bytes.
+    pub const fn with_header_included(mut self, included: bool) -> Framing {
+        self.includes_header = included;
+        self
+    }
+
+    /// Whether each message starts with a 5-byte TPDU.
+    pub const fn with_tpdu(mut self, tpdu: bool) -> Framing {
+        self.tpdu = tpdu;
+        self
+    }
+
+    /// Parses a framing name from config: a header name, then `+self` and/or `+tpdu`.
+    pub fn parse(name: &str) -> Option<Framing> {
+        let mut parts = name.split('+');
+        let mut framing = Framing::new(LengthHeader::parse(parts.next()?)?);
+        for modifier in parts {
+            match modifier {
+                "self" if !framing.includes_header => framing.includes_header = true,
+                "tpdu" if !framing.tpdu => framing.tpdu = true,
+                _ => return None,
+            }
+        }
+        Some(framing)
+    }
+
+    /// Header names accepted by [`Framing::parse`] (each may take `+self`, `+tpdu`).
+    pub const NAMES: &'static [&'static str] = LengthHeader::NAMES;
+
+    /// The length header.
+    pub const fn header(self) -> LengthHeader {
+        self.header
+    }
+
+    /// Whether the header counts itself.
+    pub const fn header_included(self) -> bool {
+        self.includes_header
+    }
+
+    /// Whether each message starts with a 5-byte TPDU.
+    pub const fn tpdu(self) -> bool {
+        self.tpdu
+    }
 
     /// The largest frame this framing can express at all.
     pub const fn max_expressible(self) -> usize {
-        match self {
-            Framing::Nac => u16::MAX as usize,
+        let max = self.header.max_length();
+        if self.includes_header {
+            max - self.header.len()
+        } else {
+            max
         }
     }
 
-    /// A codec for this framing that refuses frames over `max_frame` bytes
-    /// (the connection is closed; nothing beyond the cap is allocated).
-    pub fn codec(self, max_frame: usize) -> LengthDelimitedCodec {
-        match self {
-            Framing::Nac => length_delimited::Builder::new()
-                .length_field_length(2)
-                .big_endian()
-                .max_frame_length(max_frame.min(self.max_expressible()))
-                .new_codec(),
+    /// A codec for this framing that refuses frames over `max_frame` bytes (the connection
+    /// is closed; nothing beyond the cap is allocated).
+    pub fn codec(self, max_frame: usize) -> FrameCodec {
+        FrameCodec {
+            framing: sans_io::Framing::new(self.header, max_frame)
+                .with_header_included(self.includes_header),
         }
+    }
+}
+
+impl fmt::Display for Framing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.header.name())?;
+        if self.includes_header {
+            f.write_str("+self")?;
+        }
+        if self.tpdu {
+            f.write_str("+tpdu")?;
+        }
+        Ok(())
+    }
+}
+
+/// A frame could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum FramingError {
+    /// A bad, oversize or truncated frame.
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    /// The socket failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// The tokio-util codec of a [`Framing`]: frames in, bodies out (the TPDU, if any, is left at
+/// the start of the body for the caller).
+#[derive(Debug, Clone)]
+pub struct FrameCodec {
+    framing: sans_io::Framing,
+}
+
+impl Decoder for FrameCodec {
+    type Item = BytesMut;
+    type Error = FramingError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, FramingError> {
+        Ok(self.framing.decode(src)?)
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, FramingError> {
+        Ok(self.framing.decode_eof(src)?)
+    }
+}
+
+impl Encoder<Bytes> for FrameCodec {
+    type Error = FramingError;
+
+    fn encode(&mut self, body: Bytes, dst: &mut BytesMut) -> Result<(), FramingError> {
+        Ok(self.framing.encode(&body, dst)?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::{BufMut, BytesMut};
-    use tokio_util::codec::{Decoder, Encoder};
+    use bytes::BufMut;
 
     #[test]
     fn nac_round_trip_and_partial_frames() {
         let mut codec = Framing::Nac.codec(100);
         let mut buf = BytesMut::new();
         codec
-            .encode(bytes::Bytes::from_static(b"0800abc"), &mut buf)
+            .encode(Bytes::from_static(b"0800abc"), &mut buf)
             .unwrap();
         assert_eq!(&buf[..2], &[0, 7]);
         let mut half = buf.split_to(5);
@@ -69,6 +184,37 @@ mod tests {
         let mut buf = BytesMut::new();
         buf.put_u16(60_000);
         buf.put_slice(b"x");
-        assert!(codec.decode(&mut buf).is_err());
+        let err = codec.decode(&mut buf).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "frame of 60000 bytes exceeds the maximum of 100"
+        );
+    }
+
+    #[test]
+    fn names_with_modifiers() {
+        assert_eq!(Framing::parse("nac"), Some(Framing::Nac));
+        assert_eq!(Framing::parse("2-byte"), Some(Framing::Nac));
+        let f = Framing::parse("2b+self+tpdu").unwrap();
+        assert!(f.header_included() && f.tpdu());
+        assert_eq!(f.to_string(), "2b+self+tpdu");
+        assert_eq!(f.max_expressible(), 65533);
+        assert_eq!(Framing::parse("4a").unwrap().max_expressible(), 9999);
+        assert_eq!(Framing::parse("visa").unwrap().header(), LengthHeader::Visa);
+        for bad in ["", "5b", "2b+", "2b+tpdu+tpdu", "2b+crc", "+tpdu"] {
+            assert_eq!(Framing::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_truncated_stream_is_an_error() {
+        let mut codec = Framing::parse("4a").unwrap().codec(100);
+        let mut buf = BytesMut::from(&b"0010abc"[..]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        let err = codec.decode_eof(&mut buf).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "connection closed inside a frame (7 of 14 bytes)"
+        );
     }
 }

@@ -6,6 +6,9 @@
 //! not decode is answered with RC 30 when its MTI and STAN can be read, and
 //! otherwise logged (without card data) and dropped; the connection stays up.
 //! A framing error (oversize or bad length header) closes the connection.
+//! An empty frame is a keep-alive: skipped, never answered. With a TPDU
+//! framing (`+tpdu`), each response carries its request's TPDU with source
+//! and destination swapped.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +20,8 @@ use switchyard_engine::steps::complete_response;
 use switchyard_engine::{
     Context, Failure, Label, Outcome, Participant, Pipeline, Profiler, Responder, rc,
 };
-use switchyard_iso8583::{Message, Spec};
+use switchyard_iso8583::tpdu::Tpdu;
+use switchyard_iso8583::{BytesMut, Message, Spec};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -199,10 +203,21 @@ async fn connection(
             continue; // keep-alive
         }
         let received = Instant::now();
+        let (tpdu, frame) = if opts.framing.tpdu() {
+            match Tpdu::split(frame) {
+                Ok((tpdu, message)) => (Some(tpdu.swap()), message),
+                Err(e) => {
+                    tracing::warn!(listener = %opts.name, %peer, error = %e, "frame without its TPDU; dropped");
+                    continue;
+                }
+            }
+        } else {
+            (None, frame)
+        };
         let opts = opts.clone();
         let tx = tx.clone();
         tracker.spawn(async move {
-            transaction(&opts, peer, frame, received, tx).await;
+            transaction(&opts, peer, frame, tpdu, received, tx).await;
             drop(permit);
         });
     }
@@ -216,6 +231,7 @@ async fn transaction(
     opts: &ListenerOptions,
     peer: SocketAddr,
     frame: Bytes,
+    tpdu: Option<Tpdu>,
     received: Instant,
     tx: mpsc::UnboundedSender<Bytes>,
 ) {
@@ -223,7 +239,7 @@ async fn transaction(
     let request = match opts.spec.decode(frame.clone()) {
         Ok(m) => m,
         Err(error) => {
-            reject(opts, peer, frame, &error, &tx);
+            reject(opts, peer, frame, tpdu, &error, &tx);
             return;
         }
     };
@@ -235,6 +251,7 @@ async fn transaction(
         tx,
         spec: opts.spec.clone(),
         listener: opts.name.clone(),
+        tpdu,
     }));
     let disposition = opts.pipeline.run(&mut ctx).await;
     let mti = ctx.request.mti();
@@ -270,6 +287,7 @@ fn reject(
     opts: &ListenerOptions,
     peer: SocketAddr,
     frame: Bytes,
+    tpdu: Option<Tpdu>,
     error: &switchyard_iso8583::DecodeError,
     tx: &mpsc::UnboundedSender<Bytes>,
 ) {
@@ -286,6 +304,7 @@ fn reject(
                 tx: tx.clone(),
                 spec: opts.spec.clone(),
                 listener: opts.name.clone(),
+                tpdu,
             }
             .respond(&response);
         }
@@ -301,11 +320,24 @@ struct ConnectionResponder {
     tx: mpsc::UnboundedSender<Bytes>,
     spec: Arc<Spec>,
     listener: Arc<str>,
+    /// The response's TPDU (the request's, swapped), written before the message.
+    tpdu: Option<Tpdu>,
+}
+
+impl ConnectionResponder {
+    fn encode(&self, m: &Message) -> Result<Bytes, switchyard_iso8583::EncodeError> {
+        let mut out = BytesMut::new();
+        if let Some(t) = &self.tpdu {
+            out.extend_from_slice(t.as_bytes());
+        }
+        self.spec.encode_into(m, &mut out)?;
+        Ok(out.freeze())
+    }
 }
 
 impl Responder for ConnectionResponder {
     fn respond(&mut self, response: &Message) {
-        let frame = match self.spec.encode(response) {
+        let frame = match self.encode(response) {
             Ok(f) => f,
             Err(e) => {
                 // A participant put something the spec cannot carry: answer
@@ -319,7 +351,7 @@ impl Responder for ConnectionResponder {
                     }
                 }
                 fallback.set(39, Bytes::from_static(rc::SYSTEM_ERROR.as_bytes()));
-                match self.spec.encode(&fallback) {
+                match self.encode(&fallback) {
                     Ok(f) => f,
                     Err(e) => {
                         tracing::error!(listener = %self.listener, error = %e, "fallback response does not encode either; dropped");

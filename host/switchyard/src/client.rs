@@ -234,7 +234,7 @@ fn hex(b: &[u8]) -> String {
 
 /// An open connection to a listener (NAC framing).
 pub struct Connection {
-    framed: Framed<TcpStream, tokio_util::codec::LengthDelimitedCodec>,
+    framed: Framed<TcpStream, switchyard_net::framing::FrameCodec>,
     spec: Spec,
 }
 

@@ -37,9 +37,16 @@ pub struct Config {
     /// Endpoints, by name.
     #[serde(default)]
     pub endpoints: BTreeMap<String, EndpointConfig>,
+    /// Message specs, by name: an inline spec table (the format of `docs/codec.md`), or
+    /// `file = "PATH"` naming a spec file. Listeners use them by name.
+    #[serde(default)]
+    pub specs: BTreeMap<String, toml::Table>,
     /// Where relative paths in the file are resolved from.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// Every spec a listener names, loaded and validated (by the listener's `spec` value).
+    #[serde(skip)]
+    pub loaded_specs: BTreeMap<String, Spec>,
 }
 
 /// `[switch]`.
@@ -83,10 +90,13 @@ pub struct ListenerConfig {
     pub tenant: String,
     /// Pipeline its requests run through.
     pub pipeline: String,
-    /// Length framing (`nac`).
+    /// Length framing: a header (`nac`/`2b`, `3b`, `4b`, `2a`, `3a`, `4a`, `2bcd`, `visa`),
+    /// then `+self` (the header counts itself) and/or `+tpdu` (a 5-byte TPDU follows it,
+    /// swapped in responses).
     #[serde(default = "default_framing")]
     pub framing: String,
-    /// Message spec (a built-in name).
+    /// Message spec: a built-in name, the name of a `[specs.NAME]` table, or the path of a
+    /// spec file (ending in `.toml`).
     #[serde(default = "default_spec")]
     pub spec: String,
     /// Largest frame in bytes.
@@ -187,7 +197,8 @@ pub struct EndpointConfig {
     /// The formatter's settings.
     #[serde(default)]
     pub formatter_config: toml::Table,
-    /// Length framing of the link.
+    /// Length framing of the link (a listener's names; no `+tpdu`: an endpoint's TPDU is
+    /// written by its formatter).
     #[serde(default = "default_framing")]
     pub framing: String,
     /// Largest reply frame.
@@ -264,6 +275,7 @@ impl Config {
         })?;
         config.base_dir = base_dir.to_owned();
         config.validate(&mut problems);
+        config.loaded_specs = config.load_specs(&mut problems);
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -281,6 +293,85 @@ impl Config {
         } else {
             self.base_dir.join(path)
         }
+    }
+
+    /// The spec a listener speaks (loaded and validated by [`Config::parse`]).
+    pub fn listener_spec(&self, listener: &ListenerConfig) -> Option<Spec> {
+        self.loaded_specs
+            .get(&listener.spec)
+            .cloned()
+            .or_else(|| Spec::builtin(&listener.spec))
+    }
+
+    /// Loads every spec a listener names, and every `[specs.NAME]` table; problems are
+    /// reported with their path.
+    fn load_specs(&self, problems: &mut Vec<String>) -> BTreeMap<String, Spec> {
+        let mut loaded = BTreeMap::new();
+        let mut tables = BTreeMap::new();
+        for (name, table) in &self.specs {
+            let at = format!("specs.{name}");
+            if Spec::builtin(name).is_some() {
+                problems.push(format!(
+                    "{at}: {name:?} is the name of a built-in spec; choose another"
+                ));
+                continue;
+            }
+            let result = match table.get("file") {
+                Some(toml::Value::String(file)) if table.len() == 1 => {
+                    let path = self.resolve(Path::new(file));
+                    self.load_spec_file(&path, &format!("{at}.file"))
+                }
+                Some(_) if table.len() == 1 => {
+                    Err(vec![format!("{at}.file: must be a path (a string)")])
+                }
+                _ => Spec::deserialize(toml::Value::Table(table.clone()))
+                    .map_err(|e| vec![format!("{at}: {}", e.message().trim())]),
+            };
+            match result {
+                Ok(spec) => {
+                    tables.insert(name.clone(), spec.with_name(name.clone()));
+                }
+                Err(p) => problems.extend(p),
+            }
+        }
+        for (i, l) in self.listeners.iter().enumerate() {
+            let at = format!("listener[{i}].spec");
+            if loaded.contains_key(&l.spec) {
+                continue;
+            }
+            if let Some(spec) = tables.get(&l.spec) {
+                loaded.insert(l.spec.clone(), spec.clone());
+            } else if let Some(spec) = Spec::builtin(&l.spec) {
+                loaded.insert(l.spec.clone(), spec);
+            } else if l.spec.ends_with(".toml") {
+                let path = self.resolve(Path::new(&l.spec));
+                match self.load_spec_file(&path, &at) {
+                    Ok(spec) => {
+                        loaded.insert(l.spec.clone(), spec);
+                    }
+                    Err(p) => problems.extend(p),
+                }
+            } else {
+                problems.push(format!(
+                    "{at}: unknown spec {:?} (built in: {}; defined: {})",
+                    l.spec,
+                    Spec::builtin_names().join(", "),
+                    list(self.specs.keys())
+                ));
+            }
+        }
+        loaded
+    }
+
+    fn load_spec_file(&self, path: &Path, at: &str) -> Result<Spec, Vec<String>> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| vec![format!("{at}: cannot read {}: {e}", path.display())])?;
+        Spec::from_toml_str(&text).map_err(|e| {
+            e.problems()
+                .iter()
+                .map(|p| format!("{at} ({}): {p}", path.display()))
+                .collect()
+        })
     }
 
     /// The address a listener binds.
@@ -320,13 +411,6 @@ impl Config {
                 ));
             }
             check_framing(&format!("{at}.framing"), &l.framing, l.max_frame, problems);
-            if Spec::builtin(&l.spec).is_none() {
-                problems.push(format!(
-                    "{at}.spec: unknown spec {:?} (built in: {})",
-                    l.spec,
-                    Spec::builtin_names().join(", ")
-                ));
-            }
             if l.idle_timeout_ms == 0 {
                 problems.push(format!("{at}.idle_timeout_ms: must be above 0"));
             }
@@ -457,6 +541,11 @@ impl Config {
                 ));
             }
             check_framing(&format!("{at}.framing"), &e.framing, e.max_frame, problems);
+            if Framing::parse(&e.framing).is_some_and(|f| f.tpdu()) {
+                problems.push(format!(
+                    "{at}.framing: +tpdu is for listeners; an endpoint's TPDU is written by its formatter"
+                ));
+            }
             check_settings(
                 &format!("{at}.formatter_config"),
                 &e.formatter_config,
@@ -469,7 +558,7 @@ impl Config {
 fn check_framing(at: &str, name: &str, max_frame: usize, problems: &mut Vec<String>) {
     match Framing::parse(name) {
         None => problems.push(format!(
-            "{at}: unknown framing {name:?} (known: {})",
+            "{at}: unknown framing {name:?} (known: {}; each may take +self and/or +tpdu)",
             Framing::NAMES.join(", ")
         )),
         Some(f) => {
@@ -573,6 +662,68 @@ colour = "red"
             "participants.x.plugin: plugin \"q\" is not defined",
             "participants.y.step: unknown step \"teleport\"",
             "pipelines.main.participants: participant \"z\" is not defined",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+    }
+
+    /// The default config with its listeners' framing and spec replaced, and `extra` appended.
+    fn with_listener(framing: &str, spec: &str, extra: &str) -> String {
+        DEFAULT_CONFIG
+            .replace("framing = \"nac\"", &format!("framing = {framing:?}"))
+            .replace("spec = \"iso87-ascii\"", &format!("spec = {spec:?}"))
+            + extra
+    }
+
+    #[test]
+    fn specs_by_name_inline_or_from_a_file() {
+        let dir = std::env::temp_dir().join(format!("switchyard-spec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("acme.toml"),
+            "extends = \"iso87-binary\"\n[fields.2]\nlength = \"LL\"\nmax_len = 19\ncontent = \"n\"\nencoding = \"bcd\"\nlength_encoding = \"bcd\"\npad = \"left-0\"\n",
+        )
+        .unwrap();
+        let inline = "\n[specs.host]\nextends = \"iso93-ascii\"\nbitmap = \"hex\"\n";
+        let c = Config::parse(&with_listener("2b+tpdu", "host", inline), "t", &dir).unwrap();
+        let spec = c.listener_spec(&c.listeners[0]).unwrap();
+        assert_eq!(spec.name(), "host");
+        assert_eq!(spec.field(12).unwrap().max_len(), 12);
+        assert!(Framing::parse(&c.listeners[0].framing).unwrap().tpdu());
+
+        let by_file = "\n[specs.acme]\nfile = \"acme.toml\"\n";
+        let c = Config::parse(&with_listener("4a", "acme", by_file), "t", &dir).unwrap();
+        let spec = c.listener_spec(&c.listeners[0]).unwrap();
+        assert_eq!(
+            spec.field(2).unwrap().pad(),
+            switchyard_iso8583::Pad::LeftZero
+        );
+        let c = Config::parse(&with_listener("visa", "acme.toml", ""), "t", &dir).unwrap();
+        assert!(c.listener_spec(&c.listeners[0]).is_some());
+        let c = Config::parse(&with_listener("nac", "iso87b", ""), "t", &dir).unwrap();
+        assert_eq!(
+            c.listener_spec(&c.listeners[0]).unwrap().name(),
+            "iso87-binary"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn spec_and_framing_problems_are_reported_with_their_path() {
+        let extra = "\n[specs.bad]\nextends = \"iso87-ascii\"\nbitmap = \"octal\"\n\
+                     \n[specs.worse]\nfile = \"missing.toml\"\n\
+                     \n[specs.fields]\n[specs.fields.fields.2]\nlength = \"LL\"\nmax_len = 120\ncontent = \"n\"\n";
+        let text = with_listener("2b+crc", "nowhere", extra)
+            .replace("[endpoints.xxx]", "[endpoints.xxx]\nframing = \"4a+tpdu\"");
+        let err = Config::parse(&text, "t", Path::new("/nonexistent")).unwrap_err();
+        let all = err.to_string();
+        for needle in [
+            "listener[0].framing: unknown framing \"2b+crc\"",
+            "listener[0].spec: unknown spec \"nowhere\" (built in: iso87-ascii, iso87-ascii-hex",
+            "specs.bad: unknown variant `octal`",
+            "specs.worse.file: cannot read /nonexistent/missing.toml",
+            "specs.fields: fields.2: maximum length 120 does not fit a LL ascii length prefix",
+            "endpoints.xxx.framing: +tpdu is for listeners",
         ] {
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
         }

@@ -179,7 +179,7 @@ impl Switch {
             } else {
                 Config::listener_bind(l).map_err(|e| anyhow!("listener[{i}].bind: {e}"))?
             };
-            let spec = Spec::builtin(&l.spec).expect("validated");
+            let spec = config.listener_spec(l).expect("validated");
             let listener = Listener::bind(ListenerOptions {
                 name: l.name.as_str().into(),
                 tenant: l.tenant.as_str().into(),
