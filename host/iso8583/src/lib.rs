@@ -38,6 +38,7 @@
 
 mod builtin;
 mod charset;
+pub mod cobol;
 #[cfg(feature = "serde")]
 mod config;
 mod decode;
