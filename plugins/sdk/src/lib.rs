@@ -67,6 +67,11 @@ pub mod rc;
 #[cfg(feature = "guest")]
 pub mod guest;
 
+/// COBOL numerics for mainframe endpoint formats (zoned overpunch, packed decimal), from the
+/// host's codec crate. Feature `cobol`.
+#[cfg(feature = "cobol")]
+pub use switchyard_iso8583::cobol;
+
 mod export;
 
 pub use env::{Clock, Config, Env, Level, Log, MapConfig};
