@@ -1,12 +1,14 @@
 //! The Switchyard binary's library: configuration loading and validation,
 //! wiring a running [`Switch`] from it, the acquirer [`client`] behind
-//! `switchyard send`, and the scripted [`demo`].
+//! `switchyard send`, the scripted [`demo`], and plugin [`authoring`]
+//! (`switchyard plugin new`, `switchyard plugin test`).
 //!
 //! Everything that touches the outside world lives in the crates this one
 //! wires together (`switchyard-net`, `switchyard-runtime`); this crate owns
 //! only the edges: config, CLI, tracing set-up.
 #![forbid(unsafe_code)]
 
+pub mod authoring;
 pub mod client;
 pub mod config;
 pub mod demo;

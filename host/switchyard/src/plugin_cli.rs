@@ -6,11 +6,23 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
+use crate::authoring;
+
 /// The `plugin` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum PluginCommand {}
+pub enum PluginCommand {
+    /// Create a plugin crate (participant, selector or formatter) that builds
+    /// anywhere and has a passing test.
+    New(authoring::cli::NewArgs),
+    /// Run one plugin against one message in the real runtime, without a
+    /// switch, and print what it did (exit 2 if it trapped).
+    Test(Box<authoring::cli::TestArgs>),
+}
 
 /// Runs a `plugin` subcommand.
 pub async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
-    match command {}
+    match command {
+        PluginCommand::New(args) => authoring::cli::new(args),
+        PluginCommand::Test(args) => authoring::cli::test(*args),
+    }
 }
