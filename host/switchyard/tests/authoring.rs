@@ -220,3 +220,26 @@ fn test_exits_1_when_the_plugin_cannot_be_loaded() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("cannot read"), "{text}");
 }
+
+#[test]
+fn test_runs_the_c_example_like_any_component() {
+    let wasm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/c-plugin/blocklist.wasm");
+    let here = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let wasm = wasm.to_str().unwrap();
+    let (out, text) = switchyard(&["plugin", "test", wasm, "--config", "bins=476173"], here);
+    assert!(out.status.success(), "{text}");
+    for line in [
+        "plugin     blocklist ",
+        "outcome    ABORTED (0x00)",
+        "result     62",
+        "INFO  blocklist: BIN 476173 is blocked: 62",
+    ] {
+        assert!(text.contains(line), "no {line:?} in\n{text}");
+    }
+    let (out, text) = switchyard(&["plugin", "test", wasm, "--config", "bins=400000"], here);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("outcome    PREPARED|NO_JOIN (0x41)"),
+        "{text}"
+    );
+}
