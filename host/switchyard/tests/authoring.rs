@@ -27,10 +27,11 @@ fn switchyard(args: &[&str], dir: &Path) -> (Output, String) {
 /// crates a plugin needs are in the local cache once `plugins/` is built.
 fn cargo(dir: &Path, target_dir: &Path, args: &[&str]) {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.args(args)
-        .arg("--offline")
-        .current_dir(dir)
-        .env("CARGO_TARGET_DIR", target_dir);
+    cmd.args(args);
+    if args[0] != "fmt" {
+        cmd.arg("--offline");
+    }
+    cmd.current_dir(dir).env("CARGO_TARGET_DIR", target_dir);
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy();
         if key.starts_with("CARGO_") && key != "CARGO_HOME" && key != "CARGO_TARGET_DIR"
@@ -93,6 +94,7 @@ fn every_kind_of_new_plugin_builds_passes_its_tests_and_runs() {
         let dir = root.path().join(name);
         assert!(dir.join("vendor/switchyard-sdk/src/lib.rs").is_file());
 
+        cargo(&dir, &target, &["fmt", "--check"]);
         cargo(&dir, &target, &["test", "--release"]);
         cargo(
             &dir,
