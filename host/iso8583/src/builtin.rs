@@ -49,19 +49,25 @@ pub(crate) fn builtin(name: &str) -> Option<Spec> {
         .iter()
         .find(|(c, aliases)| *c == name || aliases.contains(&name))?
         .0;
-    Some(
-        match canonical {
-            "iso87-ascii" => crate::iso87::spec(),
-            "iso87-ascii-hex" => ascii_hex(crate::iso87::spec()),
-            "iso87-binary" => binary(crate::iso87::spec()),
-            "iso93-ascii" => crate::iso93::spec(),
-            "iso93-binary" => binary(crate::iso93::spec()),
-            "iso87-ebcdic" => ebcdic(crate::iso87::spec(), CodePage::Cp037),
-            "iso87-ebcdic-1047" => ebcdic(crate::iso87::spec(), CodePage::Cp1047),
-            _ => return None,
-        }
-        .with_name(canonical),
-    )
+    let spec = match canonical {
+        "iso87-ascii" => crate::iso87::spec(),
+        "iso87-ascii-hex" => ascii_hex(crate::iso87::spec()),
+        "iso87-binary" => binary(crate::iso87::spec()),
+        "iso93-ascii" => crate::iso93::spec(),
+        "iso93-binary" => binary(crate::iso93::spec()),
+        "iso87-ebcdic" => ebcdic(crate::iso87::spec(), CodePage::Cp037),
+        "iso87-ebcdic-1047" => ebcdic(crate::iso87::spec(), CodePage::Cp1047),
+        _ => return None,
+    };
+    Some(with_emv_data(spec).with_name(canonical))
+}
+
+/// DE55 (ICC data) is BER-TLV in every built-in spec.
+pub(crate) fn with_emv_data(mut spec: Spec) -> Spec {
+    if let Some(f) = spec.fields[55].as_mut() {
+        f.composite = Some(std::sync::Arc::new(crate::composite::Layout::BerTlv));
+    }
+    spec
 }
 
 /// Hex bitmaps; b fields as hex characters, variable ones counting those characters.

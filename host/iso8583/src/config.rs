@@ -19,6 +19,30 @@
 //! pad = "left-0"              # BCD only: left-0 | left-f | right-0 | right-f
 //! length_counts = "value"     # value (digits/characters/bytes) | wire (encoded bytes)
 //! description = "PAN"
+//!
+//! [fields.55]                 # composite fields: decoded on demand into subfields
+//! length = "LLL"
+//! max_len = 255
+//! content = "b"
+//! composite = "ber-tlv"       # positional | ber-tlv | tlv | bitmapped
+//!
+//! [fields.48]
+//! length = "LLL"
+//! max_len = 999
+//! content = "ans"
+//! composite = "tlv"
+//! tag_len = 2                 # tlv: characters of a tag
+//! len_digits = 3              # tlv: ASCII digits of a length
+//!
+//! [fields.127]
+//! length = "LLLLLL"
+//! max_len = 99999
+//! content = "b"
+//! composite = "bitmapped"
+//! subfield_bitmap = "binary"  # binary | hex
+//! subfields.2 = { length = "LL", max_len = 32, content = "ans" }
+//! subfields.3 = { length = "fixed", len = 48, content = "ans" }
+//! # positional: subfields = [ { length = "fixed", len = 4, content = "n" }, … ]
 //! ```
 
 use std::collections::BTreeMap;
@@ -26,6 +50,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::composite::Layout;
 use crate::spec::{
     BitmapEncoding, CodePage, ContentType, DataEncoding, FieldSpec, LengthCounts, LengthEncoding,
     LengthKind, MtiEncoding, Pad, Spec,
@@ -83,6 +108,27 @@ struct FieldDef {
     pad: Option<Pad>,
     length_counts: Option<LengthCounts>,
     description: Option<String>,
+    composite: Option<CompositeKind>,
+    tag_len: Option<usize>,
+    len_digits: Option<usize>,
+    subfield_bitmap: Option<BitmapEncoding>,
+    subfields: Option<SubfieldsDef>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum CompositeKind {
+    Positional,
+    BerTlv,
+    Tlv,
+    Bitmapped,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SubfieldsDef {
+    List(Vec<FieldDef>),
+    Map(BTreeMap<String, FieldDef>),
 }
 
 impl FieldDef {
@@ -131,7 +177,104 @@ impl FieldDef {
             field = field.with_pad(pad);
         }
         p.extend(field.problems());
+        let layout = FieldDef::layout(
+            self.composite,
+            self.tag_len,
+            self.len_digits,
+            self.subfield_bitmap,
+            self.subfields,
+            &mut p,
+        );
+        if let Some(layout) = layout {
+            field = field.with_composite(layout);
+        }
         if p.is_empty() { Ok(field) } else { Err(p) }
+    }
+
+    fn layout(
+        kind: Option<CompositeKind>,
+        tag_len: Option<usize>,
+        len_digits: Option<usize>,
+        bitmap: Option<BitmapEncoding>,
+        subfields: Option<SubfieldsDef>,
+        p: &mut Vec<String>,
+    ) -> Option<Layout> {
+        use CompositeKind as K;
+        let Some(kind) = kind else {
+            if tag_len.is_some() || len_digits.is_some() || bitmap.is_some() || subfields.is_some()
+            {
+                p.push(
+                    "tag_len, len_digits, subfield_bitmap and subfields need `composite`".into(),
+                );
+            }
+            return None;
+        };
+        if kind != K::Tlv && (tag_len.is_some() || len_digits.is_some()) {
+            p.push("tag_len and len_digits are for composite = \"tlv\"".into());
+        }
+        if kind != K::Bitmapped && bitmap.is_some() {
+            p.push("subfield_bitmap is for composite = \"bitmapped\"".into());
+        }
+        let build = |path: String, def: FieldDef, p: &mut Vec<String>| match def.build() {
+            Ok(f) => Some(f),
+            Err(e) => {
+                p.extend(e.into_iter().map(|e| format!("{path}: {e}")));
+                None
+            }
+        };
+        match (kind, subfields) {
+            (K::BerTlv, None) => Some(Layout::BerTlv),
+            (K::Tlv, None) => match (tag_len, len_digits) {
+                (Some(t @ 1..=8), Some(l @ 1..=6)) => Some(Layout::Tlv {
+                    tag_len: t,
+                    len_digits: l,
+                }),
+                _ => {
+                    p.push(
+                        "composite = \"tlv\" needs tag_len (1..=8) and len_digits (1..=6)".into(),
+                    );
+                    None
+                }
+            },
+            (K::Positional, Some(SubfieldsDef::List(list))) if !list.is_empty() => {
+                let n = list.len();
+                let specs: Vec<_> = list
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(i, d)| build(format!("subfields[{i}]"), d, p))
+                    .collect();
+                (specs.len() == n).then_some(Layout::Positional(specs))
+            }
+            (K::Bitmapped, Some(SubfieldsDef::Map(map))) => {
+                let mut subfields = vec![None; 65];
+                let mut ok = true;
+                for (key, def) in map {
+                    match key.parse::<usize>() {
+                        Ok(k @ 2..=64) => subfields[k] = build(format!("subfields.{key}"), def, p),
+                        _ => {
+                            p.push(format!("subfields.{key}: subfield numbers are 2..=64"));
+                            ok = false;
+                        }
+                    }
+                }
+                ok.then_some(Layout::Bitmapped {
+                    bitmap: bitmap.unwrap_or_default(),
+                    subfields,
+                })
+            }
+            (K::Positional, _) => {
+                p.push("composite = \"positional\" needs subfields = [ {…}, … ]".into());
+                None
+            }
+            (K::Bitmapped, _) => {
+                p.push("composite = \"bitmapped\" needs a subfields table keyed by number".into());
+                None
+            }
+            (K::BerTlv | K::Tlv, Some(_)) => {
+                p.push("subfields are for positional and bitmapped layouts".into());
+                None
+            }
+        }
     }
 }
 

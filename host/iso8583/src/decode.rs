@@ -9,8 +9,8 @@ use crate::message::{FieldNumbers, Message};
 use crate::mti::Mti;
 use crate::redact::{ByteChar, Shown, Visibility, visibility};
 use crate::spec::{
-    BitmapEncoding, ContentType, DataEncoding, FieldSpec, LengthEncoding, LengthKind, MtiEncoding,
-    Spec,
+    BitmapEncoding, CodePage, ContentType, DataEncoding, FieldSpec, LengthEncoding, LengthKind,
+    MtiEncoding, Spec,
 };
 
 /// Which bitmap an error is about.
@@ -290,9 +290,9 @@ impl fmt::Display for DecodeError {
 impl std::error::Error for DecodeError {}
 
 /// A field that failed, and where decoding may resume when only its content was wrong.
-struct FieldFail {
-    error: DecodeError,
-    resume: Option<usize>,
+pub(crate) struct FieldFail {
+    pub(crate) error: DecodeError,
+    pub(crate) resume: Option<usize>,
 }
 
 struct Decoder<'a> {
@@ -509,8 +509,24 @@ impl Decoder<'_> {
     /// Decodes field `n` at the current position and moves past it.
     #[inline]
     fn field(&mut self, n: u16, fs: &FieldSpec) -> Result<Bytes, FieldFail> {
-        let buf: &[u8] = self.frame;
-        let start = self.pos;
+        let (value, end) = read_value(self.frame, self.pos, n, fs, self.spec.code_page)?;
+        self.pos = end;
+        Ok(value)
+    }
+}
+
+/// Reads the value of field (or subfield) `n` defined by `fs` at `start` of `frame`; returns
+/// it and where it ends. `n` decides what an error may show of the value.
+#[inline]
+pub(crate) fn read_value(
+    frame: &Bytes,
+    start: usize,
+    n: u16,
+    fs: &FieldSpec,
+    code_page: CodePage,
+) -> Result<(Bytes, usize), FieldFail> {
+    {
+        let buf: &[u8] = frame;
         let fail = |offset, kind, resume| FieldFail {
             error: DecodeError {
                 field: Some(n),
@@ -574,7 +590,6 @@ impl Decoder<'_> {
         }
         let end = data_at + wire;
         let raw = &buf[data_at..end];
-        self.pos = end;
 
         let content_error = |i: usize, value: &[u8]| {
             let kind = DecodeErrorKind::InvalidCharacter {
@@ -587,21 +602,18 @@ impl Decoder<'_> {
         };
         match fs.encoding {
             DataEncoding::Ascii => match first_invalid(fs.content, raw) {
-                None => Ok(self.frame.slice(data_at..end)),
+                None => Ok(frame.slice(data_at..end)),
                 Some((i, _)) => Err(content_error(i, raw)),
             },
-            DataEncoding::Binary => Ok(self.frame.slice(data_at..end)),
+            DataEncoding::Binary => Ok(frame.slice(data_at..end)),
             DataEncoding::Ebcdic => {
                 let mut value = Vec::with_capacity(raw.len());
-                let tables = self.spec.code_page.tables();
+                let tables = code_page.tables();
                 for (i, &b) in raw.iter().enumerate() {
                     match tables.decode(b) {
                         Some(a) => value.push(a),
                         None => {
-                            let kind = DecodeErrorKind::InvalidEbcdic {
-                                byte: b,
-                                code_page: self.spec.code_page,
-                            };
+                            let kind = DecodeErrorKind::InvalidEbcdic { byte: b, code_page };
                             return Err(fail(data_at + i, kind, Some(end)));
                         }
                     }
@@ -628,58 +640,53 @@ impl Decoder<'_> {
                 }
                 Ok(Bytes::from(value))
             }
-            DataEncoding::Bcd => self
-                .bcd(fs, length, raw)
+            DataEncoding::Bcd => bcd(fs, length, raw)
                 .map(Bytes::from)
                 .map_err(|(i, kind)| fail(data_at + i, kind, Some(end))),
         }
+        .map(|value| (value, end))
     }
+}
 
-    /// Unpacks a BCD value; on error, the index of the offending byte in `raw`.
-    fn bcd(
-        &self,
-        fs: &FieldSpec,
-        length: usize,
-        raw: &[u8],
-    ) -> Result<Vec<u8>, (usize, DecodeErrorKind)> {
-        let pad = fs.pad.nibble();
-        let nibbles = raw.len() * 2;
-        // Which nibble (if any) is padding: with lengths in digits, an odd length has exactly one;
-        // with lengths in bytes, an `F` on the pad side is padding.
-        let digits = if fs.counts_wire() { nibbles } else { length };
-        let pad_at = if fs.pad.is_left() {
-            0
-        } else {
-            nibbles.saturating_sub(1)
-        };
-        let nibble = |k: usize| {
-            let b = raw[k / 2];
-            if k.is_multiple_of(2) { b >> 4 } else { b & 0xf }
-        };
-        let skip = if digits % 2 == 1 {
-            let found = nibble(pad_at);
-            if found != pad {
-                let kind = DecodeErrorKind::InvalidPad {
-                    found,
-                    expected: pad,
-                };
-                return Err((pad_at / 2, kind));
-            }
-            Some(pad_at)
-        } else if fs.counts_wire() && pad == 0xf && nibbles > 0 && nibble(pad_at) == 0xf {
-            Some(pad_at)
-        } else {
-            None
-        };
-        let mut value = Vec::with_capacity(nibbles);
-        for k in (0..nibbles).filter(|&k| Some(k) != skip) {
-            match bcd_char(fs.content, nibble(k)) {
-                Some(c) => value.push(c),
-                None => return Err((k / 2, DecodeErrorKind::InvalidBcd { byte: raw[k / 2] })),
-            }
+/// Unpacks a BCD value; on error, the index of the offending byte in `raw`.
+fn bcd(fs: &FieldSpec, length: usize, raw: &[u8]) -> Result<Vec<u8>, (usize, DecodeErrorKind)> {
+    let pad = fs.pad.nibble();
+    let nibbles = raw.len() * 2;
+    // Which nibble (if any) is padding: with lengths in digits, an odd length has exactly one;
+    // with lengths in bytes, an `F` on the pad side is padding.
+    let digits = if fs.counts_wire() { nibbles } else { length };
+    let pad_at = if fs.pad.is_left() {
+        0
+    } else {
+        nibbles.saturating_sub(1)
+    };
+    let nibble = |k: usize| {
+        let b = raw[k / 2];
+        if k.is_multiple_of(2) { b >> 4 } else { b & 0xf }
+    };
+    let skip = if digits % 2 == 1 {
+        let found = nibble(pad_at);
+        if found != pad {
+            let kind = DecodeErrorKind::InvalidPad {
+                found,
+                expected: pad,
+            };
+            return Err((pad_at / 2, kind));
         }
-        Ok(value)
+        Some(pad_at)
+    } else if fs.counts_wire() && pad == 0xf && nibbles > 0 && nibble(pad_at) == 0xf {
+        Some(pad_at)
+    } else {
+        None
+    };
+    let mut value = Vec::with_capacity(nibbles);
+    for k in (0..nibbles).filter(|&k| Some(k) != skip) {
+        match bcd_char(fs.content, nibble(k)) {
+            Some(c) => value.push(c),
+            None => return Err((k / 2, DecodeErrorKind::InvalidBcd { byte: raw[k / 2] })),
+        }
     }
+    Ok(value)
 }
 
 /// The value of a length prefix, if it is a number in its encoding.

@@ -245,7 +245,7 @@ fn put_bitmap(encoding: BitmapEncoding, word: u64, out: &mut BytesMut) {
 }
 
 #[inline]
-fn put_field(
+pub(crate) fn put_field(
     n: u16,
     fs: &FieldSpec,
     value: &[u8],

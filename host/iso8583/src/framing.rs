@@ -156,7 +156,7 @@ impl LengthHeader {
                 out.put_slice(digits);
             }
             LengthHeader::Bcd2 => {
-                let bcd = |v: usize| ((v / 10 % 10) << 4 | v % 10) as u8;
+                let bcd = |v: usize| (((v / 10 % 10) << 4) | (v % 10)) as u8;
                 out.put_slice(&[bcd(length / 100), bcd(length)]);
             }
         }

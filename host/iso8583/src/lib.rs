@@ -39,6 +39,7 @@
 mod builtin;
 mod charset;
 pub mod cobol;
+pub mod composite;
 #[cfg(feature = "serde")]
 mod config;
 mod decode;

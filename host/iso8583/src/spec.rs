@@ -255,6 +255,7 @@ pub struct FieldSpec {
     pub(crate) pad: Pad,
     pub(crate) length_counts: LengthCounts,
     pub(crate) description: Cow<'static, str>,
+    pub(crate) composite: Option<std::sync::Arc<crate::composite::Layout>>,
 }
 
 /// A field definition that makes no sense (e.g. a b field encoded as BCD).
@@ -291,6 +292,7 @@ impl FieldSpec {
             },
             length_counts: LengthCounts::Value,
             description: Cow::Borrowed(""),
+            composite: None,
         }
     }
 
@@ -323,6 +325,17 @@ impl FieldSpec {
     pub fn with_description(mut self, description: impl Into<Cow<'static, str>>) -> Self {
         self.description = description.into();
         self
+    }
+
+    /// Gives the field a composite layout ([`crate::composite`]): its value can then be
+    /// decoded into subfields and encoded back.
+    pub fn with_composite(mut self, layout: crate::composite::Layout) -> Self {
+        self.composite = Some(std::sync::Arc::new(layout));
+        self
+    }
+    /// The composite layout, if any.
+    pub fn composite(&self) -> Option<&crate::composite::Layout> {
+        self.composite.as_deref()
     }
 
     /// Fixed or the width of the length prefix.
@@ -535,7 +548,7 @@ impl Spec {
     /// bit 65 announces a tertiary bitmap right after the secondary one; no field 129..=192 is
     /// defined.
     pub fn iso87_ascii() -> Spec {
-        crate::iso87::spec()
+        crate::builtin::with_emv_data(crate::iso87::spec())
     }
 
     /// Built-in specs by name: `"iso87-ascii"` (the default; alias `"default"`),
