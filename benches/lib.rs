@@ -11,7 +11,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use switchyard_engine::{Context, Failure, Outcome, Participant};
 use switchyard_iso8583::{Message, Mti};
-use switchyard_sdk::{Clock, Config, Level, Log, Transaction};
+use switchyard_sdk::{Clock, Config, Counters, Kv, Level, Log, Transaction};
 
 /// The 16-field 0200 of the codec targets (test PAN, no track or PIN data).
 pub fn sample_0200() -> Message {
@@ -127,6 +127,10 @@ impl Clock for HostEnv {
         self.origin.elapsed().as_nanos() as u64
     }
 }
+
+/// The bundled participants of the benches use neither counters nor kv.
+impl Counters for HostEnv {}
+impl Kv for HostEnv {}
 
 /// A plugin's logic compiled natively, as an engine participant.
 pub struct Native<P> {

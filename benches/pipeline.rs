@@ -9,18 +9,21 @@ use futures::executor::block_on;
 use switchyard_benches::{Native, sample_0200};
 use switchyard_engine::{Context, Participant, Pipeline, PipelineBuilder, Step, Verdict};
 use switchyard_iso8583::Message;
-use switchyard_runtime::{Limits, Role, Runtime, RuntimeOptions, Settings, WasmParticipant};
+use switchyard_runtime::{
+    PluginOptions, RegistryBuilder, Role, Runtime, RuntimeOptions, Settings, WasmParticipant,
+};
 
 fn wasm(runtime: &Runtime, name: &str, settings: &[(&str, &str)]) -> Arc<WasmParticipant> {
     let bytes = switchyard_bundled_plugins::get(name).unwrap();
-    let plugin = runtime.load(name, bytes, Limits::default()).unwrap();
+    let mut builder = RegistryBuilder::new(runtime.clone(), None);
+    let slot = builder.load(name, bytes, PluginOptions::default()).unwrap();
     let settings = Settings(
         settings
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
     );
-    Arc::new(WasmParticipant::new(plugin, Role::Participant, settings).unwrap())
+    Arc::new(WasmParticipant::new(builder.build(), slot, Role::Participant, settings).unwrap())
 }
 
 fn pipeline(validate: Arc<dyn Participant>, local_auth: Arc<dyn Participant>) -> Pipeline {

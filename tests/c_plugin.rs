@@ -13,7 +13,7 @@ use switchyard::config::{Config, DEFAULT_CONFIG};
 use switchyard_engine::{Context, Outcome, Participant, PipelineBuilder, Step, Verdict};
 use switchyard_iso8583::{Message, Spec};
 use switchyard_runtime::{
-    Limits, Plugin, Role, Runtime, RuntimeOptions, Settings, WasmParticipant,
+    PluginOptions, RegistryBuilder, Role, Runtime, RuntimeOptions, Settings, WasmParticipant,
 };
 use switchyard_tests::{TEST_PAN, TestSwitch, shared_data_dir};
 
@@ -25,26 +25,22 @@ fn blocklist_wasm() -> PathBuf {
     repo().join("examples/c-plugin/blocklist.wasm")
 }
 
-fn load(runtime: &Runtime, name: &str) -> Arc<Plugin> {
-    match name {
-        "blocklist" => runtime.load_file(name, &blocklist_wasm(), Limits::default()),
-        bundled => runtime.load(
-            bundled,
-            switchyard_bundled_plugins::get(bundled).unwrap(),
-            Limits::default(),
-        ),
-    }
-    .unwrap_or_else(|e| panic!("{name}: {e}"))
-}
-
 fn participant(runtime: &Runtime, name: &str, settings: &[(&str, &str)]) -> Arc<WasmParticipant> {
+    let bytes = match name {
+        "blocklist" => std::fs::read(blocklist_wasm()).unwrap(),
+        bundled => switchyard_bundled_plugins::get(bundled).unwrap().to_vec(),
+    };
+    let mut registry = RegistryBuilder::new(runtime.clone(), None);
+    let slot = registry
+        .load(name, &bytes, PluginOptions::default())
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
     let settings = Settings(
         settings
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
     );
-    Arc::new(WasmParticipant::new(load(runtime, name), Role::Participant, settings).unwrap())
+    Arc::new(WasmParticipant::new(registry.build(), slot, Role::Participant, settings).unwrap())
 }
 
 /// A 0200 on the test card as a listener hands it over (encoded, decoded).

@@ -164,8 +164,15 @@ async fn failing_plugins_abort_with_96_and_the_next_transaction_is_fine() {
                 .unwrap();
             assert_eq!(good.get_str(39), Some("00"), "mode {mode}: after a failure");
         }
-        let plugin = &sw.switch.plugins()["test-faulty"];
-        let failures = plugin
+        let status = sw
+            .switch
+            .registry()
+            .list()
+            .into_iter()
+            .find(|p| p.name == "test-faulty")
+            .unwrap();
+        let failures = status
+            .plugin
             .stats()
             .failures
             .load(std::sync::atomic::Ordering::Relaxed);

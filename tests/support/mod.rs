@@ -29,18 +29,13 @@ pub fn default_config(data_dir: &Path) -> Config {
 /// `local-auth` on port 5001, misbehaving per `mode` when DE4 ends in 13.
 pub fn with_faulty_plugin(mut c: Config, mode: &str) -> Config {
     let path = switchyard_bundled_plugins::plugin_path("test-faulty");
-    let mut plugin_config = toml::Table::new();
-    plugin_config.insert("mode".into(), mode.into());
-    plugin_config.insert("trigger_suffix".into(), "13".into());
-    c.plugins.insert(
-        "test-faulty".into(),
-        PluginConfig {
-            file: path.display().to_string(),
-            memory_mib: 16,
-            deadline_ms: 50,
-            config: plugin_config,
-        },
-    );
+    let plugin: PluginConfig = toml::from_str(&format!(
+        "file = {:?}\nmemory_mib = 16\ndeadline_ms = 50\nconfig = {{ mode = {:?}, trigger_suffix = \"13\" }}",
+        path.display().to_string(),
+        mode
+    ))
+    .unwrap();
+    c.plugins.insert("test-faulty".into(), plugin);
     c.participants.insert(
         "faulty".into(),
         ParticipantConfig {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use switchyard_iso8583::{Message, Spec};
 
+use crate::extensions::Extensions;
 use crate::profiler::Profiler;
 
 /// Variables the host defines for every transaction.
@@ -72,6 +73,8 @@ pub struct Context {
     pub profiler: Profiler,
     /// Why the transaction failed, when a participant failed (for logs).
     pub failure: Option<String>,
+    /// Values other crates attach to the transaction.
+    pub extensions: Extensions,
 }
 
 impl std::fmt::Debug for Context {

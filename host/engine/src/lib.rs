@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 mod context;
+mod extensions;
 mod participant;
 mod pipeline;
 mod profiler;
@@ -27,11 +28,12 @@ pub mod rc;
 pub mod steps;
 
 pub use context::{Context, HostVar, Responder};
+pub use extensions::Extensions;
 pub use participant::{
     AsyncParticipant, Failure, FailureKind, Formatter, Outbound, Outcome, Participant,
 };
 pub use pipeline::{
-    Disposition, Node, NodeId, Pipeline, PipelineBuilder, PipelineError, Step, Verdict,
+    BeginHook, Disposition, Node, NodeId, Pipeline, PipelineBuilder, PipelineError, Step, Verdict,
 };
 pub use profiler::{Label, Profiler, Trace};
 pub use switchyard_iso8583 as iso8583;

@@ -63,10 +63,15 @@ pub enum PipelineError {
     Empty,
 }
 
+/// Called when a transaction enters a pipeline, before any participant
+/// (the WASM runtime pins the plugin versions the transaction will use).
+pub type BeginHook = Arc<dyn Fn(&mut Context) + Send + Sync>;
+
 /// Builds a [`Pipeline`].
 #[derive(Default)]
 pub struct PipelineBuilder {
     name: String,
+    begin: Vec<BeginHook>,
     nodes: Vec<Node>,
     by_name: HashMap<String, NodeId>,
     main: Vec<String>,
@@ -111,6 +116,12 @@ impl PipelineBuilder {
         self
     }
 
+    /// Adds a hook run when each transaction enters the pipeline.
+    pub fn on_begin(&mut self, hook: BeginHook) -> &mut Self {
+        self.begin.push(hook);
+        self
+    }
+
     /// Resolves every name; reports every unknown one at once.
     pub fn build(self) -> Result<Pipeline, Vec<PipelineError>> {
         let mut errors = Vec::new();
@@ -143,6 +154,7 @@ impl PipelineBuilder {
         }
         Ok(Pipeline {
             name: self.name.into(),
+            begin: self.begin,
             nodes: self.nodes,
             by_name: self.by_name,
             main,
@@ -155,6 +167,7 @@ impl PipelineBuilder {
 /// selectors splice in.
 pub struct Pipeline {
     name: Arc<str>,
+    begin: Vec<BeginHook>,
     nodes: Vec<Node>,
     by_name: HashMap<String, NodeId>,
     main: Vec<NodeId>,
@@ -214,6 +227,9 @@ impl Pipeline {
     /// Runs one transaction through the pipeline (jPOS TransactionManager
     /// semantics) and records each step in the context's profiler.
     pub async fn run(&self, ctx: &mut Context) -> Disposition {
+        for hook in &self.begin {
+            hook(ctx);
+        }
         let mut queue: Vec<NodeId> = Vec::with_capacity(self.main.len() + 8);
         queue.extend_from_slice(&self.main);
         let mut members: Vec<NodeId> = Vec::with_capacity(queue.capacity());
@@ -345,7 +361,7 @@ impl Pipeline {
         aborting: &mut bool,
     ) {
         let name = &self.nodes[id as usize].name;
-        tracing::error!(pipeline = %self.name, participant = %name, kind = ?failure.kind,
+        tracing::debug!(pipeline = %self.name, participant = %name, kind = ?failure.kind,
             error = %failure.message, "participant failed; transaction aborts with 96");
         if !*aborting {
             ctx.set_result_code(rc::SYSTEM_ERROR);

@@ -1,12 +1,14 @@
-//! The one `bindgen!` of the host: the `host` world of
-//! `switchyard:participant@1.0.0` (every import, every export interface).
-//! A plugin exports the subset its role needs; each export interface is
-//! looked up on its own (`GuestIndices`), so a participant-only plugin loads
-//! without exporting the formatter interface.
+//! The one `bindgen!` of the host: the `host` world of the newest contract,
+//! `switchyard:participant@1.1.0` (every import, every export interface).
+//!
+//! Older plugins link against it unchanged: wasmtime resolves a component's
+//! `…@1.0.0` imports and exports to the host's semver-compatible `…@1.1.0`
+//! ones, and 1.1.0 only added to 1.0.0. A plugin exports the subset its role
+//! needs; each export interface is looked up on its own (`GuestIndices`).
 
 wasmtime::component::bindgen!({
     world: "host",
-    path: "../../wit/participant@1.0.0",
+    path: "../../wit/participant@1.1.0",
     imports: { default: trappable },
 });
 
@@ -14,19 +16,17 @@ pub use exports::switchyard::participant::{
     formatter as formatter_export, group_selector as selector_export,
     participant as participant_export,
 };
-pub use switchyard::participant::{clock, config, log, transaction};
+pub use switchyard::participant::{clock, config, counters, kv, log, transaction};
 
-/// The interfaces this host offers to plugins, by their full names.
-pub const OFFERED_IMPORTS: &[&str] = &[
-    "switchyard:participant/transaction@1.0.0",
-    "switchyard:participant/config@1.0.0",
-    "switchyard:participant/log@1.0.0",
-    "switchyard:participant/clock@1.0.0",
-];
+/// The contract's package.
+pub const PACKAGE: &str = "switchyard:participant";
+/// The newest contract version this host offers; every 1.x up to it links.
+pub const NEWEST_MINOR: u32 = 1;
 
-/// Export interface names, by role.
-pub const PARTICIPANT_EXPORT: &str = "switchyard:participant/participant@1.0.0";
+/// Export interface names, by role (semver-compatible lookups: a 1.0.0
+/// plugin's exports are found by these names too).
+pub const PARTICIPANT_EXPORT: &str = "switchyard:participant/participant@1.1.0";
 /// The group selector's export.
-pub const SELECTOR_EXPORT: &str = "switchyard:participant/group-selector@1.0.0";
+pub const SELECTOR_EXPORT: &str = "switchyard:participant/group-selector@1.1.0";
 /// The formatter's export.
-pub const FORMATTER_EXPORT: &str = "switchyard:participant/formatter@1.0.0";
+pub const FORMATTER_EXPORT: &str = "switchyard:participant/formatter@1.1.0";

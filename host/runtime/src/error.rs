@@ -36,17 +36,13 @@ pub enum LoadError {
         /// The I/O error.
         reason: String,
     },
-    /// The plugin imports interfaces the host does not offer.
-    #[error(
-        "plugin {plugin} imports {missing:?}, which this host does not offer (it offers {offered:?})"
-    )]
+    /// The plugin imports what the host does not offer or did not grant.
+    #[error("plugin {plugin}: imports refused: {}", problems.join("; "))]
     Imports {
         /// Plugin name.
         plugin: String,
-        /// The imports that cannot be satisfied.
-        missing: Vec<String>,
-        /// What the host offers.
-        offered: Vec<String>,
+        /// One line per refused import.
+        problems: Vec<String>,
     },
     /// The plugin's imports do not match the host's (wrong types or version).
     #[error("plugin {plugin}: its imports do not match the host's: {reason}")]
@@ -66,6 +62,12 @@ pub enum LoadError {
         /// What is missing.
         reason: String,
     },
+    /// No plugin of that name is configured.
+    #[error("no plugin {0} is configured")]
+    UnknownPlugin(String),
+    /// A rollback with no earlier version.
+    #[error("plugin {0} has no earlier version to roll back to")]
+    NoEarlierVersion(String),
     /// The first instantiation failed (start-up trap, limits).
     #[error("plugin {plugin}: instantiation failed: {reason}")]
     Instantiate {

@@ -9,7 +9,8 @@ use bytes::Bytes;
 use switchyard_engine::Context;
 use switchyard_engine::steps::NEVER_RETURNED;
 
-use crate::bindings::{clock, config, log, transaction};
+use crate::bindings::{clock, config, counters, kv, log, transaction};
+use crate::runtime::Capabilities;
 
 /// Most log lines a plugin instance may write per second; the rest are
 /// counted and reported once the second is over.
@@ -37,8 +38,8 @@ pub(crate) struct Limiter {
     pub(crate) instances_max: usize,
     /// A growth past the cap was refused during the current call.
     pub(crate) memory_denied: bool,
-    /// The largest linear memory this instance has had.
-    pub(crate) peak_memory: usize,
+    /// The instance's linear memory now (it only grows).
+    pub(crate) memory: usize,
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
@@ -52,7 +53,7 @@ impl wasmtime::ResourceLimiter for Limiter {
             self.memory_denied = true;
             return Ok(false);
         }
-        self.peak_memory = self.peak_memory.max(desired);
+        self.memory = self.memory.max(desired);
         Ok(true)
     }
 
@@ -96,6 +97,7 @@ pub struct HostState {
     pub(crate) limiter: Limiter,
     pub(crate) plugin: Arc<str>,
     pub(crate) tenant: Arc<str>,
+    capabilities: Arc<Capabilities>,
     log_budget: LogBudget,
 }
 
@@ -105,6 +107,7 @@ impl HostState {
         tenant: Arc<str>,
         settings: Arc<Settings>,
         limiter: Limiter,
+        capabilities: Arc<Capabilities>,
     ) -> HostState {
         HostState {
             ctx: Context::default(),
@@ -113,12 +116,26 @@ impl HostState {
             limiter,
             plugin,
             tenant,
+            capabilities,
             log_budget: LogBudget {
                 window: Instant::now(),
                 used: 0,
                 suppressed: 0,
             },
         }
+    }
+
+    /// The tenant the instance serves.
+    pub(crate) fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// The tenant of the transaction in progress (the instance's own).
+    fn scope(&self, what: &str) -> wasmtime::Result<(&str, &str)> {
+        if !self.bound {
+            wasmtime::bail!("{what} called outside a transaction");
+        }
+        Ok((&self.tenant, &self.plugin))
     }
 
     fn txn(&mut self, what: &str) -> wasmtime::Result<&mut Context> {
@@ -144,6 +161,28 @@ impl transaction::Host for HostState {
             .request
             .field_numbers()
             .collect())
+    }
+
+    fn request_values(&mut self, fields: Vec<u16>) -> wasmtime::Result<Vec<u8>> {
+        let request = &self.txn("request-values")?.request;
+        let mut out = Vec::with_capacity(fields.len() * 16);
+        for f in fields {
+            let value = if f == 0 {
+                Some(request.mti_str().as_bytes())
+            } else {
+                request.get(f)
+            };
+            match value {
+                // Values are far below 64 KiB (the longest field is LLLLLL
+                // only in exotic specs); clamp rather than corrupt.
+                Some(v) if v.len() < 0xFFFF => {
+                    out.extend_from_slice(&(v.len() as u16).to_be_bytes());
+                    out.extend_from_slice(v);
+                }
+                _ => out.extend_from_slice(&[0xFF, 0xFF]),
+            }
+        }
+        Ok(out)
     }
 
     fn request_field(&mut self, field: u16) -> wasmtime::Result<Option<Vec<u8>>> {
@@ -263,6 +302,102 @@ impl log::Host for HostState {
             log::Level::Error => tracing::error!(plugin, tenant, stan, "{message}"),
         }
         Ok(())
+    }
+}
+
+impl counters::Host for HostState {
+    fn add(
+        &mut self,
+        name: String,
+        key: String,
+        delta: i64,
+        window_seconds: u32,
+    ) -> wasmtime::Result<Result<i64, String>> {
+        let scope = self.scope("counters.add")?;
+        Ok(self
+            .capabilities
+            .counters
+            .add(scope, &name, &key, delta, window_seconds)
+            .map_err(|e| e.to_string()))
+    }
+
+    fn sum(
+        &mut self,
+        name: String,
+        key: String,
+        window_seconds: u32,
+    ) -> wasmtime::Result<Result<i64, String>> {
+        let scope = self.scope("counters.sum")?;
+        Ok(self
+            .capabilities
+            .counters
+            .sum(scope, &name, &key, window_seconds)
+            .map_err(|e| e.to_string()))
+    }
+}
+
+impl HostState {
+    fn kv_store(
+        &self,
+        what: &str,
+    ) -> wasmtime::Result<Result<(&switchyard_store::Store, (&str, &str)), String>> {
+        let scope = self.scope(what)?;
+        Ok(match &self.capabilities.store {
+            Some(store) => Ok((store, scope)),
+            None => Err("this switch runs without a store".to_owned()),
+        })
+    }
+}
+
+fn store_error(plugin: &str, e: switchyard_store::StoreError) -> String {
+    tracing::error!(plugin, error = %e, "plugin key/value store failed");
+    e.to_string()
+}
+
+impl kv::Host for HostState {
+    fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, String>> {
+        Ok(self
+            .kv_store("kv.get")?
+            .and_then(|(store, (tenant, plugin))| {
+                store
+                    .kv_get(tenant, plugin, &key)
+                    .map_err(|e| store_error(plugin, e))
+            }))
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
+        Ok(self
+            .kv_store("kv.set")?
+            .and_then(|(store, (tenant, plugin))| {
+                store
+                    .kv_set(tenant, plugin, &key, &value)
+                    .map_err(|e| store_error(plugin, e))
+            }))
+    }
+
+    fn delete(&mut self, key: String) -> wasmtime::Result<Result<bool, String>> {
+        Ok(self
+            .kv_store("kv.delete")?
+            .and_then(|(store, (tenant, plugin))| {
+                store
+                    .kv_delete(tenant, plugin, &key)
+                    .map_err(|e| store_error(plugin, e))
+            }))
+    }
+
+    fn compare_and_set(
+        &mut self,
+        key: String,
+        expected: Option<Vec<u8>>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<bool, String>> {
+        Ok(self
+            .kv_store("kv.compare-and-set")?
+            .and_then(|(store, (tenant, plugin))| {
+                store
+                    .kv_compare_and_set(tenant, plugin, &key, expected.as_deref(), &value)
+                    .map_err(|e| store_error(plugin, e))
+            }))
     }
 }
 

@@ -1,12 +1,15 @@
 //! The WebAssembly runtime of Switchyard (wasmtime 48, component model).
 //!
 //! Owns everything about running plugins: the one `bindgen!` of the
-//! participant contract ([`bindings`]), the engine and its epoch ticker,
+//! participant contract ([`bindings`]), engines and their epoch ticker,
 //! compiling plugins once and caching the precompiled artifacts on disk
 //! (keyed by content hash and the engine's compatibility hash), checking a
-//! plugin's imports and exports at load time, the sandbox limits (memory cap,
-//! per-call deadline, stack, tables), per-tenant instance reuse, the host
-//! capabilities plugins import, and turning traps into RC 96 failures.
+//! plugin's imports against its granted capabilities and its exports against
+//! its roles at load time, the sandbox limits (memory cap, per-call deadline,
+//! fuel, stack, tables), instance policies (`reuse` per tenant, `fresh` per
+//! transaction), failure policies, per-plugin metrics, the host capabilities
+//! plugins import, hot swap and rollback ([`Registry`]), and turning traps
+//! into RC 96 failures.
 //!
 //! It implements the engine's `Participant` and `Formatter` traits and knows
 //! nothing of sockets.
@@ -14,12 +17,18 @@
 pub mod bindings;
 mod error;
 mod host;
+mod metrics;
+mod options;
 mod participant;
 mod plugin;
+mod registry;
 mod runtime;
 
 pub use error::LoadError;
 pub use host::{Settings, mask_card_numbers};
+pub use metrics::{Histogram, LATENCY_BUCKETS, PluginStats};
+pub use options::{Capability, FailurePolicy, InstancePolicy, Limits, PluginOptions};
 pub use participant::{WasmFormatter, WasmParticipant};
-pub use plugin::{Limits, Plugin, PluginStats, Role};
+pub use plugin::{Plugin, PluginShared, Role};
+pub use registry::{Generation, PluginStatus, Registry, RegistryBuilder, SlotId, SwapOutcome};
 pub use runtime::{EPOCH_TICK, Runtime, RuntimeOptions};

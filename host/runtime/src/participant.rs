@@ -2,93 +2,226 @@
 //! `Participant` (plain participants and group selectors) and
 //! [`WasmFormatter`] its `Formatter`.
 //!
-//! Each holds its own instances, per tenant: an instance is never shared
-//! between tenants, so what one tenant's transaction leaves in a plugin's
-//! memory can never reach another tenant's. Instances are reused across
-//! transactions; one that failed is dropped and rebuilt on the next call.
+//! A step resolves its plugin through the transaction's pinned generation
+//! (see [`crate::Registry`]), so a swap never changes the version under a
+//! running transaction. Instances are kept per version and per tenant: an
+//! instance is never shared between tenants, so what one tenant's
+//! transaction leaves in a plugin's memory can never reach another tenant's.
+//! With the `reuse` policy idle instances are pooled; with `fresh` each
+//! transaction gets its own, held in the context from `prepare` to `commit`
+//! or `abort`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use switchyard_engine::{Context, Failure, FailureKind, Formatter, Outbound, Outcome, Participant};
 
 use crate::error::LoadError;
 use crate::host::Settings;
-use crate::plugin::{Instance, Plugin, Role};
+use crate::options::{FailurePolicy, InstancePolicy};
+use crate::plugin::{AfterCall, Instance, Plugin, Role};
+use crate::registry::{PINNED_KEY, Pinned, Registry, SlotId};
 
-/// Idle instances of one step, per tenant.
+static NEXT_STEP_ID: AtomicU64 = AtomicU64::new(1);
+
+/// An instance held by a transaction between its calls (policy `fresh`).
+struct Held(Instance);
+
+/// Idle instances of one step: per plugin version, per tenant.
 #[derive(Default)]
 struct Pools {
-    idle: Mutex<HashMap<Arc<str>, Vec<Instance>>>,
+    idle: Mutex<HashMap<u64, HashMap<Arc<str>, Vec<Instance>>>>,
 }
 
 impl Pools {
-    fn checkout(
-        &self,
-        plugin: &Plugin,
-        tenant: &Arc<str>,
-        settings: &Arc<Settings>,
-    ) -> Result<Instance, Failure> {
-        if let Some(instance) = self.idle.lock().get_mut(tenant).and_then(Vec::pop) {
-            return Ok(instance);
+    fn checkout(&self, plugin: &Plugin, live: u64, tenant: &str) -> Option<Instance> {
+        let mut idle = self.idle.lock();
+        // Versions swapped out leave their idle instances behind: drop them.
+        if idle.len() > 1 {
+            idle.retain(|v, _| *v == plugin.id() || *v == live);
         }
-        plugin.instantiate(tenant, settings.clone())
+        idle.get_mut(&plugin.id())?.get_mut(tenant)?.pop()
     }
 
     fn checkin(&self, tenant: &Arc<str>, instance: Instance) {
         let mut idle = self.idle.lock();
-        match idle.get_mut(tenant) {
-            Some(v) => v.push(instance),
-            None => {
-                idle.insert(tenant.clone(), vec![instance]);
-            }
+        idle.entry(instance.version)
+            .or_default()
+            .entry(tenant.clone())
+            .or_default()
+            .push(instance);
+    }
+}
+
+/// Shared machinery of participants and formatters.
+struct Calls {
+    registry: Arc<Registry>,
+    slot: SlotId,
+    settings: Arc<Settings>,
+    pools: Pools,
+    /// Key of this step's held instances in a context's extensions.
+    step_id: u64,
+}
+
+impl Calls {
+    fn new(registry: Arc<Registry>, slot: SlotId, settings: Settings) -> Calls {
+        Calls {
+            registry,
+            slot,
+            settings: Arc::new(settings),
+            pools: Pools::default(),
+            step_id: NEXT_STEP_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
+
+    /// Runs `call` for the transaction in `ctx` on the version it is pinned
+    /// to. `hold` keeps a `fresh` instance for a later phase; `release`
+    /// drops a held one after this call.
+    fn call<R>(
+        &self,
+        ctx: &mut Context,
+        phase: Phase,
+        call: impl FnOnce(&mut Instance) -> wasmtime::Result<R>,
+        keep: impl FnOnce(&R) -> bool,
+    ) -> Result<R, Failure> {
+        // Take the pinned generation out for the call (no reference count
+        // traffic), and put it back after.
+        let pinned = ctx.extensions.remove::<Pinned>(PINNED_KEY);
+        let owned;
+        let generation = match &pinned {
+            Some(p) => &p.0,
+            None => {
+                owned = self.registry.current();
+                &owned
+            }
+        };
+        let result = self.call_on(generation.plugin(self.slot), ctx, phase, call, keep);
+        if let Some(p) = pinned {
+            ctx.extensions.insert(PINNED_KEY, p);
+        }
+        result
+    }
+
+    fn call_on<R>(
+        &self,
+        plugin: &Plugin,
+        ctx: &mut Context,
+        phase: Phase,
+        call: impl FnOnce(&mut Instance) -> wasmtime::Result<R>,
+        keep: impl FnOnce(&R) -> bool,
+    ) -> Result<R, Failure> {
+        let tenant = ctx.tenant().clone();
+        let fresh = plugin.options().policy == InstancePolicy::Fresh;
+        let held = if fresh {
+            ctx.extensions.remove::<Held>(self.step_id).map(|h| h.0)
+        } else {
+            None
+        };
+        let mut instance = match held {
+            Some(i) => i,
+            None => match (!fresh)
+                .then(|| self.pools.checkout(plugin, self.live_id(), &tenant))
+                .flatten()
+            {
+                Some(i) => i,
+                None => plugin.instantiate(&tenant, self.settings.clone())?,
+            },
+        };
+        let (result, after) = plugin.run(&mut instance, Some(ctx), call);
+        if let (Ok(value), AfterCall::Keep) = (&result, after) {
+            if fresh {
+                let hold = match phase {
+                    Phase::First => keep(value),
+                    Phase::Middle => true,
+                    Phase::Last => false,
+                };
+                if hold {
+                    ctx.extensions.insert(self.step_id, Held(instance));
+                }
+            } else if self.live_id() == instance.version {
+                self.pools.checkin(&tenant, instance);
+            }
+        }
+        result
+    }
+
+    /// The id of the live version of this step's plugin.
+    fn live_id(&self) -> u64 {
+        self.registry.current.load().plugin(self.slot).id()
+    }
+
+    /// A call outside any transaction (an endpoint reply's key), on the live
+    /// version, with instances kept apart from every tenant's.
+    fn call_unbound<R>(
+        &self,
+        call: impl FnOnce(&mut Instance) -> wasmtime::Result<R>,
+    ) -> Result<R, Failure> {
+        let generation = self.registry.current();
+        let plugin = generation.plugin(self.slot);
+        let tenant: Arc<str> = LINK_TENANT.into();
+        let mut instance = match self.pools.checkout(plugin, plugin.id(), LINK_TENANT) {
+            Some(i) => i,
+            None => plugin.instantiate(LINK_TENANT, self.settings.clone())?,
+        };
+        let (result, after) = plugin.run(&mut instance, None, call);
+        if let AfterCall::Keep = after {
+            self.pools.checkin(&tenant, instance);
+        }
+        result
+    }
+
+    fn failure_policy(&self, ctx: &Context) -> FailurePolicy {
+        match ctx.extensions.get::<Pinned>(PINNED_KEY) {
+            Some(p) => p.0.plugin(self.slot).options().failure,
+            None => self.registry.current().plugin(self.slot).options().failure,
+        }
+    }
+}
+
+/// The tenant key of instances that read endpoint replies outside any
+/// transaction.
+const LINK_TENANT: &str = "";
+
+/// Which call of a transaction this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// `prepare`, `format-request`: may keep a `fresh` instance.
+    First,
+    /// `select` right after `prepare`: uses the held instance and keeps it.
+    Middle,
+    /// `commit`, `abort`, `parse-response`: the last call.
+    Last,
 }
 
 /// A plugin acting as a participant or group selector of a pipeline.
 pub struct WasmParticipant {
-    plugin: Arc<Plugin>,
-    settings: Arc<Settings>,
+    calls: Calls,
     selector: bool,
-    pools: Pools,
 }
 
 impl WasmParticipant {
-    /// `plugin` as a participant (or, with `role` [`Role::Selector`], a group
-    /// selector) configured with `settings`.
+    /// The plugin in `slot` of `registry` as a participant (or, with `role`
+    /// [`Role::Selector`], a group selector) configured with `settings`.
     pub fn new(
-        plugin: Arc<Plugin>,
+        registry: Arc<Registry>,
+        slot: SlotId,
         role: Role,
         settings: Settings,
     ) -> Result<WasmParticipant, LoadError> {
-        plugin.check_role(role)?;
+        registry.require_role(slot, role)?;
         Ok(WasmParticipant {
-            plugin,
-            settings: Arc::new(settings),
+            calls: Calls::new(registry, slot, settings),
             selector: role == Role::Selector,
-            pools: Pools::default(),
         })
     }
 
-    /// The plugin behind this step.
-    pub fn plugin(&self) -> &Arc<Plugin> {
-        &self.plugin
-    }
-
-    fn call<R>(
-        &self,
-        ctx: &mut Context,
-        call: impl FnOnce(&mut Instance) -> wasmtime::Result<R>,
-    ) -> Result<R, Failure> {
-        let tenant = ctx.tenant().clone();
-        let mut instance = self.pools.checkout(&self.plugin, &tenant, &self.settings)?;
-        let result = self.plugin.run(&mut instance, Some(ctx), call);
-        if result.is_ok() {
-            self.pools.checkin(&tenant, instance);
+    fn optional<T>(&self, ctx: &Context, r: Result<T, Failure>, fallback: T) -> Result<T, Failure> {
+        match r {
+            Err(_) if self.calls.failure_policy(ctx) == FailurePolicy::Optional => Ok(fallback),
+            other => other,
         }
-        result
     }
 }
 
@@ -98,96 +231,104 @@ fn unexported(what: &str) -> wasmtime::Error {
 
 impl Participant for WasmParticipant {
     fn prepare(&self, ctx: &mut Context) -> Result<Outcome, Failure> {
-        self.call(ctx, |i| {
-            let guest = i
-                .participant
-                .as_ref()
-                .ok_or_else(|| unexported("participant"))?;
-            guest.call_prepare(&mut i.store)
-        })
-        .map(Outcome::from_bits)
+        let selector = self.selector;
+        let r = self
+            .calls
+            .call(
+                ctx,
+                Phase::First,
+                |i| {
+                    let guest = i
+                        .participant
+                        .as_ref()
+                        .ok_or_else(|| unexported("participant"))?;
+                    guest.call_prepare(&mut i.store)
+                },
+                |bits| selector || Outcome::from_bits(*bits).joins(),
+            )
+            .map(Outcome::from_bits);
+        self.optional(ctx, r, Outcome::NO_JOIN)
     }
 
     fn commit(&self, ctx: &mut Context) -> Result<(), Failure> {
-        self.call(ctx, |i| {
-            let guest = i
-                .participant
-                .as_ref()
-                .ok_or_else(|| unexported("participant"))?;
-            guest.call_commit(&mut i.store)
-        })
+        let r = self.calls.call(
+            ctx,
+            Phase::Last,
+            |i| {
+                let guest = i
+                    .participant
+                    .as_ref()
+                    .ok_or_else(|| unexported("participant"))?;
+                guest.call_commit(&mut i.store)
+            },
+            |_| false,
+        );
+        self.optional(ctx, r, ())
     }
 
     fn abort(&self, ctx: &mut Context) -> Result<(), Failure> {
-        self.call(ctx, |i| {
-            let guest = i
-                .participant
-                .as_ref()
-                .ok_or_else(|| unexported("participant"))?;
-            guest.call_abort(&mut i.store)
-        })
+        let r = self.calls.call(
+            ctx,
+            Phase::Last,
+            |i| {
+                let guest = i
+                    .participant
+                    .as_ref()
+                    .ok_or_else(|| unexported("participant"))?;
+                guest.call_abort(&mut i.store)
+            },
+            |_| false,
+        );
+        self.optional(ctx, r, ())
     }
 
     fn select(&self, ctx: &mut Context) -> Option<Result<Vec<String>, Failure>> {
         self.selector.then(|| {
-            self.call(ctx, |i| {
-                let guest = i
-                    .selector
-                    .as_ref()
-                    .ok_or_else(|| unexported("group-selector"))?;
-                guest.call_select(&mut i.store)
-            })
+            let r = self.calls.call(
+                ctx,
+                Phase::Middle,
+                |i| {
+                    let guest = i
+                        .selector
+                        .as_ref()
+                        .ok_or_else(|| unexported("group-selector"))?;
+                    guest.call_select(&mut i.store)
+                },
+                |_| false,
+            );
+            self.optional(ctx, r, Vec::new())
         })
     }
 }
-
-/// The tenant key of instances that read endpoint replies outside any
-/// transaction.
-const LINK_TENANT: &str = "";
 
 /// A plugin acting as an endpoint's formatter.
 pub struct WasmFormatter {
-    plugin: Arc<Plugin>,
-    settings: Arc<Settings>,
-    pools: Pools,
-    link_tenant: Arc<str>,
+    calls: Calls,
 }
 
 impl WasmFormatter {
-    /// `plugin` as a formatter configured with `settings`.
-    pub fn new(plugin: Arc<Plugin>, settings: Settings) -> Result<WasmFormatter, LoadError> {
-        plugin.check_role(Role::Formatter)?;
+    /// The plugin in `slot` of `registry` as a formatter configured with
+    /// `settings`.
+    pub fn new(
+        registry: Arc<Registry>,
+        slot: SlotId,
+        settings: Settings,
+    ) -> Result<WasmFormatter, LoadError> {
+        registry.require_role(slot, Role::Formatter)?;
         Ok(WasmFormatter {
-            plugin,
-            settings: Arc::new(settings),
-            pools: Pools::default(),
-            link_tenant: LINK_TENANT.into(),
+            calls: Calls::new(registry, slot, settings),
         })
     }
 
-    fn call<R>(
-        &self,
-        ctx: Option<&mut Context>,
-        call: impl FnOnce(&mut Instance) -> wasmtime::Result<R>,
-    ) -> Result<R, Failure> {
-        let tenant = ctx
-            .as_ref()
-            .map_or_else(|| self.link_tenant.clone(), |c| c.tenant().clone());
-        let mut instance = self.pools.checkout(&self.plugin, &tenant, &self.settings)?;
-        let result = self.plugin.run(&mut instance, ctx, call);
-        if result.is_ok() {
-            self.pools.checkin(&tenant, instance);
-        }
-        result
-    }
-
     fn rejected(&self, what: &str, reason: String) -> Failure {
+        let generation = self.calls.registry.current();
+        let plugin = generation.plugin(self.calls.slot);
         Failure::new(
             FailureKind::Rejected,
             format!(
                 "formatter {} {}: {what}: {reason}",
-                self.plugin.name(),
-                self.plugin.version()
+                plugin.name(),
+                plugin.version()
             ),
         )
     }
@@ -195,13 +336,18 @@ impl WasmFormatter {
 
 impl Formatter for WasmFormatter {
     fn format_request(&self, ctx: &mut Context) -> Result<Outbound, Failure> {
-        let out = self.call(Some(ctx), |i| {
-            let guest = i
-                .formatter
-                .as_ref()
-                .ok_or_else(|| unexported("formatter"))?;
-            guest.call_format_request(&mut i.store)
-        })?;
+        let out = self.calls.call(
+            ctx,
+            Phase::First,
+            |i| {
+                let guest = i
+                    .formatter
+                    .as_ref()
+                    .ok_or_else(|| unexported("formatter"))?;
+                guest.call_format_request(&mut i.store)
+            },
+            |r| r.is_ok(),
+        )?;
         out.map(|o| Outbound {
             payload: o.payload,
             key: o.key,
@@ -210,24 +356,31 @@ impl Formatter for WasmFormatter {
     }
 
     fn reply_key(&self, reply: &[u8]) -> Result<String, Failure> {
-        self.call(None, |i| {
-            let guest = i
-                .formatter
-                .as_ref()
-                .ok_or_else(|| unexported("formatter"))?;
-            guest.call_reply_key(&mut i.store, reply)
-        })?
-        .map_err(|reason| self.rejected("reply-key", reason))
+        self.calls
+            .call_unbound(|i| {
+                let guest = i
+                    .formatter
+                    .as_ref()
+                    .ok_or_else(|| unexported("formatter"))?;
+                guest.call_reply_key(&mut i.store, reply)
+            })?
+            .map_err(|reason| self.rejected("reply-key", reason))
     }
 
     fn parse_response(&self, ctx: &mut Context, reply: &[u8]) -> Result<(), Failure> {
-        self.call(Some(ctx), |i| {
-            let guest = i
-                .formatter
-                .as_ref()
-                .ok_or_else(|| unexported("formatter"))?;
-            guest.call_parse_response(&mut i.store, reply)
-        })?
-        .map_err(|reason| self.rejected("parse-response", reason))
+        self.calls
+            .call(
+                ctx,
+                Phase::Last,
+                |i| {
+                    let guest = i
+                        .formatter
+                        .as_ref()
+                        .ok_or_else(|| unexported("formatter"))?;
+                    guest.call_parse_response(&mut i.store, reply)
+                },
+                |_| false,
+            )?
+            .map_err(|reason| self.rejected("parse-response", reason))
     }
 }

@@ -1,47 +1,29 @@
-//! A loaded plugin: a compiled, checked component ready to instantiate, and
-//! its instances.
+//! One loaded version of a plugin: a compiled, checked component ready to
+//! instantiate, its instances, and the call wrapper that enforces the
+//! sandbox and turns failures into RC 96 causes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use switchyard_engine::{Failure, FailureKind};
+use parking_lot::Mutex;
+use switchyard_engine::{Context, Failure, FailureKind};
 use wasmtime::Store;
-use wasmtime::component::{Component, InstancePre};
+use wasmtime::component::{Component, InstancePre, Linker};
 
 use crate::bindings::{
-    FORMATTER_EXPORT, OFFERED_IMPORTS, PARTICIPANT_EXPORT, SELECTOR_EXPORT, formatter_export,
-    participant_export, selector_export,
+    FORMATTER_EXPORT, PARTICIPANT_EXPORT, SELECTOR_EXPORT, formatter_export, participant_export,
+    selector_export,
 };
 use crate::error::LoadError;
 use crate::host::{HostState, Limiter, Settings};
+use crate::metrics::PluginStats;
+use crate::options::{InstancePolicy, PluginOptions};
 use crate::runtime::{EPOCH_TICK, Runtime};
 
-/// Sandbox limits of a plugin's instances.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest linear memory of an instance, in bytes (default 16 MiB).
-    pub memory_bytes: usize,
-    /// Longest one call may run (default 50 ms), enforced by epoch
-    /// interruption at 1 ms resolution.
-    pub deadline: Duration,
-    /// Largest table of an instance, in elements (default 10,000).
-    pub table_elements: usize,
-    /// Most core instances, tables and memories a component may create
-    /// (default 64).
-    pub instances: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
-            memory_bytes: 16 << 20,
-            deadline: Duration::from_millis(50),
-            table_elements: 10_000,
-            instances: 64,
-        }
-    }
-}
+/// Most failure lines per plugin per second; the rest are counted and
+/// reported once the second is over (a crash loop must not flood the log).
+const FAILURE_LINES_PER_SECOND: u32 = 5;
 
 /// What a plugin is asked to do in a pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,32 +47,30 @@ impl Role {
     }
 }
 
-/// Counters of a plugin, across its instances.
+/// The state every version of one plugin shares: its metrics and the
+/// rate limit of its failure log.
 #[derive(Debug, Default)]
-pub struct PluginStats {
-    /// Calls made.
-    pub calls: AtomicU64,
-    /// Calls that failed (trap, deadline, memory).
-    pub failures: AtomicU64,
-    /// Calls stopped at their deadline.
-    pub deadline_overruns: AtomicU64,
-    /// Instances created.
-    pub instantiations: AtomicU64,
-    /// Largest linear memory any instance reached, in bytes.
-    pub peak_memory: AtomicU64,
+pub struct PluginShared {
+    /// Metrics across versions.
+    pub stats: PluginStats,
+    failure_log: Mutex<(Option<Instant>, u32, u64)>,
 }
 
-/// A compiled, checked plugin.
+static NEXT_VERSION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A compiled, checked version of a plugin.
 pub struct Plugin {
     name: Arc<str>,
     digest: String,
+    id: u64,
     pre: InstancePre<HostState>,
     participant: Option<participant_export::GuestIndices>,
     selector: Option<selector_export::GuestIndices>,
     formatter: Option<formatter_export::GuestIndices>,
-    limits: Limits,
+    options: PluginOptions,
     deadline_ticks: u64,
-    stats: PluginStats,
+    runtime: Runtime,
+    shared: Arc<PluginShared>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -98,7 +78,7 @@ impl std::fmt::Debug for Plugin {
         f.debug_struct("Plugin")
             .field("name", &self.name)
             .field("version", &self.version())
-            .field("limits", &self.limits)
+            .field("options", &self.options)
             .finish_non_exhaustive()
     }
 }
@@ -109,6 +89,16 @@ pub(crate) struct Instance {
     pub(crate) participant: Option<participant_export::Guest>,
     pub(crate) selector: Option<selector_export::Guest>,
     pub(crate) formatter: Option<formatter_export::Guest>,
+    pub(crate) version: u64,
+    calls: u64,
+}
+
+/// What became of an instance after a call.
+pub(crate) enum AfterCall {
+    /// Keep using it.
+    Keep,
+    /// Drop it (failed, or retired by policy).
+    Retire,
 }
 
 impl Plugin {
@@ -116,35 +106,13 @@ impl Plugin {
         runtime: &Runtime,
         name: &str,
         digest: String,
-        component: Component,
-        limits: Limits,
+        component: &Component,
+        linker: &Linker<HostState>,
+        options: PluginOptions,
+        shared: Arc<PluginShared>,
     ) -> Result<Plugin, LoadError> {
-        let engine = runtime.engine();
-        let mut missing = Vec::new();
-        for (import, _) in component.component_type().imports(engine) {
-            if !OFFERED_IMPORTS.contains(&import) && !import.starts_with("wasi:") {
-                missing.push(import.to_owned());
-            }
-        }
-        if !missing.is_empty() {
-            return Err(LoadError::Imports {
-                plugin: name.into(),
-                missing,
-                offered: OFFERED_IMPORTS.iter().map(|s| s.to_string()).collect(),
-            });
-        }
-        // A std guest imports WASI interfaces it never calls; they trap if
-        // called: plugins get no filesystem, network, environment or clock
-        // except through the host capabilities.
-        let mut linker = runtime.linker().clone();
-        linker
-            .define_unknown_imports_as_traps(&component)
-            .map_err(|e| LoadError::Link {
-                plugin: name.into(),
-                reason: format!("{e:#}"),
-            })?;
         let pre = linker
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .map_err(|e| LoadError::Link {
                 plugin: name.into(),
                 reason: format!("{e:#}"),
@@ -159,20 +127,22 @@ impl Plugin {
                 reason: format!("it exports neither {PARTICIPANT_EXPORT} nor {FORMATTER_EXPORT}"),
             });
         }
-        let ticks = limits.deadline.as_millis() / EPOCH_TICK.as_millis();
+        let ticks = options.limits.deadline.as_millis() / EPOCH_TICK.as_millis();
         let plugin = Plugin {
             name: name.into(),
             digest,
+            id: NEXT_VERSION_ID.fetch_add(1, Ordering::Relaxed),
             pre,
             participant,
             selector,
             formatter,
             deadline_ticks: u64::try_from(ticks.max(1)).unwrap_or(u64::MAX),
-            limits,
-            stats: PluginStats::default(),
+            options,
+            runtime: runtime.clone(),
+            shared,
         };
         // Instantiate once now, so that a plugin that cannot start fails at
-        // load time and not on its first transaction.
+        // load (or swap) time and not on its first transaction.
         plugin
             .instantiate("", Arc::default())
             .map_err(|f| LoadError::Instantiate {
@@ -197,14 +167,19 @@ impl Plugin {
         &self.digest
     }
 
-    /// Its sandbox limits.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
+    /// A number unique to this loaded version.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
-    /// Its counters.
+    /// Its options.
+    pub fn options(&self) -> &PluginOptions {
+        &self.options
+    }
+
+    /// Its metrics (shared by all its versions).
     pub fn stats(&self) -> &PluginStats {
-        &self.stats
+        &self.shared.stats
     }
 
     /// Whether the plugin exports what `role` needs.
@@ -230,24 +205,43 @@ impl Plugin {
         }
     }
 
+    /// The roles this version can play.
+    pub fn roles(&self) -> Vec<Role> {
+        [Role::Participant, Role::Selector, Role::Formatter]
+            .into_iter()
+            .filter(|r| self.check_role(*r).is_ok())
+            .collect()
+    }
+
     /// A fresh instance for `tenant` with `settings`.
     pub(crate) fn instantiate(
         &self,
         tenant: &str,
         settings: Arc<Settings>,
     ) -> Result<Instance, Failure> {
+        let limits = &self.options.limits;
         let limiter = Limiter {
-            memory_max: self.limits.memory_bytes,
-            table_elements_max: self.limits.table_elements,
-            instances_max: self.limits.instances,
+            memory_max: limits.memory_bytes,
+            table_elements_max: limits.table_elements,
+            instances_max: limits.instances,
             memory_denied: false,
-            peak_memory: 0,
+            memory: 0,
         };
-        let state = HostState::new(self.name.clone(), tenant.into(), settings, limiter);
+        let state = HostState::new(
+            self.name.clone(),
+            tenant.into(),
+            settings,
+            limiter,
+            self.runtime.capabilities().clone(),
+        );
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(self.deadline_ticks);
+        if let Some(fuel) = limits.fuel {
+            // Instantiation runs start functions: give it the call budget.
+            let _ = store.set_fuel(fuel);
+        }
         let instantiated = (|| {
             let instance = self.pre.instantiate(&mut store)?;
             let participant = match &self.participant {
@@ -264,28 +258,35 @@ impl Plugin {
             };
             wasmtime::Result::Ok((participant, selector, formatter))
         })();
-        self.stats.instantiations.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .stats
+            .instantiations
+            .fetch_add(1, Ordering::Relaxed);
         match instantiated {
             Ok((participant, selector, formatter)) => Ok(Instance {
                 store,
                 participant,
                 selector,
                 formatter,
+                version: self.id,
+                calls: 0,
             }),
             Err(e) => Err(self.failure(&store, &e)),
         }
     }
 
     /// Runs `call` on `instance` for the transaction in `ctx` (swapped into
-    /// the store for the call), under the plugin's deadline. On failure the
-    /// instance must be dropped: a trapped store is poisoned.
+    /// the store for the call), under the plugin's deadline and fuel. Says
+    /// whether the instance may be used again: not after a failure (a
+    /// trapped store is poisoned), nor once the instance policy retires it.
     pub(crate) fn run<R>(
         &self,
         instance: &mut Instance,
-        ctx: Option<&mut switchyard_engine::Context>,
+        ctx: Option<&mut Context>,
         call: impl FnOnce(&mut Instance) -> wasmtime::Result<R>,
-    ) -> Result<R, Failure> {
-        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+    ) -> (Result<R, Failure>, AfterCall) {
+        let stats = &self.shared.stats;
+        stats.calls.fetch_add(1, Ordering::Relaxed);
         let bound = ctx.is_some();
         let mut ctx = ctx;
         {
@@ -297,46 +298,110 @@ impl Plugin {
             state.limiter.memory_denied = false;
         }
         instance.store.set_epoch_deadline(self.deadline_ticks);
+        if let Some(fuel) = self.options.limits.fuel {
+            let _ = instance.store.set_fuel(fuel);
+        }
+        let started = Instant::now();
         let result = call(instance);
+        stats.latency.record(started.elapsed());
+        instance.calls += 1;
         let state = instance.store.data_mut();
         if let Some(c) = ctx {
             std::mem::swap(&mut state.ctx, c);
         }
         state.bound = false;
-        let peak = state.limiter.peak_memory as u64;
-        self.stats.peak_memory.fetch_max(peak, Ordering::Relaxed);
-        result.map_err(|e| self.failure(&instance.store, &e))
+        let memory = state.limiter.memory;
+        stats
+            .peak_memory
+            .fetch_max(memory as u64, Ordering::Relaxed);
+        match result {
+            Ok(v) => {
+                let retire = match self.options.policy {
+                    InstancePolicy::Reuse {
+                        max_calls,
+                        recycle_memory_bytes,
+                    } => instance.calls >= max_calls || memory > recycle_memory_bytes,
+                    InstancePolicy::Fresh => false,
+                };
+                if retire {
+                    stats.recycled.fetch_add(1, Ordering::Relaxed);
+                    (Ok(v), AfterCall::Retire)
+                } else {
+                    (Ok(v), AfterCall::Keep)
+                }
+            }
+            Err(e) => (Err(self.failure(&instance.store, &e)), AfterCall::Retire),
+        }
     }
 
     fn failure(&self, store: &Store<HostState>, e: &wasmtime::Error) -> Failure {
-        self.stats.failures.fetch_add(1, Ordering::Relaxed);
+        let stats = &self.shared.stats;
+        stats.failures.fetch_add(1, Ordering::Relaxed);
+        let limits = &self.options.limits;
         let (kind, cause) = match e.downcast_ref::<wasmtime::Trap>() {
             Some(wasmtime::Trap::Interrupt) => {
-                self.stats.deadline_overruns.fetch_add(1, Ordering::Relaxed);
+                stats.deadline_overruns.fetch_add(1, Ordering::Relaxed);
                 (
                     FailureKind::Deadline,
-                    format!(
-                        "deadline of {} ms exceeded",
-                        self.limits.deadline.as_millis()
-                    ),
+                    format!("deadline of {} ms exceeded", limits.deadline.as_millis()),
+                )
+            }
+            Some(wasmtime::Trap::OutOfFuel) => {
+                stats.fuel_exhausted.fetch_add(1, Ordering::Relaxed);
+                (
+                    FailureKind::Deadline,
+                    format!("fuel budget of {} exhausted", limits.fuel.unwrap_or(0)),
+                )
+            }
+            _ if store.data().limiter.memory_denied => {
+                stats.memory_cap_hits.fetch_add(1, Ordering::Relaxed);
+                (
+                    FailureKind::Memory,
+                    format!("memory cap of {} bytes reached", limits.memory_bytes),
                 )
             }
             Some(wasmtime::Trap::StackOverflow) => {
-                (FailureKind::Trap, "wasm stack limit exceeded".to_owned())
+                stats.traps.fetch_add(1, Ordering::Relaxed);
+                (
+                    FailureKind::Trap,
+                    format!("wasm stack limit of {} bytes exceeded", limits.stack_bytes),
+                )
             }
-            _ if store.data().limiter.memory_denied => (
-                FailureKind::Memory,
-                format!(
-                    "memory cap of {} bytes reached ({e})",
-                    self.limits.memory_bytes
-                ),
-            ),
-            Some(trap) => (FailureKind::Trap, format!("trap: {trap}")),
-            None => (FailureKind::Host, format!("{e}")),
+            Some(trap) => {
+                stats.traps.fetch_add(1, Ordering::Relaxed);
+                (FailureKind::Trap, format!("trap: {trap}"))
+            }
+            None => (FailureKind::Host, e.root_cause().to_string()),
         };
-        Failure::new(
+        let failure = Failure::new(
             kind,
             format!("plugin {} {}: {cause}", self.name, self.version()),
-        )
+        );
+        self.log_failure(store.data().tenant(), &failure);
+        failure
+    }
+
+    fn log_failure(&self, tenant: &str, failure: &Failure) {
+        let mut window = self.shared.failure_log.lock();
+        let now = Instant::now();
+        let (start, logged, suppressed) = &mut *window;
+        if start.is_none_or(|s| now.duration_since(s) >= Duration::from_secs(1)) {
+            if *suppressed > 0 {
+                tracing::error!(plugin = %self.name, suppressed = *suppressed,
+                    "plugin failure lines suppressed in the last second (crash loop?)");
+            }
+            *start = Some(now);
+            *logged = 0;
+            *suppressed = 0;
+        }
+        if *logged < FAILURE_LINES_PER_SECOND {
+            *logged += 1;
+            tracing::error!(plugin = %self.name, version = self.version(), tenant,
+                kind = ?failure.kind, cause = %failure.message,
+                failures = self.shared.stats.failures.load(Ordering::Relaxed),
+                "plugin failed; its instance is rebuilt");
+        } else {
+            *suppressed += 1;
+        }
     }
 }

@@ -1,6 +1,7 @@
-//! The wasmtime engine, its epoch ticker, the linker and the precompiled
-//! artifact cache.
+//! The wasmtime engines, their epoch ticker, linking of granted capabilities,
+//! and the precompiled artifact cache.
 
+use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::fs;
 use std::hash::{Hash, Hasher};
@@ -10,14 +11,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine};
+use switchyard_store::{Counters, Secret, Store};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, HasSelf, Linker, LinkerInstance, ResourceType};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::bindings;
 use crate::error::LoadError;
 use crate::host::HostState;
-use crate::plugin::{Limits, Plugin};
+use crate::options::{Capability, InstancePolicy, PluginOptions};
+use crate::plugin::{Plugin, PluginShared};
 
 /// How often the epoch advances: the resolution of per-call deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -27,17 +32,41 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 pub struct RuntimeOptions {
     /// Where precompiled plugins are cached; `None` compiles on every load.
     pub cache_dir: Option<PathBuf>,
-    /// Largest wasm stack of any call (bytes); deeper recursion traps.
-    pub max_wasm_stack: usize,
+    /// The database behind the `kv` capability; `None`: `kv` calls fail.
+    pub store: Option<Arc<Store>>,
+    /// Instances the pooling allocator of `fresh` plugins holds at once.
+    pub pool_instances: u32,
 }
 
 impl Default for RuntimeOptions {
     fn default() -> RuntimeOptions {
         RuntimeOptions {
             cache_dir: None,
-            max_wasm_stack: 512 * 1024,
+            store: None,
+            pool_instances: 256,
         }
     }
+}
+
+/// The host capabilities that keep state.
+pub(crate) struct Capabilities {
+    pub(crate) store: Option<Arc<Store>>,
+    pub(crate) counters: Counters,
+}
+
+/// Engine settings that change compiled code or instance allocation; plugins
+/// that agree on them share an engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Profile {
+    stack_bytes: usize,
+    fuel: bool,
+    /// `Some(memory cap)`: pooling allocator for `fresh` instances.
+    pooled: Option<usize>,
+}
+
+struct EngineEntry {
+    engine: Engine,
+    compat: u64,
 }
 
 /// The WebAssembly runtime every plugin of the switch shares.
@@ -47,10 +76,11 @@ pub struct Runtime {
 }
 
 struct Inner {
-    engine: Engine,
-    linker: Linker<HostState>,
+    engines: Mutex<HashMap<Profile, Arc<EngineEntry>>>,
+    ticking: Arc<Mutex<Vec<Engine>>>,
     cache_dir: Option<PathBuf>,
-    compat: u64,
+    capabilities: Arc<Capabilities>,
+    pool_instances: u32,
     stop: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
 }
@@ -73,73 +103,132 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
-    /// Creates the engine, links the host capabilities and starts the epoch
-    /// ticker thread (stopped when the last clone is dropped).
+    /// Sets up the runtime and starts the epoch ticker thread (stopped when
+    /// the last clone is dropped).
     pub fn new(options: RuntimeOptions) -> Result<Runtime, LoadError> {
-        let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            .epoch_interruption(true)
-            .max_wasm_stack(options.max_wasm_stack)
-            .cranelift_opt_level(wasmtime::OptLevel::Speed);
-        let engine = Engine::new(&config).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
-        let mut linker = Linker::new(&engine);
-        bindings::Host_::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
-            .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
-
-        let mut hasher = DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        let compat = hasher.finish();
-
         if let Some(dir) = &options.cache_dir {
             fs::create_dir_all(dir).map_err(|e| LoadError::Cache {
                 path: dir.clone(),
                 reason: e.to_string(),
             })?;
         }
-
+        let secret = options
+            .store
+            .as_ref()
+            .map_or_else(Secret::random, |s| s.secret().clone());
         let stop = Arc::new(AtomicBool::new(false));
+        let ticking: Arc<Mutex<Vec<Engine>>> = Arc::default();
         let ticker = {
-            let engine = engine.clone();
             let stop = stop.clone();
+            let ticking = ticking.clone();
             std::thread::Builder::new()
                 .name("wasm-epoch".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(EPOCH_TICK);
-                        engine.increment_epoch();
+                        for engine in ticking.lock().iter() {
+                            engine.increment_epoch();
+                        }
                     }
                 })
                 .map_err(|e| LoadError::Engine(format!("epoch ticker: {e}")))?
         };
-
         Ok(Runtime {
             inner: Arc::new(Inner {
-                engine,
-                linker,
+                engines: Mutex::default(),
+                ticking,
                 cache_dir: options.cache_dir,
-                compat,
+                capabilities: Arc::new(Capabilities {
+                    store: options.store,
+                    counters: Counters::new(secret),
+                }),
+                pool_instances: options.pool_instances.max(1),
                 stop,
                 ticker: Some(ticker),
             }),
         })
     }
 
-    pub(crate) fn engine(&self) -> &Engine {
-        &self.inner.engine
+    pub(crate) fn capabilities(&self) -> &Arc<Capabilities> {
+        &self.inner.capabilities
     }
 
-    pub(crate) fn linker(&self) -> &Linker<HostState> {
-        &self.inner.linker
+    fn engine_for(&self, options: &PluginOptions) -> Result<Arc<EngineEntry>, LoadError> {
+        let profile = Profile {
+            stack_bytes: options.limits.stack_bytes,
+            fuel: options.limits.fuel.is_some(),
+            pooled: matches!(options.policy, InstancePolicy::Fresh)
+                .then_some(options.limits.memory_bytes),
+        };
+        let mut engines = self.inner.engines.lock();
+        if let Some(e) = engines.get(&profile) {
+            return Ok(e.clone());
+        }
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .consume_fuel(profile.fuel)
+            .max_wasm_stack(profile.stack_bytes)
+            // Compiling happens on the calling thread only: at start-up, or on
+            // the low-priority swap thread, never on the transaction cores.
+            .parallel_compilation(false)
+            .cranelift_opt_level(wasmtime::OptLevel::Speed);
+        if let Some(memory) = profile.pooled {
+            let slot = (memory as u64).next_power_of_two().max(1 << 20);
+            let n = self.inner.pool_instances;
+            let mut pool = PoolingAllocationConfig::default();
+            pool.total_component_instances(n)
+                .total_core_instances(n * 8)
+                .total_memories(n * 2)
+                .total_tables(n * 8)
+                .max_memory_size(slot as usize)
+                .table_elements(10_000);
+            config
+                .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+                .memory_reservation(slot)
+                .memory_guard_size(64 << 10)
+                .memory_init_cow(true);
+        }
+        let engine = Engine::new(&config).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+        let mut hasher = DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let entry = Arc::new(EngineEntry {
+            engine: engine.clone(),
+            compat: hasher.finish(),
+        });
+        self.inner.ticking.lock().push(engine);
+        engines.insert(profile, entry.clone());
+        Ok(entry)
     }
 
     /// Loads a plugin: compiles it (or takes it from the cache), checks its
-    /// imports and exports and prepares instantiation. Call this off the
+    /// imports against its grants, links the granted capabilities, checks it
+    /// exports something and instantiates it once. Call this off the
     /// transaction path: compiling takes tens of milliseconds.
-    pub fn load(&self, name: &str, wasm: &[u8], limits: Limits) -> Result<Arc<Plugin>, LoadError> {
+    pub fn load(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        options: PluginOptions,
+    ) -> Result<Arc<Plugin>, LoadError> {
+        self.load_shared(name, wasm, options, Arc::default())
+    }
+
+    /// [`Runtime::load`] for a new version of a plugin whose metrics it
+    /// continues.
+    pub(crate) fn load_shared(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        options: PluginOptions,
+        shared: Arc<PluginShared>,
+    ) -> Result<Arc<Plugin>, LoadError> {
         let digest = hex::encode(Sha256::digest(wasm));
-        let component = self.compile(name, &digest, wasm)?;
-        Plugin::new(self, name, digest, component, limits).map(Arc::new)
+        let entry = self.engine_for(&options)?;
+        let component = self.compile(&entry, name, &digest, wasm)?;
+        let linker = self.link(&entry.engine, name, &component, &options)?;
+        Plugin::new(self, name, digest, &component, &linker, options, shared).map(Arc::new)
     }
 
     /// Loads a plugin from a file.
@@ -147,19 +236,111 @@ impl Runtime {
         &self,
         name: &str,
         path: &Path,
-        limits: Limits,
+        options: PluginOptions,
     ) -> Result<Arc<Plugin>, LoadError> {
         let wasm = fs::read(path).map_err(|e| LoadError::Read {
             plugin: name.into(),
             path: path.to_owned(),
             reason: e.to_string(),
         })?;
-        self.load(name, &wasm, limits)
+        self.load(name, &wasm, options)
     }
 
-    fn compile(&self, name: &str, digest: &str, wasm: &[u8]) -> Result<Component, LoadError> {
+    /// A linker with exactly the capabilities granted, after checking every
+    /// import of the component: contract interfaces must be known, of a
+    /// version this host offers, and granted; WASI imports (which a std guest
+    /// carries) trap if called; anything else is refused.
+    fn link(
+        &self,
+        engine: &Engine,
+        name: &str,
+        component: &Component,
+        options: &PluginOptions,
+    ) -> Result<Linker<HostState>, LoadError> {
+        let mut problems = Vec::new();
+        for (import, _) in component.component_type().imports(engine) {
+            if import.starts_with("wasi:") {
+                continue;
+            }
+            match parse_import(import) {
+                Some((bindings::PACKAGE, iface, major, minor)) => {
+                    let Some(cap) = Capability::parse(iface) else {
+                        problems.push(format!("{import}: the contract has no interface {iface:?}"));
+                        continue;
+                    };
+                    if major != 1 || minor > bindings::NEWEST_MINOR {
+                        problems.push(format!(
+                            "{import}: this host offers {}/{iface} 1.{}..=1.{}",
+                            bindings::PACKAGE,
+                            cap.since_minor(),
+                            bindings::NEWEST_MINOR
+                        ));
+                    } else if !options.grants(cap) {
+                        problems.push(format!(
+                            "{import}: capability {:?} is not granted to it (add it to the plugin's grants)",
+                            cap.name()
+                        ));
+                    }
+                }
+                _ => problems.push(format!("{import}: not an interface this host offers")),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(LoadError::Imports {
+                plugin: name.into(),
+                problems,
+            });
+        }
+        let mut linker = Linker::new(engine);
+        let link_err = |e: wasmtime::Error| LoadError::Link {
+            plugin: name.into(),
+            reason: format!("{e:#}"),
+        };
+        use bindings::switchyard::participant as p;
+        for cap in &options.grants {
+            let r = match cap {
+                Capability::Transaction => p::transaction::add_to_linker::<
+                    HostState,
+                    HasSelf<HostState>,
+                >(&mut linker, |s| s),
+                Capability::Config => {
+                    p::config::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+                }
+                Capability::Log => {
+                    p::log::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+                }
+                Capability::Clock => {
+                    p::clock::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+                }
+                Capability::Counters => {
+                    p::counters::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+                }
+                Capability::Kv => {
+                    p::kv::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+                }
+            };
+            r.map_err(link_err)?;
+        }
+        // Not `define_unknown_imports_as_traps`: it matches names exactly,
+        // so it would shadow the semver-compatible definitions a 1.0.0
+        // plugin's imports resolve to with traps.
+        for (import, item) in component.component_type().imports(engine) {
+            if import.starts_with("wasi:") {
+                stub(&mut linker.root(), import, item.ty, None, engine).map_err(link_err)?;
+            }
+        }
+        Ok(linker)
+    }
+
+    fn compile(
+        &self,
+        entry: &EngineEntry,
+        name: &str,
+        digest: &str,
+        wasm: &[u8],
+    ) -> Result<Component, LoadError> {
         let compile = || {
-            Component::new(self.engine(), wasm).map_err(|e| LoadError::Compile {
+            Component::new(&entry.engine, wasm).map_err(|e| LoadError::Compile {
                 plugin: name.into(),
                 reason: format!("{e:#}"),
             })
@@ -167,7 +348,7 @@ impl Runtime {
         let Some(dir) = &self.inner.cache_dir else {
             return compile();
         };
-        let path = dir.join(format!("{digest}-{:016x}.cwasm", self.inner.compat));
+        let path = dir.join(format!("{digest}-{:016x}.cwasm", entry.compat));
         // Read into memory rather than mapping the file: a file changed in
         // place while mapped would fault the process.
         if let Ok(bytes) = fs::read(&path) {
@@ -178,7 +359,7 @@ impl Runtime {
             // name), via an atomic rename; wasmtime still checks the header
             // and refuses an artifact from another version or configuration.
             #[allow(unsafe_code)]
-            let loaded = unsafe { Component::deserialize(self.engine(), &bytes) };
+            let loaded = unsafe { Component::deserialize(&entry.engine, &bytes) };
             match loaded {
                 Ok(c) => {
                     tracing::debug!(plugin = name, path = %path.display(), "plugin loaded from the precompiled cache");
@@ -211,5 +392,66 @@ impl Runtime {
             }
         }
         Ok(component)
+    }
+}
+
+/// Defines `item` (and, for an instance, everything in it) as functions that
+/// trap when called: plugins get no filesystem, network, environment or
+/// clock access except through the host capabilities.
+fn stub(
+    linker: &mut LinkerInstance<'_, HostState>,
+    name: &str,
+    item: ComponentItem,
+    parent: Option<&str>,
+    engine: &Engine,
+) -> wasmtime::Result<()> {
+    match item {
+        ComponentItem::ComponentFunc(_) => {
+            let qualified = match parent {
+                Some(p) => format!("{p}#{name}"),
+                None => name.to_owned(),
+            };
+            linker.func_new(name, move |_, _, _, _| {
+                wasmtime::bail!(
+                    "the plugin called {qualified}, which plugins are not given (a Rust std guest does this when it panics)"
+                )
+            })?;
+        }
+        ComponentItem::ComponentInstance(instance) => {
+            let mut inner = linker.instance(name)?;
+            for (export, item) in instance.exports(engine) {
+                stub(&mut inner, export, item.ty, Some(name), engine)?;
+            }
+        }
+        ComponentItem::Resource(_) => {
+            linker.resource(name, ResourceType::host::<()>(), |_, _| Ok(()))?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `ns:pkg/iface@major.minor.patch` → (`ns:pkg`, `iface`, major, minor).
+fn parse_import(name: &str) -> Option<(&str, &str, u32, u32)> {
+    let (path, version) = name.split_once('@')?;
+    let (package, iface) = path.split_once('/')?;
+    let mut v = version.split('.');
+    let major = v.next()?.parse().ok()?;
+    let minor = v.next()?.parse().ok()?;
+    Some((package, iface, major, minor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn import_names() {
+        assert_eq!(
+            parse_import("switchyard:participant/kv@1.1.0"),
+            Some(("switchyard:participant", "kv", 1, 1))
+        );
+        assert_eq!(parse_import("switchyard:participant/kv"), None);
+        assert_eq!(parse_import("x:y/z@1"), None);
     }
 }

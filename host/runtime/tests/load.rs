@@ -2,7 +2,8 @@
 //! that are not a component or a plugin that cannot play its role.
 
 use switchyard_runtime::{
-    Limits, LoadError, Role, Runtime, RuntimeOptions, Settings, WasmParticipant,
+    LoadError, PluginOptions, RegistryBuilder, Role, Runtime, RuntimeOptions, Settings,
+    WasmParticipant,
 };
 
 fn bundled(name: &str) -> &'static [u8] {
@@ -18,7 +19,7 @@ fn precompiled_artifacts_are_cached_by_content_and_engine() {
     };
     let runtime = Runtime::new(options.clone()).unwrap();
     let first = runtime
-        .load("validate", bundled("validate"), Limits::default())
+        .load("validate", bundled("validate"), PluginOptions::default())
         .unwrap();
     let cached: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
     assert_eq!(cached.len(), 1, "one artifact");
@@ -30,7 +31,7 @@ fn precompiled_artifacts_are_cached_by_content_and_engine() {
     // A new runtime (a restart) loads the same artifact.
     let again = Runtime::new(options).unwrap();
     let second = again
-        .load("validate", bundled("validate"), Limits::default())
+        .load("validate", bundled("validate"), PluginOptions::default())
         .unwrap();
     assert_eq!(first.version(), second.version());
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
@@ -42,7 +43,7 @@ fn precompiled_artifacts_are_cached_by_content_and_engine() {
     })
     .unwrap();
     third
-        .load("validate", bundled("validate"), Limits::default())
+        .load("validate", bundled("validate"), PluginOptions::default())
         .unwrap();
 }
 
@@ -50,7 +51,7 @@ fn precompiled_artifacts_are_cached_by_content_and_engine() {
 fn bytes_that_are_not_a_component_are_refused_by_name() {
     let runtime = Runtime::new(RuntimeOptions::default()).unwrap();
     let err = runtime
-        .load("junk", b"\0asm garbage", Limits::default())
+        .load("junk", b"\0asm garbage", PluginOptions::default())
         .unwrap_err();
     assert!(matches!(err, LoadError::Compile { .. }), "{err}");
     assert!(
@@ -63,22 +64,32 @@ fn bytes_that_are_not_a_component_are_refused_by_name() {
 #[test]
 fn a_plugin_must_export_what_its_role_needs() {
     let runtime = Runtime::new(RuntimeOptions::default()).unwrap();
-    let formatter = runtime
-        .load("formatter-xxx", bundled("formatter-xxx"), Limits::default())
+    let mut builder = RegistryBuilder::new(runtime.clone(), None);
+    let slot = builder
+        .load(
+            "formatter-xxx",
+            bundled("formatter-xxx"),
+            PluginOptions::default(),
+        )
         .unwrap();
-    let err = WasmParticipant::new(formatter, Role::Participant, Settings::default())
+    let registry = builder.build();
+    let err = WasmParticipant::new(registry, slot, Role::Participant, Settings::default())
         .err()
         .unwrap();
     assert_eq!(
         err.to_string(),
-        "plugin formatter-xxx cannot act as a participant: it does not export switchyard:participant/participant@1.0.0"
+        "plugin formatter-xxx cannot act as a participant: it does not export switchyard:participant/participant@1.1.0"
     );
     let validate = runtime
-        .load("validate", bundled("validate"), Limits::default())
+        .load("validate", bundled("validate"), PluginOptions::default())
         .unwrap();
     assert!(validate.check_role(Role::Selector).is_err());
     let switch = runtime
-        .load("case-switch", bundled("case-switch"), Limits::default())
+        .load(
+            "case-switch",
+            bundled("case-switch"),
+            PluginOptions::default(),
+        )
         .unwrap();
     assert!(switch.check_role(Role::Selector).is_ok());
 }

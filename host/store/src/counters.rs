@@ -212,7 +212,10 @@ mod tests {
             c.add_at(1, ("a", "p"), "n", "k", 1, 0),
             Err(CounterError::Window(0))
         );
-        assert!(c.add_at(1, ("a", "p"), "n", "k", 1, MAX_WINDOW_SECONDS + 1).is_err());
+        assert!(
+            c.add_at(1, ("a", "p"), "n", "k", 1, MAX_WINDOW_SECONDS + 1)
+                .is_err()
+        );
         c.add_at(1, ("a", "p"), "n", "k", i64::MAX, 10).unwrap();
         assert_eq!(
             c.add_at(1, ("a", "p"), "n", "k", 1, 10),
@@ -227,11 +230,20 @@ mod tests {
         for i in 0..3600 {
             c.add_at(t + i, ("a", "p"), "n", "k", 1, 3600).unwrap();
         }
-        assert_eq!(c.add_at(t + 3599, ("a", "p"), "n", "k", 0, 3600).unwrap(), 3600);
+        assert_eq!(
+            c.add_at(t + 3599, ("a", "p"), "n", "k", 0, 3600).unwrap(),
+            3600
+        );
         let shard_sizes: usize = c
             .shards
             .iter()
-            .map(|s| s.lock().counters.values().map(|w| w.buckets.len()).sum::<usize>())
+            .map(|s| {
+                s.lock()
+                    .counters
+                    .values()
+                    .map(|w| w.buckets.len())
+                    .sum::<usize>()
+            })
             .sum();
         assert!(shard_sizes <= 61, "{shard_sizes} buckets");
     }

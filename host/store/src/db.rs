@@ -90,7 +90,8 @@ impl Store {
             path: path.clone(),
             source,
         };
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
@@ -271,9 +272,8 @@ impl Store {
                 })
             })
             .map_err(|e| self.db_err(e))?;
-        let mut out: Vec<SwapRecord> = rows
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.db_err(e))?;
+        let mut out: Vec<SwapRecord> =
+            rows.collect::<Result<_, _>>().map_err(|e| self.db_err(e))?;
         out.reverse();
         Ok(out)
     }
@@ -301,8 +301,14 @@ mod tests {
                 s.kv_get("acme", "loyalty", "4761739001010119").unwrap(),
                 Some(b"120".to_vec())
             );
-            assert_eq!(s.kv_get("other", "loyalty", "4761739001010119").unwrap(), None);
-            assert_eq!(s.kv_get("acme", "coupons", "4761739001010119").unwrap(), None);
+            assert_eq!(
+                s.kv_get("other", "loyalty", "4761739001010119").unwrap(),
+                None
+            );
+            assert_eq!(
+                s.kv_get("acme", "coupons", "4761739001010119").unwrap(),
+                None
+            );
         }
         let s = Store::open(&db, &key).unwrap();
         assert_eq!(
@@ -323,8 +329,14 @@ mod tests {
         let s = Store::in_memory();
         assert!(s.kv_compare_and_set("t", "p", "k", None, b"1").unwrap());
         assert!(!s.kv_compare_and_set("t", "p", "k", None, b"2").unwrap());
-        assert!(!s.kv_compare_and_set("t", "p", "k", Some(b"0"), b"2").unwrap());
-        assert!(s.kv_compare_and_set("t", "p", "k", Some(b"1"), b"2").unwrap());
+        assert!(
+            !s.kv_compare_and_set("t", "p", "k", Some(b"0"), b"2")
+                .unwrap()
+        );
+        assert!(
+            s.kv_compare_and_set("t", "p", "k", Some(b"1"), b"2")
+                .unwrap()
+        );
         assert_eq!(s.kv_get("t", "p", "k").unwrap(), Some(b"2".to_vec()));
         assert!(matches!(
             s.kv_set("t", "p", "k", &vec![0; MAX_VALUE_LEN + 1]),

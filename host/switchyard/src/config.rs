@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use switchyard_iso8583::Spec;
 use switchyard_net::Framing;
+use switchyard_runtime::{Capability, FailurePolicy, InstancePolicy, Limits, PluginOptions};
 
 /// The embedded default configuration (`config/switchyard.toml`).
 pub const DEFAULT_CONFIG: &str = include_str!("../../../config/switchyard.toml");
@@ -146,6 +147,32 @@ pub struct PluginConfig {
     /// Per-call deadline, ms.
     #[serde(default = "default_deadline_ms")]
     pub deadline_ms: u64,
+    /// Fuel per call (roughly, wasm instructions); unset meters nothing.
+    pub fuel: Option<u64>,
+    /// Wasm stack limit per call, KiB.
+    #[serde(default = "default_stack_kib")]
+    pub stack_kib: u64,
+    /// Largest table per instance, elements.
+    #[serde(default = "default_table_elements")]
+    pub table_elements: u64,
+    /// Most core instances, tables and memories per component instance.
+    #[serde(default = "default_max_instances")]
+    pub max_instances: u64,
+    /// `reuse` (long-lived instances per tenant) or `fresh` (one per transaction).
+    #[serde(default = "default_instance_policy")]
+    pub instances: String,
+    /// `reuse`: calls before an instance is retired.
+    #[serde(default = "default_max_calls")]
+    pub max_calls: u64,
+    /// `reuse`: linear memory (MiB) past which an instance is retired;
+    /// default three quarters of `memory_mib`.
+    pub recycle_memory_mib: Option<u64>,
+    /// `required` (a failure aborts with 96) or `optional` (logged, skipped).
+    #[serde(default = "default_failure")]
+    pub failure: String,
+    /// Host capabilities it may import.
+    #[serde(default = "default_grants")]
+    pub grants: Vec<String>,
     /// Settings every participant of this plugin gets (a participant's own
     /// `config` overrides them key by key).
     #[serde(default)]
@@ -157,6 +184,118 @@ fn default_memory_mib() -> u64 {
 }
 fn default_deadline_ms() -> u64 {
     50
+}
+fn default_stack_kib() -> u64 {
+    512
+}
+fn default_table_elements() -> u64 {
+    10_000
+}
+fn default_max_instances() -> u64 {
+    64
+}
+fn default_instance_policy() -> String {
+    "reuse".into()
+}
+fn default_max_calls() -> u64 {
+    1_000_000
+}
+fn default_failure() -> String {
+    "required".into()
+}
+fn default_grants() -> Vec<String> {
+    ["transaction", "config", "log", "clock"]
+        .map(String::from)
+        .to_vec()
+}
+
+impl PluginConfig {
+    /// The runtime's view of these settings (validated first).
+    pub fn options(&self) -> PluginOptions {
+        let limits = Limits {
+            memory_bytes: (self.memory_mib as usize) << 20,
+            deadline: std::time::Duration::from_millis(self.deadline_ms),
+            fuel: self.fuel,
+            stack_bytes: (self.stack_kib as usize) << 10,
+            table_elements: self.table_elements as usize,
+            instances: self.max_instances as usize,
+        };
+        let policy = match self.instances.as_str() {
+            "fresh" => InstancePolicy::Fresh,
+            _ => InstancePolicy::Reuse {
+                max_calls: self.max_calls,
+                recycle_memory_bytes: self
+                    .recycle_memory_mib
+                    .map_or(limits.memory_bytes / 4 * 3, |m| (m as usize) << 20),
+            },
+        };
+        PluginOptions {
+            limits,
+            policy,
+            failure: if self.failure == "optional" {
+                FailurePolicy::Optional
+            } else {
+                FailurePolicy::Required
+            },
+            grants: self
+                .grants
+                .iter()
+                .filter_map(|g| Capability::parse(g))
+                .collect(),
+        }
+    }
+
+    fn validate(&self, at: &str, problems: &mut Vec<String>) {
+        if self.memory_mib == 0 || self.memory_mib > 4096 {
+            problems.push(format!("{at}.memory_mib: must be 1..=4096"));
+        }
+        if self.deadline_ms == 0 || self.deadline_ms > 60_000 {
+            problems.push(format!("{at}.deadline_ms: must be 1..=60000"));
+        }
+        if self.fuel == Some(0) {
+            problems.push(format!("{at}.fuel: must be above 0 (or unset)"));
+        }
+        if !(64..=65_536).contains(&self.stack_kib) {
+            problems.push(format!("{at}.stack_kib: must be 64..=65536"));
+        }
+        if self.table_elements == 0 || self.table_elements > 1_000_000 {
+            problems.push(format!("{at}.table_elements: must be 1..=1000000"));
+        }
+        if self.max_instances == 0 || self.max_instances > 10_000 {
+            problems.push(format!("{at}.max_instances: must be 1..=10000"));
+        }
+        if !["reuse", "fresh"].contains(&self.instances.as_str()) {
+            problems.push(format!(
+                "{at}.instances: {:?} is neither \"reuse\" nor \"fresh\"",
+                self.instances
+            ));
+        }
+        if self.max_calls == 0 {
+            problems.push(format!("{at}.max_calls: must be above 0"));
+        }
+        if let Some(m) = self.recycle_memory_mib
+            && (m == 0 || m > self.memory_mib)
+        {
+            problems.push(format!(
+                "{at}.recycle_memory_mib: must be 1..=memory_mib ({})",
+                self.memory_mib
+            ));
+        }
+        if !["required", "optional"].contains(&self.failure.as_str()) {
+            problems.push(format!(
+                "{at}.failure: {:?} is neither \"required\" nor \"optional\"",
+                self.failure
+            ));
+        }
+        for g in &self.grants {
+            if Capability::parse(g).is_none() {
+                problems.push(format!(
+                    "{at}.grants: unknown capability {g:?} (capabilities: {})",
+                    Capability::ALL.map(Capability::name).join(", ")
+                ));
+            }
+        }
+    }
 }
 
 /// `[participants.NAME]`: a plugin, or a host step.
@@ -442,12 +581,7 @@ impl Config {
                     }
                 }
             }
-            if p.memory_mib == 0 || p.memory_mib > 4096 {
-                problems.push(format!("{at}.memory_mib: must be 1..=4096"));
-            }
-            if p.deadline_ms == 0 || p.deadline_ms > 60_000 {
-                problems.push(format!("{at}.deadline_ms: must be 1..=60000"));
-            }
+            p.validate(&at, problems);
             check_settings(&format!("{at}.config"), &p.config, problems);
         }
         for (name, p) in &self.participants {

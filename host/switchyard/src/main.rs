@@ -249,8 +249,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 },
             )
             .await?;
-            for (name, plugin) in switch.plugins() {
-                println!("plugin {name}: version {} ok", plugin.version());
+            for status in switch.registry().list() {
+                println!("plugin {}: version {} ok", status.name, status.version);
             }
             switch.shutdown().await?;
             println!("configuration ok");

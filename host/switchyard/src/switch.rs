@@ -15,8 +15,10 @@ use switchyard_net::{
     SendResponse, Simulator, SimulatorOptions,
 };
 use switchyard_runtime::{
-    Limits, Plugin, Role, Runtime, RuntimeOptions, Settings, WasmFormatter, WasmParticipant,
+    Registry, RegistryBuilder, Role, Runtime, RuntimeOptions, Settings, WasmFormatter,
+    WasmParticipant,
 };
+use switchyard_store::Store;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -38,7 +40,8 @@ pub struct StartOptions {
 pub struct Switch {
     listeners: Vec<(String, u16, SocketAddr)>,
     simulators: Vec<(String, SocketAddr)>,
-    plugins: BTreeMap<String, Arc<Plugin>>,
+    registry: Arc<Registry>,
+    store: Arc<Store>,
     shutdown: CancellationToken,
     simulators_shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -50,17 +53,27 @@ impl Switch {
     /// Loads the plugins, builds pipelines and endpoints, binds the listeners
     /// and starts serving.
     pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Switch> {
-        let cache_dir = config.resolve(&config.switch.data_dir).join("cache");
+        let data_dir = config.resolve(&config.switch.data_dir);
+        let store = Arc::new(
+            Store::open(
+                &data_dir.join("switchyard.db"),
+                &data_dir.join("keys").join("store.key"),
+            )
+            .with_context(|| format!("opening the store in {}", data_dir.display()))?,
+        );
+        let cache_dir = data_dir.join("cache");
         let runtime = Runtime::new(RuntimeOptions {
             cache_dir: Some(cache_dir.clone()),
+            store: Some(store.clone()),
             ..RuntimeOptions::default()
         })
         .with_context(|| format!("starting the wasm runtime (cache {})", cache_dir.display()))?;
 
-        let plugins = {
+        let registry = {
             let runtime = runtime.clone();
             let config = config.clone();
-            tokio::task::spawn_blocking(move || load_plugins(&runtime, &config))
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || load_plugins(runtime, store, &config))
                 .await
                 .context("plugin loading panicked")??
         };
@@ -98,9 +111,10 @@ impl Switch {
                 simulators.push((name.clone(), actual));
                 tokio::spawn(sim.serve(simulators_shutdown.clone()));
             }
-            let plugin = &plugins[&e.formatter];
+            let slot = registry.slot(&e.formatter).expect("loaded");
             let formatter = WasmFormatter::new(
-                plugin.clone(),
+                registry.clone(),
+                slot,
                 Settings(settings(&[
                     &config.plugins[&e.formatter].config,
                     &e.formatter_config,
@@ -125,14 +139,15 @@ impl Switch {
         for (name, p) in &config.participants {
             let step = match (&p.plugin, p.step.as_deref()) {
                 (Some(plugin_name), _) => {
-                    let plugin = plugins[plugin_name].clone();
-                    let role = if plugin.check_role(Role::Selector).is_ok() {
+                    let slot = registry.slot(plugin_name).expect("loaded");
+                    let live = registry.current();
+                    let role = if live.plugin(slot).check_role(Role::Selector).is_ok() {
                         Role::Selector
                     } else {
                         Role::Participant
                     };
                     let s = Settings(settings(&[&config.plugins[plugin_name].config, &p.config]));
-                    let participant = WasmParticipant::new(plugin, role, s)
+                    let participant = WasmParticipant::new(registry.clone(), slot, role, s)
                         .with_context(|| format!("participants.{name}.plugin"))?;
                     Step::Sync(Arc::new(participant))
                 }
@@ -151,6 +166,7 @@ impl Switch {
         let mut pipelines = BTreeMap::new();
         for (name, p) in &config.pipelines {
             let mut builder = PipelineBuilder::new(name.as_str());
+            builder.on_begin(registry.pin_hook());
             for (pname, step) in &steps {
                 builder
                     .participant(pname, step.clone())
@@ -207,7 +223,8 @@ impl Switch {
         Ok(Switch {
             listeners,
             simulators,
-            plugins,
+            registry,
+            store,
             shutdown,
             simulators_shutdown,
             tracker,
@@ -234,9 +251,14 @@ impl Switch {
         &self.simulators
     }
 
-    /// The loaded plugins by name.
-    pub fn plugins(&self) -> &BTreeMap<String, Arc<Plugin>> {
-        &self.plugins
+    /// The plugins, their live versions, swap and rollback.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The switch's database.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
     }
 
     /// A token that stops the switch when cancelled.
@@ -262,34 +284,39 @@ impl Switch {
 }
 
 fn load_plugins(
-    runtime: &Runtime,
+    runtime: Runtime,
+    store: Arc<Store>,
     config: &Config,
-) -> anyhow::Result<BTreeMap<String, Arc<Plugin>>> {
-    let mut plugins = BTreeMap::new();
+) -> anyhow::Result<Arc<Registry>> {
+    let mut builder = RegistryBuilder::new(runtime, Some(store));
     let mut problems = Vec::new();
     for (name, p) in &config.plugins {
-        let limits = Limits {
-            memory_bytes: (p.memory_mib as usize) << 20,
-            deadline: Duration::from_millis(p.deadline_ms),
-            ..Limits::default()
-        };
         let loaded = match p.file.strip_prefix("builtin:") {
             Some(b) => {
                 let bytes = switchyard_bundled_plugins::get(b).expect("validated");
-                runtime.load(name, bytes, limits)
+                builder.load(name, bytes, p.options())
             }
-            None => runtime.load_file(name, &config.resolve(Path::new(&p.file)), limits),
+            None => {
+                let path = config.resolve(Path::new(&p.file));
+                match std::fs::read(&path) {
+                    Ok(bytes) => builder.load(name, &bytes, p.options()),
+                    Err(e) => {
+                        problems.push(format!(
+                            "plugins.{name}: cannot read {}: {e}",
+                            path.display()
+                        ));
+                        continue;
+                    }
+                }
+            }
         };
         match loaded {
-            Ok(plugin) => {
-                tracing::info!(plugin = %name, version = plugin.version(), file = %p.file, "plugin loaded");
-                plugins.insert(name.clone(), plugin);
-            }
+            Ok(_) => tracing::info!(plugin = %name, file = %p.file, "plugin loaded"),
             Err(e) => problems.push(format!("plugins.{name}: {e}")),
         }
     }
     if !problems.is_empty() {
         bail!("plugins failed to load:\n  - {}", problems.join("\n  - "));
     }
-    Ok(plugins)
+    Ok(builder.build())
 }

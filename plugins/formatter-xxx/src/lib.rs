@@ -112,14 +112,18 @@ impl Formatter for XxxFormatter {
         env: &impl Env,
     ) -> Result<Outbound, String> {
         let header = tpdu(env)?;
-        let mti = tx.request_mti();
-        let mti = Mti::new(&mti).map_err(|e| format!("request MTI: {e}"))?;
-        let fields = tx.request_fields();
-        let mut message = Message::with_capacity(mti, fields.len());
-        for &n in fields.iter() {
-            if let Some(value) = tx.request_field(n) {
+        // Two host calls whatever the message: the field list, then the MTI
+        // and every value at once.
+        let mut wanted = vec![0u16];
+        wanted.extend_from_slice(&tx.request_fields());
+        let values = tx.request_values(&wanted);
+        let mti =
+            Mti::new(values.str(0).unwrap_or_default()).map_err(|e| format!("request MTI: {e}"))?;
+        let mut message = Message::with_capacity(mti, wanted.len() - 1);
+        for (i, &n) in wanted.iter().enumerate().skip(1) {
+            if let Some(value) = values.get(i) {
                 message
-                    .try_set(n, value.into_owned())
+                    .try_set(n, value.to_vec())
                     .map_err(|e| format!("request: {e}"))?;
             }
         }

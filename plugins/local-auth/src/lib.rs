@@ -72,12 +72,12 @@ fn abort(tx: &mut impl Transaction, code: &str) -> Outcome {
 
 impl Participant for LocalAuth {
     fn prepare(&mut self, tx: &mut impl Transaction, env: &impl Env) -> Outcome {
-        if !mti::is_financial(&tx.request_mti()) {
+        // MTI, currency and amount in one host call.
+        let values = tx.request_values(&[0, field::CURRENCY, field::AMOUNT]);
+        if !mti::is_financial(values.str(0).unwrap_or_default()) {
             return Outcome::NoJoin;
         }
-        let exponent = tx
-            .request_field(field::CURRENCY)
-            .map_or(DEFAULT_EXPONENT, |c| currency_exponent(&c));
+        let exponent = values.get(1).map_or(DEFAULT_EXPONENT, currency_exponent);
         let limit = match limit_minor_units(env, exponent) {
             Ok(limit) => limit,
             Err(message) => {
@@ -85,10 +85,7 @@ impl Participant for LocalAuth {
                 return abort(tx, rc::SYSTEM_ERROR);
             }
         };
-        let amount = match tx
-            .request_field(field::AMOUNT)
-            .map(|a| parse_minor_units(&a))
-        {
+        let amount = match values.get(2).map(parse_minor_units) {
             Some(Ok(amount)) => amount,
             None => return abort(tx, rc::FORMAT_ERROR),
             Some(Err(_)) => return abort(tx, rc::INVALID_AMOUNT),

@@ -63,11 +63,69 @@ pub trait Clock {
     fn monotonic_nanos(&self) -> u64;
 }
 
-/// Everything a participant gets besides the transaction. Implemented for
-/// every type that is [`Config`], [`Log`] and [`Clock`].
-pub trait Env: Config + Log + Clock {}
+/// Windowed counters for velocity checks (contract 1.1.0), scoped by the
+/// host to the tenant and the plugin. A component gets them only when its
+/// configuration grants `counters`; elsewhere they are unavailable unless
+/// the environment provides them.
+pub trait Counters {
+    /// Adds `delta` to `name`/`key` now and returns the sum over the last
+    /// `window_seconds` seconds (1..=86400). Keys may be card numbers: the
+    /// host keeps only their keyed hash.
+    fn counter_add(
+        &self,
+        name: &str,
+        key: &str,
+        delta: i64,
+        window_seconds: u32,
+    ) -> Result<i64, String> {
+        let _ = (name, key, delta, window_seconds);
+        Err("counters are not available here".into())
+    }
 
-impl<T: Config + Log + Clock + ?Sized> Env for T {}
+    /// The sum over the last `window_seconds` seconds.
+    fn counter_sum(&self, name: &str, key: &str, window_seconds: u32) -> Result<i64, String> {
+        self.counter_add(name, key, 0, window_seconds)
+    }
+}
+
+/// The plugin's own key/value store (contract 1.1.0), scoped by the host to
+/// the tenant and the plugin, durable. A component gets it only when its
+/// configuration grants `kv`.
+pub trait Kv {
+    /// The value under `key`.
+    fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        let _ = key;
+        Err("the key/value store is not available here".into())
+    }
+    /// Stores `value` under `key` (at most 64 KiB).
+    fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), String> {
+        let _ = (key, value);
+        Err("the key/value store is not available here".into())
+    }
+    /// Removes `key`; true when it existed.
+    fn kv_delete(&self, key: &str) -> Result<bool, String> {
+        let _ = key;
+        Err("the key/value store is not available here".into())
+    }
+    /// Stores `value` only when the current value is `expected` (`None`:
+    /// absent). True when stored.
+    fn kv_compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool, String> {
+        let _ = (key, expected, value);
+        Err("the key/value store is not available here".into())
+    }
+}
+
+/// Everything a participant gets besides the transaction. Implemented for
+/// every type that is [`Config`], [`Log`], [`Clock`], [`Counters`] and
+/// [`Kv`] (the last two have defaults that report "not available").
+pub trait Env: Config + Log + Clock + Counters + Kv {}
+
+impl<T: Config + Log + Clock + Counters + Kv + ?Sized> Env for T {}
 
 /// Settings held in memory, in file order: for tests, and for a native host
 /// that already parsed the pipeline file.

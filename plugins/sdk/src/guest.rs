@@ -1,5 +1,5 @@
 //! The component side (feature `guest`): the WIT bindings of
-//! `switchyard:participant@1.0.0` and the implementations of the SDK traits
+//! `switchyard:participant@1.1.0` and the implementations of the SDK traits
 //! over the host's imports.
 //!
 //! The `imports` world is bound once; the three export worlds reuse those
@@ -11,14 +11,18 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 
-use crate::{Clock, Config, Formatter, Level, Log, Outbound, Participant, Selector, Transaction};
+use crate::transaction::Values;
+use crate::{
+    Clock, Config, Counters, Formatter, Kv, Level, Log, Outbound, Participant, Selector,
+    Transaction,
+};
 
 /// Bindings of the `imports` world: the host capabilities.
 #[allow(unsafe_code, missing_docs, clippy::all)]
 pub mod imports {
     wit_bindgen::generate!({
         world: "imports",
-        path: "../../wit/participant@1.0.0",
+        path: "../../wit/participant@1.1.0",
         generate_all,
     });
 }
@@ -29,12 +33,14 @@ pub mod imports {
 pub mod participant_world {
     wit_bindgen::generate!({
         world: "participant-plugin",
-        path: "../../wit/participant@1.0.0",
+        path: "../../wit/participant@1.1.0",
         with: {
-            "switchyard:participant/transaction@1.0.0": crate::guest::imports::switchyard::participant::transaction,
-            "switchyard:participant/config@1.0.0": crate::guest::imports::switchyard::participant::config,
-            "switchyard:participant/log@1.0.0": crate::guest::imports::switchyard::participant::log,
-            "switchyard:participant/clock@1.0.0": crate::guest::imports::switchyard::participant::clock,
+            "switchyard:participant/transaction@1.1.0": crate::guest::imports::switchyard::participant::transaction,
+            "switchyard:participant/config@1.1.0": crate::guest::imports::switchyard::participant::config,
+            "switchyard:participant/log@1.1.0": crate::guest::imports::switchyard::participant::log,
+            "switchyard:participant/clock@1.1.0": crate::guest::imports::switchyard::participant::clock,
+            "switchyard:participant/counters@1.1.0": crate::guest::imports::switchyard::participant::counters,
+            "switchyard:participant/kv@1.1.0": crate::guest::imports::switchyard::participant::kv,
         },
         pub_export_macro: true,
         export_macro_name: "export_participant_plugin",
@@ -54,10 +60,10 @@ pub mod selector_world {
             package switchyard:sdk;
 
             world group-selector-export {
-                export switchyard:participant/group-selector@1.0.0;
+                export switchyard:participant/group-selector@1.1.0;
             }
         ",
-        path: "../../wit/participant@1.0.0",
+        path: "../../wit/participant@1.1.0",
         world: "switchyard:sdk/group-selector-export",
         pub_export_macro: true,
         export_macro_name: "export_group_selector",
@@ -70,19 +76,21 @@ pub mod selector_world {
 pub mod formatter_world {
     wit_bindgen::generate!({
         world: "formatter-plugin",
-        path: "../../wit/participant@1.0.0",
+        path: "../../wit/participant@1.1.0",
         with: {
-            "switchyard:participant/transaction@1.0.0": crate::guest::imports::switchyard::participant::transaction,
-            "switchyard:participant/config@1.0.0": crate::guest::imports::switchyard::participant::config,
-            "switchyard:participant/log@1.0.0": crate::guest::imports::switchyard::participant::log,
-            "switchyard:participant/clock@1.0.0": crate::guest::imports::switchyard::participant::clock,
+            "switchyard:participant/transaction@1.1.0": crate::guest::imports::switchyard::participant::transaction,
+            "switchyard:participant/config@1.1.0": crate::guest::imports::switchyard::participant::config,
+            "switchyard:participant/log@1.1.0": crate::guest::imports::switchyard::participant::log,
+            "switchyard:participant/clock@1.1.0": crate::guest::imports::switchyard::participant::clock,
+            "switchyard:participant/counters@1.1.0": crate::guest::imports::switchyard::participant::counters,
+            "switchyard:participant/kv@1.1.0": crate::guest::imports::switchyard::participant::kv,
         },
         pub_export_macro: true,
         export_macro_name: "export_formatter_plugin",
     });
 }
 
-use imports::switchyard::participant::{clock, config, log, transaction};
+use imports::switchyard::participant::{clock, config, counters, kv, log, transaction};
 
 /// The transaction of the current call, through the host's imports.
 /// Only the export glue makes one, and only where the contract has a
@@ -101,6 +109,9 @@ impl Transaction for GuestTransaction {
     }
     fn request_field(&self, field: u16) -> Option<Cow<'_, [u8]>> {
         transaction::request_field(field).map(Cow::Owned)
+    }
+    fn request_values(&self, fields: &[u16]) -> Values<'_> {
+        Values::packed(transaction::request_values(fields), fields.len())
     }
     fn response_field(&self, field: u16) -> Option<Cow<'_, [u8]>> {
         transaction::response_field(field).map(Cow::Owned)
@@ -129,12 +140,58 @@ impl Transaction for GuestTransaction {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GuestEnv;
 
+thread_local! {
+    /// The instance's settings, read from the host once: since contract
+    /// 1.1.0 they do not change during an instance's lifetime.
+    static SETTINGS: std::cell::OnceCell<Vec<(String, String)>> = const { std::cell::OnceCell::new() };
+}
+
 impl Config for GuestEnv {
     fn get(&self, key: &str) -> Option<Cow<'_, str>> {
-        config::get(key).map(Cow::Owned)
+        SETTINGS.with(|s| {
+            s.get_or_init(config::entries)
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| Cow::Owned(v.clone()))
+        })
     }
     fn entries(&self) -> Vec<(String, String)> {
-        config::entries()
+        SETTINGS.with(|s| s.get_or_init(config::entries).clone())
+    }
+}
+
+impl Counters for GuestEnv {
+    fn counter_add(
+        &self,
+        name: &str,
+        key: &str,
+        delta: i64,
+        window_seconds: u32,
+    ) -> Result<i64, String> {
+        counters::add(name, key, delta, window_seconds)
+    }
+    fn counter_sum(&self, name: &str, key: &str, window_seconds: u32) -> Result<i64, String> {
+        counters::sum(name, key, window_seconds)
+    }
+}
+
+impl Kv for GuestEnv {
+    fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        kv::get(key)
+    }
+    fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), String> {
+        kv::set(key, value)
+    }
+    fn kv_delete(&self, key: &str) -> Result<bool, String> {
+        kv::delete(key)
+    }
+    fn kv_compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool, String> {
+        kv::compare_and_set(key, expected, value)
     }
 }
 

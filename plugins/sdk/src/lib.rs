@@ -4,7 +4,8 @@
 //! unchanged in three places:
 //!
 //! - inside a WebAssembly component, where [`Transaction`], [`Config`], [`Log`]
-//!   and [`Clock`] are the host's imports of `switchyard:participant@1.0.0`
+//!   and [`Clock`] (and, when granted, [`Counters`] and [`Kv`]) are the host's
+//!   imports of `switchyard:participant@1.1.0`
 //!   (the `guest` feature, on by default, and the `export_*!` macros);
 //! - in native unit tests, against [`mock::MockTransaction`] and [`mock::MockEnv`];
 //! - natively inside the host, which implements the same traits over its own
@@ -45,8 +46,10 @@
 //! `plugin.prepare(&mut tx, &env).bits()` exactly where it would call the
 //! component's `prepare`.
 //!
-//! Every trait method of [`Transaction`] and [`Config`] is one host call in a
-//! component (~0.1–0.3 µs, more for lists): fetch only what you read, once.
+//! Every trait method of [`Transaction`] is one host call in a component
+//! (~0.1–0.3 µs, more for lists): fetch only what you read, once, and several
+//! fields in one [`Transaction::request_values`] call. Settings are fixed for
+//! an instance's lifetime, so a component reads them from the host once.
 //!
 //! The crate also owns the payment helpers every participant needs (card
 //! numbers, amounts, expiry dates, response codes). It knows nothing of
@@ -74,6 +77,6 @@ pub use switchyard_iso8583::cobol;
 
 mod export;
 
-pub use env::{Clock, Config, Env, Level, Log, MapConfig};
+pub use env::{Clock, Config, Counters, Env, Kv, Level, Log, MapConfig};
 pub use participant::{Formatter, Outbound, Outcome, Participant, Selector};
-pub use transaction::Transaction;
+pub use transaction::{Transaction, Values};

@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::card::mask_pan;
-use crate::{Clock, Config, Level, Log, MapConfig, Transaction, field};
+use crate::transaction::Values;
+use crate::{Clock, Config, Counters, Kv, Level, Log, MapConfig, Transaction, field};
 
 /// Highest data element number of the contract.
 const MAX_FIELD: u16 = 192;
@@ -111,6 +112,22 @@ impl Transaction for MockTransaction {
             .map(|v| Cow::Borrowed(v.as_slice()))
     }
 
+    fn request_values(&self, fields: &[u16]) -> Values<'_> {
+        self.count();
+        self.fields_read
+            .borrow_mut()
+            .extend(fields.iter().filter(|f| **f != 0));
+        Values::Parts(
+            fields
+                .iter()
+                .map(|f| match f {
+                    0 => Some(Cow::Borrowed(self.mti.as_bytes())),
+                    f => self.request.get(f).map(|v| Cow::Borrowed(v.as_slice())),
+                })
+                .collect(),
+        )
+    }
+
     fn response_field(&self, field: u16) -> Option<Cow<'_, [u8]>> {
         self.count();
         self.response
@@ -202,6 +219,8 @@ pub struct MockEnv {
     monotonic: Cell<u64>,
     logs: RefCell<Vec<(Level, String)>>,
     config_calls: Cell<u32>,
+    counters: RefCell<BTreeMap<(String, String, u32), Vec<(i64, i64)>>>,
+    kv: RefCell<BTreeMap<String, Vec<u8>>>,
 }
 
 impl MockEnv {
@@ -216,6 +235,8 @@ impl MockEnv {
             monotonic: Cell::new(1_000_000),
             logs: RefCell::new(Vec::new()),
             config_calls: Cell::new(0),
+            counters: RefCell::default(),
+            kv: RefCell::default(),
         }
     }
 
@@ -283,6 +304,64 @@ impl Clock for MockEnv {
         let now = self.monotonic.get();
         self.monotonic.set(now + 1_000);
         now
+    }
+}
+
+/// Counters over the mock's wall clock: each add is kept with its time.
+impl Counters for MockEnv {
+    fn counter_add(
+        &self,
+        name: &str,
+        key: &str,
+        delta: i64,
+        window_seconds: u32,
+    ) -> Result<i64, String> {
+        if window_seconds == 0 || window_seconds > 86_400 {
+            return Err(format!(
+                "window of {window_seconds} seconds is outside 1..=86400"
+            ));
+        }
+        let now = self.now_unix_millis / 1000;
+        let mut counters = self.counters.borrow_mut();
+        let entries = counters
+            .entry((name.to_string(), key.to_string(), window_seconds))
+            .or_default();
+        if delta != 0 {
+            entries.push((now, delta));
+        }
+        let since = now - i64::from(window_seconds);
+        Ok(entries
+            .iter()
+            .filter(|(t, _)| *t > since)
+            .map(|(_, d)| d)
+            .sum())
+    }
+}
+
+/// An in-memory key/value store.
+impl Kv for MockEnv {
+    fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        Ok(self.kv.borrow().get(key).cloned())
+    }
+    fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), String> {
+        self.kv.borrow_mut().insert(key.to_string(), value.to_vec());
+        Ok(())
+    }
+    fn kv_delete(&self, key: &str) -> Result<bool, String> {
+        Ok(self.kv.borrow_mut().remove(key).is_some())
+    }
+    fn kv_compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool, String> {
+        let mut kv = self.kv.borrow_mut();
+        if kv.get(key).map(Vec::as_slice) != expected {
+            return Ok(false);
+        }
+        kv.insert(key.to_string(), value.to_vec());
+        Ok(true)
     }
 }
 

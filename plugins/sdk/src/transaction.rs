@@ -22,6 +22,27 @@ pub trait Transaction {
     /// One request data element, or `None` when it is absent.
     fn request_field(&self, field: u16) -> Option<Cow<'_, [u8]>>;
 
+    /// Several request values in one host call (contract 1.1.0): the values
+    /// of `fields`, in order; number 0 is the MTI. Prefer this to a
+    /// [`Transaction::request_field`] call per field.
+    fn request_values(&self, fields: &[u16]) -> Values<'_> {
+        Values::Parts(
+            fields
+                .iter()
+                .map(|&f| {
+                    if f == 0 {
+                        Some(match self.request_mti() {
+                            Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+                            Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+                        })
+                    } else {
+                        self.request_field(f)
+                    }
+                })
+                .collect(),
+        )
+    }
+
     /// One data element of the response being built, or `None` when unset.
     fn response_field(&self, field: u16) -> Option<Cow<'_, [u8]>>;
 
@@ -57,6 +78,9 @@ impl<T: Transaction + ?Sized> Transaction for &mut T {
     fn request_field(&self, field: u16) -> Option<Cow<'_, [u8]>> {
         (**self).request_field(field)
     }
+    fn request_values(&self, fields: &[u16]) -> Values<'_> {
+        (**self).request_values(fields)
+    }
     fn response_field(&self, field: u16) -> Option<Cow<'_, [u8]>> {
         (**self).response_field(field)
     }
@@ -77,5 +101,76 @@ impl<T: Transaction + ?Sized> Transaction for &mut T {
     }
     fn set_result_code(&mut self, code: &str) {
         (**self).set_result_code(code)
+    }
+}
+
+/// Request values fetched together by [`Transaction::request_values`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Values<'a> {
+    /// One value per requested field.
+    Parts(Vec<Option<Cow<'a, [u8]>>>),
+    /// The host's packed buffer: for each field a 2-byte big-endian length
+    /// and the bytes, or `ff ff` when absent.
+    Packed {
+        /// The buffer.
+        buf: Vec<u8>,
+        /// (start, end) of each value in `buf`, or `None` when absent.
+        spans: Vec<Option<(usize, usize)>>,
+    },
+}
+
+impl Values<'_> {
+    /// Parses the host's packed buffer for `count` requested fields; a
+    /// malformed buffer yields absent values.
+    pub fn packed(buf: Vec<u8>, count: usize) -> Values<'static> {
+        let mut spans = Vec::with_capacity(count);
+        let mut at = 0;
+        for _ in 0..count {
+            let Some(len) = buf.get(at..at + 2) else {
+                spans.push(None);
+                continue;
+            };
+            let len = u16::from_be_bytes([len[0], len[1]]);
+            at += 2;
+            if len == 0xFFFF || at + len as usize > buf.len() {
+                spans.push(None);
+            } else {
+                spans.push(Some((at, at + len as usize)));
+                at += len as usize;
+            }
+        }
+        Values::Packed { buf, spans }
+    }
+
+    /// The `i`-th requested value (in request order), if present.
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        match self {
+            Values::Parts(p) => p.get(i)?.as_deref(),
+            Values::Packed { buf, spans } => {
+                spans.get(i).copied().flatten().map(|(a, b)| &buf[a..b])
+            }
+        }
+    }
+
+    /// The `i`-th requested value as text, if present and UTF-8.
+    pub fn str(&self, i: usize) -> Option<&str> {
+        std::str::from_utf8(self.get(i)?).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_values_parse_and_tolerate_garbage() {
+        let v = Values::packed(vec![0, 4, b'0', b'2', b'0', b'0', 0xFF, 0xFF, 0, 0], 4);
+        assert_eq!(v.str(0), Some("0200"));
+        assert_eq!(v.get(1), None);
+        assert_eq!(v.get(2), Some(&b""[..]));
+        assert_eq!(v.get(3), None);
+        let bad = Values::packed(vec![0, 9, 1], 2);
+        assert_eq!(bad.get(0), None);
+        assert_eq!(bad.get(1), None);
     }
 }

@@ -12,8 +12,8 @@
 //!
 //! On the first failing check it sets the result code and aborts; otherwise
 //! it is prepared and does not join (it has nothing to commit). It has no
-//! settings. It fetches the MTI, the list of present fields, and then only
-//! the values it checks (DE2, DE14, DE4, DE70 when present).
+//! settings. It fetches the MTI and the values it checks (DE2, DE3, DE4,
+//! DE11, DE14, DE41, DE70) in one host call.
 
 use switchyard_sdk::amount::parse_minor_units;
 use switchyard_sdk::card::is_valid_pan;
@@ -48,36 +48,49 @@ fn reject(code: &'static str, reason: impl Into<String>) -> Result<(), Rejection
     })
 }
 
+/// What `check` reads, in one host call: the MTI (0) and the fields.
+const READ: [u16; 8] = [
+    0,
+    field::PAN,
+    field::PROCESSING_CODE,
+    field::AMOUNT,
+    field::STAN,
+    field::EXPIRATION_DATE,
+    field::TERMINAL_ID,
+    field::NETWORK_MANAGEMENT_CODE,
+];
+
 /// Runs the checks in the contract's order; the first failure wins.
 pub fn check(tx: &impl Transaction, clock: &impl Clock) -> Result<(), Rejection> {
-    let mti = tx.request_mti();
-    let present = tx.request_fields();
-    let has = |field: u16| present.contains(&field);
-    let financial = mti::is_financial(&mti);
+    let values = tx.request_values(&READ);
+    let value = |f: u16| {
+        READ.iter()
+            .position(|r| *r == f)
+            .and_then(|i| values.get(i))
+    };
+    let mti = values.str(0).unwrap_or_default();
+    let financial = mti::is_financial(mti);
 
-    if financial && let Some(missing) = MANDATORY.into_iter().find(|&f| !has(f)) {
+    if financial && let Some(missing) = MANDATORY.into_iter().find(|&f| value(f).is_none()) {
         return reject(rc::FORMAT_ERROR, format!("{mti} without DE{missing}"));
     }
-    if has(field::PAN) {
-        let pan = tx.request_field(field::PAN).unwrap_or_default();
-        if !is_valid_pan(&pan) {
-            return reject(
-                rc::INVALID_CARD,
-                format!("DE2 ({} characters) is not a valid card number", pan.len()),
-            );
-        }
+    if let Some(pan) = value(field::PAN)
+        && !is_valid_pan(pan)
+    {
+        return reject(
+            rc::INVALID_CARD,
+            format!("DE2 ({} characters) is not a valid card number", pan.len()),
+        );
     }
-    if has(field::EXPIRATION_DATE) {
-        let yymm = tx.request_field(field::EXPIRATION_DATE).unwrap_or_default();
-        match is_expired(&yymm, clock.now_unix_millis()) {
+    if let Some(yymm) = value(field::EXPIRATION_DATE) {
+        match is_expired(yymm, clock.now_unix_millis()) {
             Ok(false) => {}
             Ok(true) => return reject(rc::EXPIRED, "DE14 is before the current month"),
             Err(e) => return reject(rc::EXPIRED, format!("DE14 is not an expiry date: {e}")),
         }
     }
-    if has(field::AMOUNT) {
-        let amount = tx.request_field(field::AMOUNT).unwrap_or_default();
-        match parse_minor_units(&amount) {
+    if let Some(amount) = value(field::AMOUNT) {
+        match parse_minor_units(amount) {
             Ok(0) => return reject(rc::INVALID_AMOUNT, "DE4 is zero"),
             Ok(_) => {}
             Err(e) => return reject(rc::INVALID_AMOUNT, format!("DE4: {e}")),
@@ -86,9 +99,9 @@ pub fn check(tx: &impl Transaction, clock: &impl Clock) -> Result<(), Rejection>
     if financial {
         return Ok(());
     }
-    if *mti == *mti::NETWORK_MANAGEMENT {
-        return match tx.request_field(field::NETWORK_MANAGEMENT_CODE) {
-            Some(code) if *code == *mti::ECHO_TEST => Ok(()),
+    if mti == mti::NETWORK_MANAGEMENT {
+        return match value(field::NETWORK_MANAGEMENT_CODE) {
+            Some(code) if code == mti::ECHO_TEST => Ok(()),
             Some(_) => reject(rc::UNSUPPORTED, "0800 other than an echo test (DE70 301)"),
             None => reject(rc::UNSUPPORTED, "0800 without DE70"),
         };
@@ -289,13 +302,11 @@ mod tests {
     }
 
     #[test]
-    fn only_the_fields_it_checks_are_fetched() {
+    fn one_host_call_reads_everything_it_checks() {
         let (_, _, tx) = run(purchase());
-        assert_eq!(tx.fields_read(), vec![2, 14, 4]);
-        assert_eq!(tx.calls(), 5, "MTI, field list, three values");
+        assert_eq!(tx.fields_read(), vec![2, 3, 4, 11, 14, 41, 70]);
+        assert_eq!(tx.calls(), 1, "one request-values call");
         let (_, _, tx) = run(MockTransaction::new("0800").with_field(70, "301"));
-        assert_eq!(tx.fields_read(), vec![70]);
-        let (_, _, tx) = run(purchase().without_field(2).without_field(14));
-        assert_eq!(tx.fields_read(), vec![4]);
+        assert_eq!(tx.calls(), 1);
     }
 }

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use switchyard_engine::{Context, Failure, FailureKind, Formatter, HostVar, Outcome, Participant};
 use switchyard_iso8583::{Message, Spec};
 use switchyard_runtime::{
-    Limits, LoadError, Plugin, Role, Runtime, RuntimeOptions, Settings, WasmFormatter,
-    WasmParticipant,
+    Capability, Limits, LoadError, Plugin, PluginOptions, Registry, RegistryBuilder, Role, Runtime,
+    RuntimeOptions, Settings, SlotId, WasmFormatter, WasmParticipant,
 };
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -237,8 +237,21 @@ pub fn run(trial: &Trial) -> Result<Report, HarnessError> {
     let runtime = Runtime::new(RuntimeOptions::default())?;
     let name = trial.source.plugin_name();
     let started = Instant::now();
-    let plugin = match &trial.source {
-        Source::File(path) => runtime.load_file(&name, path, trial.limits.clone())?,
+    let options = PluginOptions {
+        limits: trial.limits.clone(),
+        grants: Capability::ALL.to_vec(),
+        ..PluginOptions::default()
+    };
+    let mut registry = RegistryBuilder::new(runtime, None);
+    let slot = match &trial.source {
+        Source::File(path) => {
+            let bytes = std::fs::read(path).map_err(|e| LoadError::Read {
+                plugin: name.clone(),
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            registry.load(&name, &bytes, options)?
+        }
         Source::Builtin(builtin) => {
             let bytes = switchyard_bundled_plugins::get(builtin).ok_or_else(|| {
                 HarnessError::UnknownBuiltin {
@@ -248,9 +261,11 @@ pub fn run(trial: &Trial) -> Result<Report, HarnessError> {
                         .join(", "),
                 }
             })?;
-            runtime.load(&name, bytes, trial.limits.clone())?
+            registry.load(&name, bytes, options)?
         }
     };
+    let registry = registry.build();
+    let plugin = registry.current().plugin(slot).clone();
     let load = started.elapsed();
     let role = match trial.role {
         Some(role) => {
@@ -265,7 +280,7 @@ pub fn run(trial: &Trial) -> Result<Report, HarnessError> {
         load,
         ..Report::empty(role)
     };
-    let mut driver = Driver::new(plugin, role, trial.settings.clone())?;
+    let mut driver = Driver::new(registry, slot, role, trial.settings.clone())?;
     let logs = Arc::new(Mutex::new(Vec::new()));
     let capture = tracing_subscriber::registry().with(Capture(logs.clone()));
     let mut ctx = context(trial);
@@ -352,13 +367,18 @@ enum Driver {
 }
 
 impl Driver {
-    fn new(plugin: Arc<Plugin>, role: Role, settings: Settings) -> Result<Driver, LoadError> {
+    fn new(
+        registry: Arc<Registry>,
+        slot: SlotId,
+        role: Role,
+        settings: Settings,
+    ) -> Result<Driver, LoadError> {
         Ok(match role {
             Role::Participant | Role::Selector => Driver::Participant {
-                step: WasmParticipant::new(plugin, role, settings)?,
+                step: WasmParticipant::new(registry, slot, role, settings)?,
                 selector: role == Role::Selector,
             },
-            Role::Formatter => Driver::Formatter(WasmFormatter::new(plugin, settings)?),
+            Role::Formatter => Driver::Formatter(WasmFormatter::new(registry, slot, settings)?),
         })
     }
 
