@@ -20,8 +20,7 @@ impl Outcome {
     /// Prepared without changing the context; joins.
     pub const PREPARED_READ_ONLY: Outcome = Outcome(Self::PREPARED_BIT | Self::READ_ONLY_BIT);
     /// Prepared; not called again for this transaction.
-    pub const NO_JOIN: Outcome =
-        Outcome(Self::PREPARED_BIT | Self::NO_JOIN_BIT | Self::READ_ONLY_BIT);
+    pub const NO_JOIN: Outcome = Outcome(Self::PREPARED_BIT | Self::NO_JOIN_BIT);
 
     /// Bit: prepared.
     pub const PREPARED_BIT: u32 = 1;
@@ -203,7 +202,7 @@ mod tests {
         );
         assert_eq!(
             format!("{:?}", Outcome::NO_JOIN),
-            "PREPARED|NO_JOIN|READONLY"
+            "PREPARED|NO_JOIN"
         );
     }
 }

@@ -11,7 +11,6 @@
 //! transaction gets its own, held in the context from `prepare` to `commit`
 //! or `abort`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -29,30 +28,54 @@ static NEXT_STEP_ID: AtomicU64 = AtomicU64::new(1);
 /// An instance held by a transaction between its calls (policy `fresh`).
 struct Held(Instance);
 
-/// Idle instances of one step: per plugin version, per tenant.
+/// Idle instances of one step: per plugin version, per tenant. A short list
+/// scanned linearly: a step sees a handful of tenants and, only during a
+/// swap, two versions.
 #[derive(Default)]
 struct Pools {
-    idle: Mutex<HashMap<u64, HashMap<Arc<str>, Vec<Instance>>>>,
+    idle: Mutex<Vec<Idle>>,
+}
+
+struct Idle {
+    version: u64,
+    tenant: Arc<str>,
+    instances: Vec<Instance>,
 }
 
 impl Pools {
-    fn checkout(&self, plugin: &Plugin, live: u64, tenant: &str) -> Option<Instance> {
+    fn checkout(&self, plugin: &Plugin, live: u64, tenant: &Arc<str>) -> Option<Instance> {
         let mut idle = self.idle.lock();
         // Versions swapped out leave their idle instances behind: drop them.
-        if idle.len() > 1 {
-            idle.retain(|v, _| *v == plugin.id() || *v == live);
+        if idle
+            .iter()
+            .any(|i| i.version != plugin.id() && i.version != live)
+        {
+            idle.retain(|i| i.version == plugin.id() || i.version == live);
         }
-        idle.get_mut(&plugin.id())?.get_mut(tenant)?.pop()
+        idle.iter_mut()
+            .find(|i| i.version == plugin.id() && same(&i.tenant, tenant))?
+            .instances
+            .pop()
     }
 
     fn checkin(&self, tenant: &Arc<str>, instance: Instance) {
         let mut idle = self.idle.lock();
-        idle.entry(instance.version)
-            .or_default()
-            .entry(tenant.clone())
-            .or_default()
-            .push(instance);
+        match idle
+            .iter_mut()
+            .find(|i| i.version == instance.version && same(&i.tenant, tenant))
+        {
+            Some(i) => i.instances.push(instance),
+            None => idle.push(Idle {
+                version: instance.version,
+                tenant: tenant.clone(),
+                instances: vec![instance],
+            }),
+        }
     }
+}
+
+fn same(a: &Arc<str>, b: &Arc<str>) -> bool {
+    Arc::ptr_eq(a, b) || **a == **b
 }
 
 /// Shared machinery of participants and formatters.
@@ -161,7 +184,7 @@ impl Calls {
         let generation = self.registry.current();
         let plugin = generation.plugin(self.slot);
         let tenant: Arc<str> = LINK_TENANT.into();
-        let mut instance = match self.pools.checkout(plugin, plugin.id(), LINK_TENANT) {
+        let mut instance = match self.pools.checkout(plugin, plugin.id(), &tenant) {
             Some(i) => i,
             None => plugin.instantiate(LINK_TENANT, self.settings.clone())?,
         };

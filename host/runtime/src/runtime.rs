@@ -395,6 +395,23 @@ impl Runtime {
     }
 }
 
+/// A plugin called a WASI function: it has none. A Rust std guest does this
+/// while panicking (to print the message), so it counts as a trap.
+#[derive(Debug)]
+pub(crate) struct WasiCalled(pub(crate) String);
+
+impl std::fmt::Display for WasiCalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "called {}, which plugins are not given (a Rust guest does this when it panics)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for WasiCalled {}
+
 /// Defines `item` (and, for an instance, everything in it) as functions that
 /// trap when called: plugins get no filesystem, network, environment or
 /// clock access except through the host capabilities.
@@ -412,9 +429,7 @@ fn stub(
                 None => name.to_owned(),
             };
             linker.func_new(name, move |_, _, _, _| {
-                wasmtime::bail!(
-                    "the plugin called {qualified}, which plugins are not given (a Rust std guest does this when it panics)"
-                )
+                Err(wasmtime::Error::new(WasiCalled(qualified.clone())))
             })?;
         }
         ComponentItem::ComponentInstance(instance) => {

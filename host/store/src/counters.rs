@@ -141,7 +141,7 @@ impl Counters {
         let shard = &self.shards[id[0] as usize % SHARDS];
         let mut shard = shard.lock();
         shard.adds = shard.adds.wrapping_add(1);
-        if shard.adds % SWEEP_EVERY == 0 {
+        if shard.adds.is_multiple_of(SWEEP_EVERY) {
             shard.counters.retain(|_, w| {
                 w.expire(now);
                 !w.buckets.is_empty()

@@ -207,6 +207,9 @@ impl fmt::Debug for MockTransaction {
     }
 }
 
+/// Adds per counter (name, key, window): (unix seconds, delta).
+type CounterLog = BTreeMap<(String, String, u32), Vec<(i64, i64)>>;
+
 /// An in-memory host environment: settings, a fixed wall clock, a monotonic
 /// clock that advances by one microsecond per reading, and a log that keeps
 /// every message.
@@ -219,7 +222,7 @@ pub struct MockEnv {
     monotonic: Cell<u64>,
     logs: RefCell<Vec<(Level, String)>>,
     config_calls: Cell<u32>,
-    counters: RefCell<BTreeMap<(String, String, u32), Vec<(i64, i64)>>>,
+    counters: RefCell<CounterLog>,
     kv: RefCell<BTreeMap<String, Vec<u8>>>,
 }
 

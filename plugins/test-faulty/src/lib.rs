@@ -5,7 +5,11 @@
 //! Settings:
 //! - `mode`: what to do when triggered: `trap` (an `unreachable`
 //!   instruction), `panic`, `loop` (spins forever), `oom` (allocates without
-//!   end), `recurse` (unbounded recursion), `ok` (prepared, joins). Required:
+//!   end), `recurse` (unbounded recursion), `ok` (prepared, joins),
+//!   `remember` (answers DE44 with the DE41 of the previous transaction this
+//!   instance saw, or `none`: shows what an instance keeps between
+//!   transactions), `leak` (keeps 512 KiB more of linear memory per call:
+//!   a slow leak for the recycling policy). Required:
 //!   a missing or unknown mode is logged as an error and aborts with 96 when
 //!   triggered.
 //! - `trigger_suffix`: it misbehaves only when DE4 ends with this; default
@@ -35,6 +39,10 @@ pub enum Mode {
     Recurse,
     /// Behaves: prepared, and joins.
     Ok,
+    /// Answers DE44 with the previous transaction's DE41.
+    Remember,
+    /// Keeps 512 KiB more memory per call.
+    Leak,
 }
 
 impl Mode {
@@ -47,6 +55,8 @@ impl Mode {
             "oom" => Mode::Oom,
             "recurse" => Mode::Recurse,
             "ok" => Mode::Ok,
+            "remember" => Mode::Remember,
+            "leak" => Mode::Leak,
             _ => return None,
         })
     }
@@ -91,9 +101,15 @@ pub fn decide(tx: &impl Transaction, env: &(impl Config + Log)) -> Decision {
     }
 }
 
-/// The failure-test participant. Stateless.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct TestFaulty;
+/// The failure-test participant. Keeps state only for `remember` and `leak`.
+#[derive(Clone, Debug, Default)]
+pub struct TestFaulty {
+    remembered: Option<Vec<u8>>,
+    hoard: Vec<Vec<u8>>,
+}
+
+/// Bytes `leak` keeps per call.
+pub const LEAK_PER_CALL: usize = 512 << 10;
 
 impl Participant for TestFaulty {
     fn prepare(&mut self, tx: &mut impl Transaction, env: &impl Env) -> Outcome {
@@ -104,6 +120,27 @@ impl Participant for TestFaulty {
                 Outcome::Aborted
             }
             Decision::Misbehave(Mode::Ok) => Outcome::Prepared,
+            Decision::Misbehave(Mode::Remember) => {
+                let seen = tx.request_field(field::TERMINAL_ID).map(|t| t.into_owned());
+                let previous = self.remembered.take().unwrap_or_else(|| b"none".to_vec());
+                self.remembered = seen;
+                match tx.set_response_field(44, &previous) {
+                    Ok(()) => Outcome::NoJoin,
+                    Err(e) => {
+                        env.error(&format!("test-faulty: DE44 refused: {e}"));
+                        Outcome::Aborted
+                    }
+                }
+            }
+            Decision::Misbehave(Mode::Leak) => {
+                let mut block = vec![0u8; LEAK_PER_CALL];
+                // Touch every page so the memory is really used.
+                for page in block.chunks_mut(4096) {
+                    page[0] = 1;
+                }
+                self.hoard.push(black_box(block));
+                Outcome::NoJoin
+            }
             Decision::Misbehave(mode) => {
                 env.warn(&format!("test-faulty: misbehaving on purpose: {mode:?}"));
                 misbehave(mode)
@@ -123,7 +160,7 @@ pub fn misbehave(mode: Mode) -> Outcome {
             black_box(recurse(black_box(0)));
             unreachable!("unbounded recursion returned")
         }
-        Mode::Ok => Outcome::Prepared,
+        Mode::Ok | Mode::Remember | Mode::Leak => Outcome::Prepared,
     }
 }
 
@@ -224,7 +261,10 @@ mod tests {
     #[test]
     fn not_triggered_is_prepared_without_joining() {
         let mut tx = purchase("000000001000");
-        assert_eq!(TestFaulty.prepare(&mut tx, &env("trap")), Outcome::NoJoin);
+        assert_eq!(
+            TestFaulty::default().prepare(&mut tx, &env("trap")),
+            Outcome::NoJoin
+        );
         assert_eq!(tx.rc(), None);
         assert_eq!(tx.fields_read(), vec![4]);
     }
@@ -232,7 +272,10 @@ mod tests {
     #[test]
     fn ok_mode_prepares_and_joins() {
         let mut tx = purchase("000000001013");
-        assert_eq!(TestFaulty.prepare(&mut tx, &env("ok")), Outcome::Prepared);
+        assert_eq!(
+            TestFaulty::default().prepare(&mut tx, &env("ok")),
+            Outcome::Prepared
+        );
         assert_eq!(tx.rc(), None);
     }
 
@@ -240,7 +283,10 @@ mod tests {
     fn a_missing_or_unknown_mode_is_a_system_error() {
         for env in [MockEnv::new(), env("explode")] {
             let mut tx = purchase("000000001013");
-            assert_eq!(TestFaulty.prepare(&mut tx, &env), Outcome::Aborted);
+            assert_eq!(
+                TestFaulty::default().prepare(&mut tx, &env),
+                Outcome::Aborted
+            );
             assert_eq!(tx.rc(), Some(rc::SYSTEM_ERROR));
             assert!(env.logged(Level::Error, "test-faulty"));
         }
@@ -250,6 +296,49 @@ mod tests {
     #[should_panic(expected = "panicking on purpose")]
     fn panic_mode_panics() {
         let mut tx = purchase("000000001013");
-        TestFaulty.prepare(&mut tx, &env("panic"));
+        TestFaulty::default().prepare(&mut tx, &env("panic"));
+    }
+}
+
+#[cfg(test)]
+mod stateful_tests {
+    use super::*;
+    use switchyard_sdk::mock::{MockEnv, MockTransaction};
+
+    fn env(mode: &str) -> MockEnv {
+        MockEnv::new()
+            .with_config("mode", mode)
+            .with_config("trigger_suffix", "")
+    }
+
+    #[test]
+    fn remember_answers_the_previous_terminal() {
+        let mut p = TestFaulty::default();
+        let mut tx = MockTransaction::new("0200")
+            .with_field(4, "000000001000")
+            .with_field(41, "TERMAAAA");
+        p.prepare(&mut tx, &env("remember"));
+        assert_eq!(
+            tx.response().get(&44).map(Vec::as_slice),
+            Some(&b"none"[..])
+        );
+        let mut tx = MockTransaction::new("0200")
+            .with_field(4, "000000001000")
+            .with_field(41, "TERMBBBB");
+        p.prepare(&mut tx, &env("remember"));
+        assert_eq!(
+            tx.response().get(&44).map(Vec::as_slice),
+            Some(&b"TERMAAAA"[..])
+        );
+    }
+
+    #[test]
+    fn leak_keeps_memory() {
+        let mut p = TestFaulty::default();
+        let mut tx = MockTransaction::new("0200").with_field(4, "000000001000");
+        for _ in 0..3 {
+            assert_eq!(p.prepare(&mut tx, &env("leak")), Outcome::NoJoin);
+        }
+        assert_eq!(p.hoard.len(), 3);
     }
 }
