@@ -269,3 +269,64 @@ async fn shutdown_finishes_in_flight_transactions() {
     // And it no longer accepts.
     assert!(TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn granted_capabilities_work_end_to_end_and_kv_survives_a_restart() {
+    let data_dir = shared_data_dir().join(format!("capabilities-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let config = || {
+        let mut c = default_config(&data_dir);
+        let path = switchyard_bundled_plugins::plugin_path("test-capabilities");
+        c.plugins.insert(
+            "loyalty".into(),
+            toml::from_str(&format!(
+                "file = {:?}\ngrants = [\"transaction\", \"config\", \"log\", \"clock\", \"counters\", \"kv\"]",
+                path.display().to_string()
+            ))
+            .unwrap(),
+        );
+        c.participants.insert(
+            "loyalty".into(),
+            toml::from_str("plugin = \"loyalty\"").unwrap(),
+        );
+        c.participants
+            .get_mut("by-port")
+            .unwrap()
+            .config
+            .insert("case 5001".into(), "loyalty local-auth close send".into());
+        c
+    };
+    let sw = TestSwitch::start(config()).await;
+    for (stan, expected) in [(81, "n=1;p=10"), (82, "n=2;p=20")] {
+        let r = sw.exchange(5001, &fin(1_000, stan)).await;
+        assert_eq!(r.get_str(39), Some("00"));
+        assert_eq!(r.get_str(44), Some(expected));
+    }
+    sw.switch.shutdown().await.unwrap();
+
+    // Balances are in the store (encrypted, keyed by a hash of the PAN);
+    // counters live in memory and start again.
+    let sw = TestSwitch::start(config()).await;
+    let r = sw.exchange(5001, &fin(1_000, 83)).await;
+    assert_eq!(r.get_str(44), Some("n=1;p=30"));
+    sw.switch.shutdown().await.unwrap();
+    let db = std::fs::read(data_dir.join("switchyard.db")).unwrap();
+    assert!(!db.windows(TEST_PAN.len()).any(|w| w == TEST_PAN.as_bytes()));
+
+    // Without the grant, the switch refuses to start and says why.
+    let mut ungranted = config();
+    ungranted.plugins.get_mut("loyalty").unwrap().grants = vec![
+        "transaction".into(),
+        "config".into(),
+        "log".into(),
+        "clock".into(),
+    ];
+    let err = switchyard::Switch::start(ungranted, Default::default())
+        .await
+        .err()
+        .expect("refused");
+    let text = format!("{err:#}");
+    assert!(text.contains("plugins.loyalty"), "{text}");
+    assert!(text.contains("capability \"kv\" is not granted"), "{text}");
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
