@@ -336,11 +336,12 @@ impl counters::Host for HostState {
     }
 }
 
+/// The store and the (tenant, plugin) scope of a key/value call, or why
+/// there is none.
+type KvScope<'a> = Result<(&'a switchyard_store::Store, (&'a str, &'a str)), String>;
+
 impl HostState {
-    fn kv_store(
-        &self,
-        what: &str,
-    ) -> wasmtime::Result<Result<(&switchyard_store::Store, (&str, &str)), String>> {
+    fn kv_store(&self, what: &str) -> wasmtime::Result<KvScope<'_>> {
         let scope = self.scope(what)?;
         Ok(match &self.capabilities.store {
             Some(store) => Ok((store, scope)),
