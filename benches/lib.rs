@@ -148,6 +148,36 @@ impl<P> Native<P> {
     }
 }
 
+/// A selector's logic compiled natively, as an engine group selector.
+pub struct NativeSelector<P> {
+    inner: Native<P>,
+}
+
+impl<P> NativeSelector<P> {
+    /// `selector` with `settings`.
+    pub fn new(selector: P, settings: &[(&str, &str)]) -> Arc<NativeSelector<P>> {
+        Arc::new(NativeSelector {
+            inner: Native {
+                participant: Mutex::new(selector),
+                env: HostEnv::new(settings),
+            },
+        })
+    }
+}
+
+impl<P: switchyard_sdk::Selector + Send> Participant for NativeSelector<P> {
+    fn prepare(&self, ctx: &mut Context) -> Result<Outcome, Failure> {
+        self.inner.prepare(ctx)
+    }
+    fn select(&self, ctx: &mut Context) -> Option<Result<Vec<String>, Failure>> {
+        let inner = &self.inner;
+        Some(Ok(inner
+            .participant
+            .lock()
+            .select(&mut HostTransaction(ctx), &inner.env)))
+    }
+}
+
 impl<P: switchyard_sdk::Participant + Send> Participant for Native<P> {
     fn prepare(&self, ctx: &mut Context) -> Result<Outcome, Failure> {
         let bits = self

@@ -1,37 +1,138 @@
-//! One pass of the pipeline validate → local-auth, in-process, with the
-//! bundled WASM components and with the same plugin code compiled natively,
-//! side by side in one run. Also the cost of a single participant call.
+//! The sandbox's cost, side by side in one run: the same plugin source code
+//! run as WASM components (the bundled ones) and compiled natively.
+//!
+//! - `pipeline/validate+local-auth`: one pass of the two participants;
+//! - `transaction/default-5001`: a whole in-process transaction of the
+//!   default wire contract on port 5001 — decode the frame, the `acquirer`
+//!   pipeline (validate, by-mti, by-port, local-auth, close, send) and encode
+//!   the response — which is what the sandbox adds to;
+//! - `participant-call/validate.prepare`: one participant call;
+//! - `instance-policy/validate.prepare`: `reuse` vs `fresh` (a new instance
+//!   from the pooling allocator for every transaction).
 
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures::executor::block_on;
-use switchyard_benches::{Native, sample_0200};
-use switchyard_engine::{Context, Participant, Pipeline, PipelineBuilder, Step, Verdict};
-use switchyard_iso8583::Message;
+use switchyard_benches::{Native, NativeSelector, sample_0200};
+use switchyard_engine::steps::Close;
+use switchyard_engine::{
+    Context, Participant, Pipeline, PipelineBuilder, Responder, Step, Verdict,
+};
+use switchyard_iso8583::{Bytes, Message, Spec};
 use switchyard_runtime::{
-    PluginOptions, RegistryBuilder, Role, Runtime, RuntimeOptions, Settings, WasmParticipant,
+    InstancePolicy, PluginOptions, Registry, RegistryBuilder, Role, Runtime, RuntimeOptions,
+    Settings, WasmParticipant,
 };
 
-fn wasm(runtime: &Runtime, name: &str, settings: &[(&str, &str)]) -> Arc<WasmParticipant> {
-    let bytes = switchyard_bundled_plugins::get(name).unwrap();
-    let mut builder = RegistryBuilder::new(runtime.clone(), None);
-    let slot = builder.load(name, bytes, PluginOptions::default()).unwrap();
-    let settings = Settings(
-        settings
+fn settings(pairs: &[(&str, &str)]) -> Settings {
+    Settings(
+        pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
-    );
-    Arc::new(WasmParticipant::new(builder.build(), slot, Role::Participant, settings).unwrap())
+    )
 }
 
-fn pipeline(validate: Arc<dyn Participant>, local_auth: Arc<dyn Participant>) -> Pipeline {
+/// Loads bundled plugins into one registry.
+fn registry(runtime: &Runtime, names: &[&str], options: PluginOptions) -> Arc<Registry> {
+    let mut builder = RegistryBuilder::new(runtime.clone(), None);
+    for name in names {
+        let bytes = switchyard_bundled_plugins::get(name).unwrap();
+        builder.load(name, bytes, options.clone()).unwrap();
+    }
+    builder.build()
+}
+
+fn wasm(
+    registry: &Arc<Registry>,
+    name: &str,
+    role: Role,
+    config: &[(&str, &str)],
+) -> Arc<WasmParticipant> {
+    let slot = registry.slot(name).unwrap();
+    Arc::new(WasmParticipant::new(registry.clone(), slot, role, settings(config)).unwrap())
+}
+
+fn two_step(validate: Arc<dyn Participant>, local_auth: Arc<dyn Participant>) -> Pipeline {
     let mut b = PipelineBuilder::new("bench");
     b.participant("validate", Step::Sync(validate)).unwrap();
     b.participant("local-auth", Step::Sync(local_auth)).unwrap();
     b.main(&["validate", "local-auth"]);
     b.build().unwrap()
+}
+
+/// Encodes the response, as the listener's responder does.
+struct Encode(Arc<Spec>);
+
+impl Responder for Encode {
+    fn respond(&mut self, response: &Message) {
+        std::hint::black_box(self.0.encode(response).unwrap());
+    }
+}
+
+/// A `send` that encodes (the socket write is not the sandbox's business).
+struct Send;
+
+impl Participant for Send {
+    fn prepare(
+        &self,
+        _ctx: &mut Context,
+    ) -> Result<switchyard_engine::Outcome, switchyard_engine::Failure> {
+        Ok(switchyard_engine::Outcome::PREPARED)
+    }
+    fn prepare_for_abort(
+        &self,
+        _ctx: &mut Context,
+    ) -> Option<Result<switchyard_engine::Outcome, switchyard_engine::Failure>> {
+        Some(Ok(switchyard_engine::Outcome::PREPARED))
+    }
+    fn commit(&self, ctx: &mut Context) -> Result<(), switchyard_engine::Failure> {
+        if let Some(mut r) = ctx.responder.take() {
+            r.respond(&ctx.response);
+        }
+        Ok(())
+    }
+    fn abort(&self, ctx: &mut Context) -> Result<(), switchyard_engine::Failure> {
+        self.commit(ctx)
+    }
+}
+
+const BY_MTI: [(&str, &str); 3] = [
+    ("switch", "MTI"),
+    ("case 0800", "close send"),
+    ("default", "by-port"),
+];
+const BY_PORT: [(&str, &str); 4] = [
+    ("switch", "PORT"),
+    ("case 5001", "local-auth close send"),
+    ("case 5002", "query-xxx close send"),
+    ("default", "log close send"),
+];
+const LIMIT: [(&str, &str); 1] = [("limit", "5000.00")];
+
+/// The default `acquirer` pipeline with these four plugin steps.
+fn acquirer(steps: [(&str, Arc<dyn Participant>); 4], pin: Option<&Arc<Registry>>) -> Pipeline {
+    let mut b = PipelineBuilder::new("acquirer");
+    if let Some(r) = pin {
+        b.on_begin(r.pin_hook());
+    }
+    for (name, p) in steps {
+        b.participant(name, Step::Sync(p)).unwrap();
+    }
+    b.participant("close", Step::Sync(Arc::new(Close))).unwrap();
+    b.participant("send", Step::Sync(Arc::new(Send))).unwrap();
+    b.main(&["validate", "by-mti"]);
+    b.build().unwrap()
+}
+
+fn transaction(pipeline: &Pipeline, spec: &Arc<Spec>, frame: &Bytes) {
+    let request = spec.decode(frame.clone()).unwrap();
+    let mut ctx = Context::new("default".into(), "local".into(), 5001, request);
+    ctx.spec = Some(spec.clone());
+    ctx.responder = Some(Box::new(Encode(spec.clone())));
+    let d = block_on(pipeline.run(&mut ctx));
+    assert_eq!(d.verdict, Verdict::Committed);
 }
 
 fn run(p: &Pipeline, request: &Message) {
@@ -42,18 +143,69 @@ fn run(p: &Pipeline, request: &Message) {
 
 fn benches(c: &mut Criterion) {
     let runtime = Runtime::new(RuntimeOptions::default()).unwrap();
-    let limit = [("limit", "5000.00")];
-    let wasm_validate = wasm(&runtime, "validate", &[]);
-    let wasm_local_auth = wasm(&runtime, "local-auth", &limit);
-    let native_validate = Native::new(validate::Validate, &[]);
-    let native_local_auth = Native::new(local_auth::LocalAuth::default(), &limit);
-    let wasm_pipeline = pipeline(wasm_validate.clone(), wasm_local_auth);
-    let native_pipeline = pipeline(native_validate.clone(), native_local_auth);
+    let plugins = ["validate", "local-auth", "case-switch"];
+    let reg = registry(&runtime, &plugins, PluginOptions::default());
     let request = sample_0200();
 
+    // validate → local-auth.
+    let wasm_validate = wasm(&reg, "validate", Role::Participant, &[]);
+    let native_validate = Native::new(validate::Validate, &[]);
+    let wasm_pipeline = two_step(
+        wasm_validate.clone(),
+        wasm(&reg, "local-auth", Role::Participant, &LIMIT),
+    );
+    let native_pipeline = two_step(
+        native_validate.clone(),
+        Native::new(local_auth::LocalAuth::default(), &LIMIT),
+    );
     let mut g = c.benchmark_group("pipeline/validate+local-auth");
     g.bench_function("native", |b| b.iter(|| run(&native_pipeline, &request)));
     g.bench_function("wasm", |b| b.iter(|| run(&wasm_pipeline, &request)));
+    g.finish();
+
+    // A whole in-process transaction of the default contract.
+    let spec = Arc::new(Spec::iso87_ascii());
+    let frame = spec.encode(&request).unwrap();
+    let native_acquirer = acquirer(
+        [
+            ("validate", native_validate.clone()),
+            (
+                "by-mti",
+                NativeSelector::new(case_switch::CaseSwitch, &BY_MTI),
+            ),
+            (
+                "by-port",
+                NativeSelector::new(case_switch::CaseSwitch, &BY_PORT),
+            ),
+            (
+                "local-auth",
+                Native::new(local_auth::LocalAuth::default(), &LIMIT),
+            ),
+        ],
+        None,
+    );
+    let wasm_acquirer = acquirer(
+        [
+            ("validate", wasm_validate.clone()),
+            ("by-mti", wasm(&reg, "case-switch", Role::Selector, &BY_MTI)),
+            (
+                "by-port",
+                wasm(&reg, "case-switch", Role::Selector, &BY_PORT),
+            ),
+            (
+                "local-auth",
+                wasm(&reg, "local-auth", Role::Participant, &LIMIT),
+            ),
+        ],
+        Some(&reg),
+    );
+    let mut g = c.benchmark_group("transaction/default-5001");
+    g.bench_function("native", |b| {
+        b.iter(|| transaction(&native_acquirer, &spec, &frame))
+    });
+    g.bench_function("wasm", |b| {
+        b.iter(|| transaction(&wasm_acquirer, &spec, &frame))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("participant-call/validate.prepare");
@@ -63,6 +215,24 @@ fn benches(c: &mut Criterion) {
     });
     g.bench_function("wasm", |b| {
         b.iter(|| wasm_validate.prepare(&mut ctx).unwrap())
+    });
+    g.finish();
+
+    let fresh = registry(
+        &runtime,
+        &["validate"],
+        PluginOptions {
+            policy: InstancePolicy::Fresh,
+            ..PluginOptions::default()
+        },
+    );
+    let fresh_validate = wasm(&fresh, "validate", Role::Participant, &[]);
+    let mut g = c.benchmark_group("instance-policy/validate.prepare");
+    g.bench_function("reuse", |b| {
+        b.iter(|| wasm_validate.prepare(&mut ctx).unwrap())
+    });
+    g.bench_function("fresh", |b| {
+        b.iter(|| fresh_validate.prepare(&mut ctx).unwrap())
     });
     g.finish();
 }
