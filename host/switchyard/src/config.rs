@@ -864,6 +864,55 @@ colour = "red"
     }
 
     #[test]
+    fn plugin_policies_and_grants_are_checked() {
+        let text = r#"
+[[listener]]
+name = "a"
+port = 5001
+pipeline = "main"
+
+[plugins.p]
+file = "builtin:validate"
+instances = "sometimes"
+failure = "maybe"
+grants = ["kv", "teleport"]
+stack_kib = 1
+fuel = 0
+
+[participants.x]
+plugin = "p"
+
+[pipelines.main]
+participants = ["x"]
+"#;
+        let all = Config::parse(text, "t.toml", Path::new("."))
+            .unwrap_err()
+            .to_string();
+        for needle in [
+            "plugins.p.instances: \"sometimes\" is neither \"reuse\" nor \"fresh\"",
+            "plugins.p.failure: \"maybe\" is neither",
+            "plugins.p.grants: unknown capability \"teleport\"",
+            "plugins.p.stack_kib: must be 64..=65536",
+            "plugins.p.fuel: must be above 0",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+        let ok = text
+            .replace("\"sometimes\"", "\"fresh\"")
+            .replace("\"maybe\"", "\"optional\"")
+            .replace(", \"teleport\"", "")
+            .replace("stack_kib = 1", "stack_kib = 256")
+            .replace("fuel = 0", "fuel = 1000000");
+        let c = Config::parse(&ok, "t.toml", Path::new(".")).unwrap();
+        let o = c.plugins["p"].options();
+        assert_eq!(o.policy, InstancePolicy::Fresh);
+        assert_eq!(o.failure, FailurePolicy::Optional);
+        assert_eq!(o.grants, vec![Capability::Kv]);
+        assert_eq!(o.limits.stack_bytes, 256 << 10);
+        assert_eq!(o.limits.fuel, Some(1_000_000));
+    }
+
+    #[test]
     fn syntax_errors_name_the_line() {
         let err = Config::parse("[[listener]\nname=", "bad.toml", Path::new(".")).unwrap_err();
         assert!(err.to_string().contains("line 1"), "{err}");
