@@ -218,6 +218,19 @@ fn benches(c: &mut Criterion) {
     });
     g.finish();
 
+    // A call that does nothing (case-switch's prepare makes no host call):
+    // the floor of what the sandbox costs per call.
+    let native_switch = NativeSelector::new(case_switch::CaseSwitch, &BY_PORT);
+    let wasm_switch = wasm(&reg, "case-switch", Role::Selector, &BY_PORT);
+    let mut g = c.benchmark_group("participant-call/case-switch.prepare");
+    g.bench_function("native", |b| {
+        b.iter(|| native_switch.prepare(&mut ctx).unwrap())
+    });
+    g.bench_function("wasm", |b| {
+        b.iter(|| wasm_switch.prepare(&mut ctx).unwrap())
+    });
+    g.finish();
+
     let fresh = registry(
         &runtime,
         &["validate"],

@@ -52,8 +52,29 @@ pub trait Responder: Send {
 }
 
 /// One transaction crossing the switch.
+///
+/// A thin handle to [`ContextData`] (its fields and methods are reached
+/// through `Deref`): moving or swapping a context moves one pointer, which
+/// is what the WASM runtime does twice on every plugin call.
 #[derive(Default)]
-pub struct Context {
+pub struct Context(Box<ContextData>);
+
+impl std::ops::Deref for Context {
+    type Target = ContextData;
+    fn deref(&self) -> &ContextData {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Context {
+    fn deref_mut(&mut self) -> &mut ContextData {
+        &mut self.0
+    }
+}
+
+/// What a transaction carries; see [`Context`].
+#[derive(Default)]
+pub struct ContextData {
     tenant: Arc<str>,
     listener: Arc<str>,
     port: u16,
@@ -79,6 +100,12 @@ pub struct Context {
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Debug for ContextData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
             .field("tenant", &self.tenant)
             .field("listener", &self.listener)
@@ -94,15 +121,18 @@ impl std::fmt::Debug for Context {
 impl Context {
     /// A context for `request` received on `listener` (serving `tenant` on `port`).
     pub fn new(tenant: Arc<str>, listener: Arc<str>, port: u16, request: Message) -> Context {
-        Context {
+        Context(Box::new(ContextData {
             tenant,
             listener,
             port,
             request,
             profiler: Profiler::start(),
-            ..Context::default()
-        }
+            ..ContextData::default()
+        }))
     }
+}
+
+impl ContextData {
 
     /// The tenant this transaction belongs to.
     pub fn tenant(&self) -> &Arc<str> {

@@ -27,7 +27,7 @@ mod profiler;
 pub mod rc;
 pub mod steps;
 
-pub use context::{Context, HostVar, Responder};
+pub use context::{Context, ContextData, HostVar, Responder};
 pub use extensions::Extensions;
 pub use participant::{
     AsyncParticipant, Failure, FailureKind, Formatter, Outbound, Outcome, Participant,

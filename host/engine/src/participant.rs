@@ -200,9 +200,6 @@ mod tests {
             Outcome::from_bits(0xFFFF_FF00 | 0x81),
             Outcome::PREPARED_READ_ONLY
         );
-        assert_eq!(
-            format!("{:?}", Outcome::NO_JOIN),
-            "PREPARED|NO_JOIN"
-        );
+        assert_eq!(format!("{:?}", Outcome::NO_JOIN), "PREPARED|NO_JOIN");
     }
 }

@@ -172,7 +172,7 @@ impl Calls {
 
     /// The id of the live version of this step's plugin.
     fn live_id(&self) -> u64 {
-        self.registry.current.load().plugin(self.slot).id()
+        self.registry.live_id(self.slot)
     }
 
     /// A call outside any transaction (an endpoint reply's key), on the live

@@ -316,9 +316,11 @@ impl Plugin {
         }
         state.bound = false;
         let memory = state.limiter.memory;
-        stats
-            .peak_memory
-            .fetch_max(memory as u64, Ordering::Relaxed);
+        if memory as u64 > stats.peak_memory.load(Ordering::Relaxed) {
+            stats
+                .peak_memory
+                .fetch_max(memory as u64, Ordering::Relaxed);
+        }
         match result {
             Ok(v) => {
                 let retire = match self.options.policy {

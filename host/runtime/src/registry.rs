@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -131,17 +132,19 @@ impl RegistryBuilder {
 
     /// The registry.
     pub fn build(self) -> Arc<Registry> {
-        let plugins = self
+        let plugins: Vec<Arc<Plugin>> = self
             .slots
             .iter()
             .map(|s| s.versions.lock()[0].clone())
             .collect();
+        let live = plugins.iter().map(|p| AtomicU64::new(p.id())).collect();
         Arc::new(Registry {
             runtime: self.runtime,
             store: self.store,
             slots: self.slots,
             by_name: self.by_name,
             current: ArcSwap::from_pointee(Generation { number: 1, plugins }),
+            live,
             swapping: Mutex::new(()),
             history: Mutex::default(),
         })
@@ -155,6 +158,8 @@ pub struct Registry {
     slots: Vec<Slot>,
     by_name: HashMap<String, SlotId>,
     pub(crate) current: ArcSwap<Generation>,
+    /// The id of each slot's live version (a cheap read for instance pools).
+    live: Vec<AtomicU64>,
     swapping: Mutex<()>,
     history: Mutex<Vec<SwapRecord>>,
 }
@@ -172,6 +177,11 @@ impl Registry {
     /// The slot of plugin `name`.
     pub fn slot(&self, name: &str) -> Option<SlotId> {
         self.by_name.get(name).copied()
+    }
+
+    /// The id of the live version of the plugin in `slot`.
+    pub(crate) fn live_id(&self, slot: SlotId) -> u64 {
+        self.live[slot].load(Ordering::Acquire)
     }
 
     /// The live generation.
@@ -268,6 +278,7 @@ impl Registry {
     fn publish(&self, id: SlotId, plugin: Arc<Plugin>) -> u64 {
         let current = self.current.load();
         let mut plugins = current.plugins.clone();
+        self.live[id].store(plugin.id(), Ordering::Release);
         plugins[id] = plugin;
         let number = current.number + 1;
         self.current.store(Arc::new(Generation { number, plugins }));
