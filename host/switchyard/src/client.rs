@@ -280,6 +280,59 @@ impl Connection {
         self.send(m).await?;
         self.receive(timeout).await
     }
+
+    /// The sending and the receiving half, to keep requests in flight from
+    /// one task while another reads the responses (load tests, benches).
+    pub fn split(self) -> (Requests, Responses) {
+        let (sink, stream) = self.framed.split();
+        (
+            Requests {
+                sink,
+                spec: self.spec.clone(),
+            },
+            Responses {
+                stream,
+                spec: self.spec,
+            },
+        )
+    }
+}
+
+type FramedStream = Framed<TcpStream, switchyard_net::framing::FrameCodec>;
+
+/// The sending half of a [`Connection`].
+pub struct Requests {
+    sink: futures::stream::SplitSink<FramedStream, Bytes>,
+    spec: Spec,
+}
+
+impl Requests {
+    /// Sends a message.
+    pub async fn send(&mut self, m: &Message) -> anyhow::Result<()> {
+        let bytes = self.spec.encode(m).context("encoding the request")?;
+        self.sink.send(bytes).await.context("sending")?;
+        Ok(())
+    }
+}
+
+/// The receiving half of a [`Connection`].
+pub struct Responses {
+    stream: futures::stream::SplitStream<FramedStream>,
+    spec: Spec,
+}
+
+impl Responses {
+    /// Receives one message, waiting at most `timeout`.
+    pub async fn receive(&mut self, timeout: Duration) -> anyhow::Result<Message> {
+        let frame = tokio::time::timeout(timeout, self.stream.next())
+            .await
+            .map_err(|_| anyhow!("no response within {} ms", timeout.as_millis()))?
+            .ok_or_else(|| anyhow!("the switch closed the connection"))?
+            .context("reading the response")?;
+        self.spec
+            .decode(frame.freeze())
+            .context("decoding the response")
+    }
 }
 
 #[cfg(test)]

@@ -48,6 +48,9 @@ pub struct Config {
     /// Every spec a listener names, loaded and validated (by the listener's `spec` value).
     #[serde(skip)]
     pub loaded_specs: BTreeMap<String, Spec>,
+    /// The admin API and the deploy directory.
+    #[serde(default)]
+    pub admin: AdminSection,
 }
 
 /// `[switch]`.
@@ -75,6 +78,88 @@ fn default_data_dir() -> PathBuf {
 }
 fn default_grace_ms() -> u64 {
     10_000
+}
+
+/// `[admin]`: the admin HTTP API (`switchyard plugin list/swap/rollback`
+/// talk to it) and the deploy directory the switch watches.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AdminSection {
+    /// Serve the admin API and watch the deploy directory.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Address of the admin API (`ip:port`; port 0 picks a free one).
+    #[serde(default = "default_admin_bind")]
+    pub bind: String,
+    /// The bearer token's file, created (mode 0600) on first start;
+    /// relative paths are under `data_dir`.
+    #[serde(default = "default_token_file")]
+    pub token_file: PathBuf,
+    /// The deploy directory (`NAME.wasm` dropped there swaps plugin NAME);
+    /// relative paths are under `data_dir`; empty disables it.
+    #[serde(default = "default_deploy_dir")]
+    pub deploy_dir: PathBuf,
+    /// How often the deploy directory is scanned, ms.
+    #[serde(default = "default_deploy_poll_ms")]
+    pub deploy_poll_ms: u64,
+    /// Largest component a swap request may carry, MiB.
+    #[serde(default = "default_max_upload_mib")]
+    pub max_upload_mib: u64,
+}
+
+impl Default for AdminSection {
+    fn default() -> AdminSection {
+        AdminSection {
+            enabled: true,
+            bind: default_admin_bind(),
+            token_file: default_token_file(),
+            deploy_dir: default_deploy_dir(),
+            deploy_poll_ms: default_deploy_poll_ms(),
+            max_upload_mib: default_max_upload_mib(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_admin_bind() -> String {
+    "127.0.0.1:5080".into()
+}
+fn default_token_file() -> PathBuf {
+    PathBuf::from("admin.token")
+}
+fn default_deploy_dir() -> PathBuf {
+    PathBuf::from("deploy")
+}
+fn default_deploy_poll_ms() -> u64 {
+    1000
+}
+fn default_max_upload_mib() -> u64 {
+    32
+}
+
+impl AdminSection {
+    /// The address the admin API binds.
+    pub fn bind_addr(&self) -> Result<SocketAddr, String> {
+        self.bind
+            .parse()
+            .map_err(|e| format!("{:?} is not an address (ip:port): {e}", self.bind))
+    }
+
+    fn validate(&self, problems: &mut Vec<String>) {
+        if let Err(e) = self.bind_addr() {
+            problems.push(format!("admin.bind: {e}"));
+        }
+        if self.token_file.as_os_str().is_empty() {
+            problems.push("admin.token_file: must not be empty".into());
+        }
+        if !(100..=60_000).contains(&self.deploy_poll_ms) {
+            problems.push("admin.deploy_poll_ms: must be 100..=60000".into());
+        }
+        if self.max_upload_mib == 0 || self.max_upload_mib > 1024 {
+            problems.push("admin.max_upload_mib: must be 1..=1024".into());
+        }
+    }
 }
 
 /// `[[listener]]`.
@@ -434,6 +519,23 @@ impl Config {
         }
     }
 
+    /// The state directory (`[switch] data_dir`, resolved).
+    pub fn data_dir(&self) -> PathBuf {
+        self.resolve(&self.switch.data_dir)
+    }
+
+    /// The admin token's file (`[admin] token_file`, under `data_dir` when relative).
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.data_dir().join(&self.admin.token_file)
+    }
+
+    /// The deploy directory (`[admin] deploy_dir`, under `data_dir` when
+    /// relative), or `None` when it is disabled.
+    pub fn deploy_dir(&self) -> Option<PathBuf> {
+        (!self.admin.deploy_dir.as_os_str().is_empty())
+            .then(|| self.data_dir().join(&self.admin.deploy_dir))
+    }
+
     /// The spec a listener speaks (loaded and validated by [`Config::parse`]).
     pub fn listener_spec(&self, listener: &ListenerConfig) -> Option<Spec> {
         self.loaded_specs
@@ -524,6 +626,7 @@ impl Config {
     }
 
     fn validate(&self, problems: &mut Vec<String>) {
+        self.admin.validate(problems);
         if self.listeners.is_empty() {
             problems.push("listener: no listener is configured".into());
         }
@@ -910,6 +1013,43 @@ participants = ["x"]
         assert_eq!(o.grants, vec![Capability::Kv]);
         assert_eq!(o.limits.stack_bytes, 256 << 10);
         assert_eq!(o.limits.fuel, Some(1_000_000));
+    }
+
+    #[test]
+    fn admin_section_defaults_paths_and_problems() {
+        let c = Config::parse(DEFAULT_CONFIG, "t", Path::new("/etc/sy")).unwrap();
+        assert!(c.admin.enabled);
+        assert_eq!(c.admin.bind_addr().unwrap().port(), 5080);
+        assert_eq!(c.admin_token_path(), Path::new("/etc/sy/var/admin.token"));
+        assert_eq!(c.deploy_dir().unwrap(), Path::new("/etc/sy/var/deploy"));
+        let off = DEFAULT_CONFIG.replace("deploy_dir = \"deploy\"", "deploy_dir = \"\"");
+        assert_eq!(
+            Config::parse(&off, "t", Path::new("."))
+                .unwrap()
+                .deploy_dir(),
+            None
+        );
+
+        let bad = DEFAULT_CONFIG
+            .replace(
+                "bind = \"127.0.0.1:5080\"",
+                "bind = \"localhost\"\ncolour = 1",
+            )
+            .replace(
+                "token_file = \"admin.token\"",
+                "token_file = \"\"\ndeploy_poll_ms = 5",
+            );
+        let all = Config::parse(&bad, "t", Path::new("."))
+            .unwrap_err()
+            .to_string();
+        for needle in [
+            "admin.bind: \"localhost\" is not an address",
+            "admin.colour: unknown key",
+            "admin.token_file: must not be empty",
+            "admin.deploy_poll_ms: must be 100..=60000",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
     }
 
     #[test]

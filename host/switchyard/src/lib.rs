@@ -1,13 +1,16 @@
 //! The Switchyard binary's library: configuration loading and validation,
 //! wiring a running [`Switch`] from it, the acquirer [`client`] behind
-//! `switchyard send`, the scripted [`demo`], and plugin [`authoring`]
-//! (`switchyard plugin new`, `switchyard plugin test`).
+//! `switchyard send`, the scripted [`demo`], plugin [`authoring`]
+//! (`switchyard plugin new`, `switchyard plugin test`), and hot swap for
+//! operators ([`admin`]: the admin API, the deploy directory,
+//! `switchyard plugin list/swap/rollback`).
 //!
 //! Everything that touches the outside world lives in the crates this one
 //! wires together (`switchyard-net`, `switchyard-runtime`); this crate owns
 //! only the edges: config, CLI, tracing set-up.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod authoring;
 pub mod client;
 pub mod config;

@@ -241,6 +241,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             for l in &mut config.listeners {
                 l.bind = Some("127.0.0.1:0".into());
             }
+            config.admin.enabled = false;
             let switch = Switch::start(
                 config,
                 StartOptions {

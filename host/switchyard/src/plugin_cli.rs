@@ -1,12 +1,17 @@
 //! `switchyard plugin …`: authoring (`new`, `test`) and operations on a
-//! running switch (`list`, `swap`, `rollback`). Each subcommand's
-//! implementation lives in its own module.
+//! running switch (`list`, `swap`, `rollback`, `history`) through its admin
+//! API. Each subcommand's implementation lives in its own module.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use anyhow::{Context as _, anyhow, bail};
+use clap::{Args, Subcommand};
 
+use crate::admin::client::{AdminClient, format_history, format_list, format_swap};
+use crate::admin::token;
 use crate::authoring;
+use crate::config::Config;
 
 /// The `plugin` subcommands.
 #[derive(Debug, Subcommand)]
@@ -17,6 +22,120 @@ pub enum PluginCommand {
     /// Run one plugin against one message in the real runtime, without a
     /// switch, and print what it did (exit 2 if it trapped).
     Test(Box<authoring::cli::TestArgs>),
+    /// What a running switch's plugins run now: version, roles, limits,
+    /// metrics, earlier versions.
+    List {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Print the API's JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace plugin NAME of a running switch with FILE: checked and
+    /// compiled off the transaction path; transactions in flight finish on
+    /// the version they started with.
+    Swap {
+        /// The plugin's name in the switch's config.
+        name: String,
+        /// The new version's .wasm component.
+        file: PathBuf,
+        /// Who asks, in the swap history (default: $USER).
+        #[arg(long)]
+        actor: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Return plugin NAME of a running switch to its previous version.
+    Rollback {
+        /// The plugin's name in the switch's config.
+        name: String,
+        /// Who asks, in the swap history (default: $USER).
+        #[arg(long)]
+        actor: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// The latest swaps and rollbacks of a running switch (who, when, from
+    /// which version to which).
+    History {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// Where the running switch's admin API is and its credential.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// The running switch's configuration (default: the embedded one): its
+    /// [admin] bind and token file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The admin API, e.g. http://127.0.0.1:5080 (instead of the config's).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The admin token file (instead of the config's).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+}
+
+impl AdminArgs {
+    /// A client of the switch these arguments point at.
+    pub fn client(&self) -> anyhow::Result<AdminClient> {
+        let config = if self.url.is_some() && self.token_file.is_some() {
+            None
+        } else {
+            Some(match &self.config {
+                Some(p) => Config::load(p).map_err(|e| anyhow!("{e}"))?,
+                None => Config::default_config(),
+            })
+        };
+        let url = match (&self.url, &config) {
+            (Some(u), _) => u.clone(),
+            (None, Some(c)) => {
+                if !c.admin.enabled {
+                    bail!(
+                        "the config's [admin] section has enabled = false: the switch serves no admin API"
+                    );
+                }
+                let mut addr = c
+                    .admin
+                    .bind_addr()
+                    .map_err(|e| anyhow!("admin.bind: {e}"))?;
+                if addr.port() == 0 {
+                    bail!(
+                        "the config binds the admin API to port 0 (a free port chosen at start): \
+                         give --url (the switch logs \"admin API listening addr=…\")"
+                    );
+                }
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(if addr.is_ipv4() {
+                        [127, 0, 0, 1].into()
+                    } else {
+                        std::net::Ipv6Addr::LOCALHOST.into()
+                    });
+                }
+                format!("http://{addr}")
+            }
+            (None, None) => unreachable!("config loaded when --url is missing"),
+        };
+        let path = match (&self.token_file, &config) {
+            (Some(p), _) => p.clone(),
+            (None, Some(c)) => c.admin_token_path(),
+            (None, None) => unreachable!("config loaded when --token-file is missing"),
+        };
+        let token = token::read(&path).with_context(|| {
+            "the switch creates it on its first start; give --token-file, or --config with the switch's config"
+        })?;
+        AdminClient::new(&url, token, path.display().to_string())
+    }
+}
+
+/// The actor recorded for a swap from the command line.
+fn actor(given: Option<String>) -> Option<String> {
+    given.or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
 }
 
 /// Runs a `plugin` subcommand.
@@ -24,5 +143,44 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
     match command {
         PluginCommand::New(args) => authoring::cli::new(args),
         PluginCommand::Test(args) => authoring::cli::test(*args),
+        PluginCommand::List { admin, json } => {
+            let list = admin.client()?.list().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                print!("{}", format_list(&list));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Swap {
+            name,
+            file,
+            actor: who,
+            admin,
+        } => {
+            let wasm =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let client = admin.client()?;
+            let result = client.swap(&name, wasm, actor(who).as_deref()).await?;
+            println!("{}", format_swap(&result));
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Rollback {
+            name,
+            actor: who,
+            admin,
+        } => {
+            let result = admin
+                .client()?
+                .rollback(&name, actor(who).as_deref())
+                .await?;
+            println!("{}", format_swap(&result));
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::History { limit, admin } => {
+            let history = admin.client()?.history(limit).await?;
+            print!("{}", format_history(&history));
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

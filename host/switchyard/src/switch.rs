@@ -22,6 +22,7 @@ use switchyard_store::Store;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admin::Admin;
 use crate::config::{Config, settings};
 
 pub use switchyard_net::{Completed, Observer as TransactionObserver};
@@ -42,6 +43,7 @@ pub struct Switch {
     simulators: Vec<(String, SocketAddr)>,
     registry: Arc<Registry>,
     store: Arc<Store>,
+    admin: Option<Admin>,
     shutdown: CancellationToken,
     simulators_shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -188,6 +190,13 @@ impl Switch {
             pipelines.insert(name.clone(), Arc::new(pipeline));
         }
 
+        // The admin API and the deploy directory ([admin]).
+        let admin = if config.admin.enabled {
+            Some(Admin::start(registry.clone(), &config, options.ephemeral_ports).await?)
+        } else {
+            None
+        };
+
         let mut bound = Vec::new();
         for (i, l) in config.listeners.iter().enumerate() {
             let bind = if options.ephemeral_ports {
@@ -225,6 +234,7 @@ impl Switch {
             simulators,
             registry,
             store,
+            admin,
             shutdown,
             simulators_shutdown,
             tracker,
@@ -256,6 +266,16 @@ impl Switch {
         &self.registry
     }
 
+    /// The admin API and deploy directory, unless `[admin] enabled = false`.
+    pub fn admin(&self) -> Option<&Admin> {
+        self.admin.as_ref()
+    }
+
+    /// The bound address of the admin API.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(Admin::addr)
+    }
+
     /// The switch's database.
     pub fn store(&self) -> &Arc<Store> {
         &self.store
@@ -269,6 +289,9 @@ impl Switch {
     /// Stops accepting, lets in-flight transactions finish (up to the
     /// configured grace period) and returns.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        if let Some(admin) = &self.admin {
+            admin.stop().await;
+        }
         self.shutdown.cancel();
         self.tracker.close();
         let drained = tokio::time::timeout(self.grace, self.tracker.wait()).await;

@@ -21,7 +21,8 @@ fn config_file(name: &str) -> PathBuf {
     let text = switchyard::config::DEFAULT_CONFIG
         .replace("port = 5001 ", "port = 5001\nbind = \"127.0.0.1:0\" ")
         .replace("port = 5002\n", "port = 5002\nbind = \"127.0.0.1:0\"\n")
-        .replace("address = \"127.0.0.1:7002\"", "address = \"127.0.0.1:0\"");
+        .replace("address = \"127.0.0.1:7002\"", "address = \"127.0.0.1:0\"")
+        .replace("bind = \"127.0.0.1:5080\"", "bind = \"127.0.0.1:0\"");
     let path = state_dir().join(name);
     std::fs::write(&path, text).unwrap();
     path

@@ -1,0 +1,316 @@
+//! The admin HTTP/1.1 API: routes, the bearer-token check, and the swap and
+//! rollback calls handed to the swap thread.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /health` | [`Health`] |
+//! | `GET /plugins` | [`PluginList`]: what runs now, settings, metrics |
+//! | `GET /plugins/NAME` | one [`PluginView`] |
+//! | `POST /plugins/NAME/swap` (body: the component) | [`SwapResult`]; 422 with the load error when refused |
+//! | `POST /plugins/NAME/rollback` | [`SwapResult`]; 409 when there is no earlier version |
+//! | `GET /swaps[?limit=N]` | the latest [`SwapEntry`]s, oldest first |
+//! | `GET /metrics` | Prometheus text |
+//!
+//! Every request needs `Authorization: Bearer TOKEN` (401 otherwise);
+//! `X-Switchyard-Actor` names who asks (default `admin`) in the swap history.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Serialize;
+use switchyard_runtime::{LoadError, Registry};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::swapper::Swapper;
+use super::token;
+use super::views::{ErrorBody, Health, PluginList, PluginView, SwapEntry, SwapResult, prometheus};
+
+/// The header naming who asks for a swap or rollback.
+pub const ACTOR_HEADER: &str = "x-switchyard-actor";
+/// The actor recorded when a request names none: the token's holder.
+pub const DEFAULT_ACTOR: &str = "admin";
+/// Most entries `GET /swaps` returns.
+const MAX_HISTORY: usize = 1000;
+
+/// What the API serves.
+pub(crate) struct AdminState {
+    pub registry: Arc<Registry>,
+    pub swapper: Swapper,
+    pub token: String,
+    pub max_upload: usize,
+    pub deploy_dir: Option<PathBuf>,
+}
+
+type Answer = Response<Full<Bytes>>;
+
+/// Serves `listener` until `shutdown`; open connections finish their
+/// request and close.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    state: Arc<AdminState>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin API: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            let service = service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(&state, peer, req).await) }
+            });
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30));
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "admin API connection ended");
+                    }
+                }
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+}
+
+async fn handle(state: &AdminState, peer: SocketAddr, req: Request<Incoming>) -> Answer {
+    if !authorized(state, &req) {
+        tracing::warn!(%peer, method = %req.method(), path = req.uri().path(),
+            "admin API: request without the right token refused");
+        let mut answer = error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (Authorization: Bearer TOKEN, from the switch's admin token file)",
+        );
+        answer.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"switchyard\""),
+        );
+        return answer;
+    }
+    let path: Vec<String> = req
+        .uri()
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let segments: Vec<&str> = path.iter().map(String::as_str).collect();
+    match (req.method().clone(), segments.as_slice()) {
+        (Method::GET, ["health"]) => {
+            let generation = state.registry.current().number;
+            json(
+                StatusCode::OK,
+                &Health {
+                    status: "ok".into(),
+                    generation,
+                    plugins: state.registry.list().len(),
+                    deploy_dir: state.deploy_dir.as_ref().map(|d| d.display().to_string()),
+                },
+            )
+        }
+        (Method::GET, ["plugins"]) => {
+            let generation = state.registry.current().number;
+            let plugins = state.registry.list().iter().map(PluginView::from).collect();
+            json(
+                StatusCode::OK,
+                &PluginList {
+                    generation,
+                    plugins,
+                },
+            )
+        }
+        (Method::GET, ["plugins", name]) => {
+            match state.registry.list().iter().find(|p| p.name == *name) {
+                Some(p) => json(StatusCode::OK, &PluginView::from(p)),
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    &LoadError::UnknownPlugin((*name).into()).to_string(),
+                ),
+            }
+        }
+        (Method::POST, ["plugins", name, "swap"]) => {
+            let name = (*name).to_owned();
+            let actor = match actor(&req) {
+                Ok(a) => a,
+                Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+            };
+            let body = match Limited::new(req.into_body(), state.max_upload)
+                .collect()
+                .await
+            {
+                Ok(b) => b.to_bytes(),
+                Err(e) => {
+                    return if e.is::<http_body_util::LengthLimitError>() {
+                        error(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            &format!(
+                                "the component is larger than {} bytes (admin.max_upload_mib)",
+                                state.max_upload
+                            ),
+                        )
+                    } else {
+                        error(StatusCode::BAD_REQUEST, &format!("reading the body: {e}"))
+                    };
+                }
+            };
+            if body.is_empty() {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "the body must be the new version's .wasm component",
+                );
+            }
+            tracing::info!(plugin = %name, %actor, %peer, bytes = body.len(), "admin API: swap asked");
+            let registry = state.registry.clone();
+            let result = state
+                .swapper
+                .run(move || registry.swap(&name, &body, &actor))
+                .await;
+            swapped(result)
+        }
+        (Method::POST, ["plugins", name, "rollback"]) => {
+            let name = (*name).to_owned();
+            let actor = match actor(&req) {
+                Ok(a) => a,
+                Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+            };
+            tracing::info!(plugin = %name, %actor, %peer, "admin API: rollback asked");
+            let registry = state.registry.clone();
+            let result = state
+                .swapper
+                .run(move || registry.rollback(&name, &actor))
+                .await;
+            swapped(result)
+        }
+        (Method::GET, ["swaps"]) => {
+            let limit = req
+                .uri()
+                .query()
+                .into_iter()
+                .flat_map(|q| q.split('&'))
+                .find_map(|kv| kv.strip_prefix("limit="))
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(100)
+                .min(MAX_HISTORY);
+            let history: Vec<SwapEntry> = state
+                .registry
+                .history(limit)
+                .iter()
+                .map(SwapEntry::from)
+                .collect();
+            json(StatusCode::OK, &history)
+        }
+        (Method::GET, ["metrics"]) => {
+            let text = prometheus(state.registry.current().number, &state.registry.list());
+            let mut answer = Response::new(Full::new(Bytes::from(text)));
+            answer.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            answer
+        }
+        (_, ["health" | "plugins" | "swaps" | "metrics"])
+        | (_, ["plugins", _])
+        | (_, ["plugins", _, "swap" | "rollback"]) => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &format!("{} is not allowed on {}", req.method(), req.uri().path()),
+        ),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "no route {} (routes: GET /health, /plugins, /plugins/NAME, /swaps, /metrics; \
+                 POST /plugins/NAME/swap, /plugins/NAME/rollback)",
+                req.uri().path()
+            ),
+        ),
+    }
+}
+
+fn authorized(state: &AdminState, req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| token::matches(t.trim().as_bytes(), state.token.as_bytes()))
+}
+
+/// The request's actor: printable, at most 64 characters.
+fn actor(req: &Request<Incoming>) -> Result<String, String> {
+    let Some(value) = req.headers().get(ACTOR_HEADER) else {
+        return Ok(DEFAULT_ACTOR.into());
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| format!("{ACTOR_HEADER}: must be printable ASCII"))?
+        .trim();
+    if text.is_empty() || text.len() > 64 || text.chars().any(|c| c.is_control()) {
+        return Err(format!("{ACTOR_HEADER}: 1 to 64 printable characters"));
+    }
+    Ok(text.to_owned())
+}
+
+fn swapped(
+    result: Result<Result<switchyard_runtime::SwapOutcome, LoadError>, super::swapper::SwapperGone>,
+) -> Answer {
+    match result {
+        Ok(Ok(outcome)) => json(StatusCode::OK, &SwapResult::new(&outcome)),
+        Ok(Err(e @ LoadError::UnknownPlugin(_))) => error(StatusCode::NOT_FOUND, &e.to_string()),
+        Ok(Err(e @ LoadError::NoEarlierVersion(_))) => error(StatusCode::CONFLICT, &e.to_string()),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "admin API: swap refused; nothing changed");
+            error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string())
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Answer {
+    let body = serde_json::to_vec_pretty(value).unwrap_or_else(|e| {
+        format!("{{\"error\": \"cannot encode the answer: {e}\"}}").into_bytes()
+    });
+    let mut answer = Response::new(Full::new(Bytes::from(body)));
+    *answer.status_mut() = status;
+    answer
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    answer
+}
+
+fn error(status: StatusCode, message: &str) -> Answer {
+    json(
+        status,
+        &ErrorBody {
+            error: message.to_owned(),
+        },
+    )
+}

@@ -1,0 +1,343 @@
+//! The admin API's client, for `switchyard plugin list/swap/rollback/history`:
+//! requests over HTTP/1.1 and readable output.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+
+use super::api::ACTOR_HEADER;
+use super::views::{ErrorBody, PluginList, PluginView, SwapEntry, SwapResult};
+
+/// Longest wait to connect.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for an answer (a swap compiles the component first).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A client of one switch's admin API.
+#[derive(Debug, Clone)]
+pub struct AdminClient {
+    url: String,
+    authority: String,
+    token: String,
+    token_source: String,
+}
+
+impl AdminClient {
+    /// A client of the API at `url` (`http://HOST:PORT`), presenting `token`
+    /// (read from `token_source`, named in errors).
+    pub fn new(url: &str, token: String, token_source: String) -> anyhow::Result<AdminClient> {
+        let authority = url
+            .strip_prefix("http://")
+            .ok_or_else(|| anyhow!("--url {url:?}: expected http://HOST:PORT"))?
+            .trim_end_matches('/');
+        if authority.is_empty() || authority.contains('/') || !authority.contains(':') {
+            bail!("--url {url:?}: expected http://HOST:PORT");
+        }
+        Ok(AdminClient {
+            url: format!("http://{authority}"),
+            authority: authority.to_owned(),
+            token,
+            token_source,
+        })
+    }
+
+    /// The API's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `GET /plugins`.
+    pub async fn list(&self) -> anyhow::Result<PluginList> {
+        self.call(Method::GET, "/plugins", Bytes::new(), None).await
+    }
+
+    /// `POST /plugins/NAME/swap` with `wasm`.
+    pub async fn swap(
+        &self,
+        name: &str,
+        wasm: Vec<u8>,
+        actor: Option<&str>,
+    ) -> anyhow::Result<SwapResult> {
+        self.call(
+            Method::POST,
+            &format!("/plugins/{name}/swap"),
+            Bytes::from(wasm),
+            actor,
+        )
+        .await
+    }
+
+    /// `POST /plugins/NAME/rollback`.
+    pub async fn rollback(&self, name: &str, actor: Option<&str>) -> anyhow::Result<SwapResult> {
+        self.call(
+            Method::POST,
+            &format!("/plugins/{name}/rollback"),
+            Bytes::new(),
+            actor,
+        )
+        .await
+    }
+
+    /// `GET /swaps?limit=N`.
+    pub async fn history(&self, limit: usize) -> anyhow::Result<Vec<SwapEntry>> {
+        self.call(
+            Method::GET,
+            &format!("/swaps?limit={limit}"),
+            Bytes::new(),
+            None,
+        )
+        .await
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        actor: Option<&str>,
+    ) -> anyhow::Result<T> {
+        let (status, answer) = self.request(method.clone(), path, body, actor).await?;
+        if status.is_success() {
+            return serde_json::from_slice(&answer)
+                .with_context(|| format!("{method} {path}: unexpected answer from {}", self.url));
+        }
+        let reason = serde_json::from_slice::<ErrorBody>(&answer)
+            .map(|e| e.error)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&answer).trim().to_owned());
+        match status {
+            StatusCode::UNAUTHORIZED => bail!(
+                "the switch at {} refused the admin token from {} (401): is it this switch's token file?",
+                self.url,
+                self.token_source
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY => bail!("swap refused, nothing changed: {reason}"),
+            _ => bail!("{method} {path}: {status}: {reason}"),
+        }
+    }
+
+    /// One request; the status and body of the answer.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        actor: Option<&str>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let unreachable = |e: &dyn std::fmt::Display| {
+            anyhow!(
+                "cannot reach the switch's admin API at {}: {e} (is the switch running, with [admin] enabled? \
+                 see --config, --url)",
+                self.url
+            )
+        };
+        let stream = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio::net::TcpStream::connect(&self.authority),
+        )
+        .await
+        .map_err(|_| unreachable(&"timed out connecting"))?
+        .map_err(|e| unreachable(&e))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let driver = tokio::spawn(conn);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, &self.authority)
+            .header(AUTHORIZATION, format!("Bearer {}", self.token));
+        if !body.is_empty() {
+            req = req.header(CONTENT_TYPE, "application/wasm");
+        }
+        if let Some(a) = actor {
+            req = req.header(ACTOR_HEADER, a);
+        }
+        let req = req.body(Full::new(body)).context("building the request")?;
+        let exchange = async {
+            let answer = sender.send_request(req).await?;
+            let status = answer.status();
+            let body = answer.into_body().collect().await?.to_bytes();
+            Ok::<_, hyper::Error>((status, body))
+        };
+        let result = tokio::time::timeout(ANSWER_TIMEOUT, exchange)
+            .await
+            .map_err(|_| anyhow!("{}: no answer within {ANSWER_TIMEOUT:?}", self.url))?
+            .map_err(|e| anyhow!("{}: {e}", self.url));
+        driver.abort();
+        result
+    }
+}
+
+/// `plugin list`: one block per plugin.
+pub fn format_list(list: &PluginList) -> String {
+    let mut out = format!(
+        "generation {}, {} plugin(s)\n",
+        list.generation,
+        list.plugins.len()
+    );
+    for p in &list.plugins {
+        out.push('\n');
+        out.push_str(&format_plugin(p));
+    }
+    out
+}
+
+/// One plugin's block.
+pub fn format_plugin(p: &PluginView) -> String {
+    let mut out = String::new();
+    let roles = if p.roles.is_empty() {
+        "(unused)".to_owned()
+    } else {
+        p.roles.join(", ")
+    };
+    let _ = writeln!(out, "{}  {}  {roles}", p.name, p.version);
+    let l = &p.limits;
+    let instances = match (p.max_calls, p.recycle_memory_bytes) {
+        (Some(calls), Some(mem)) => {
+            format!("reuse (retired after {calls} calls or {})", bytes_text(mem))
+        }
+        _ => p.instances.clone(),
+    };
+    let _ = writeln!(
+        out,
+        "  limits     memory {}, deadline {} ms, fuel {}, stack {}; instances {instances}; failure {}",
+        bytes_text(l.memory_bytes),
+        l.deadline_ms,
+        l.fuel.map_or("unmetered".to_owned(), |f| f.to_string()),
+        bytes_text(l.stack_bytes),
+        p.failure
+    );
+    let _ = writeln!(out, "  grants     {}", p.grants.join(", "));
+    let m = &p.metrics;
+    let _ = writeln!(
+        out,
+        "  calls      {} (failures {}: traps {}, deadline {}, memory cap {}, fuel {})",
+        m.calls, m.failures, m.traps, m.deadline_overruns, m.memory_cap_hits, m.fuel_exhausted
+    );
+    let _ = writeln!(
+        out,
+        "  latency    p50 {}, p99 {}; peak memory {}; instances {} created, {} recycled",
+        latency_text(m.latency_p50_us),
+        latency_text(m.latency_p99_us),
+        bytes_text(m.peak_memory_bytes),
+        m.instantiations,
+        m.recycled
+    );
+    let _ = writeln!(
+        out,
+        "  previous   {}",
+        if p.previous.is_empty() {
+            "(none)".to_owned()
+        } else {
+            p.previous.join(", ")
+        }
+    );
+    out
+}
+
+/// `plugin swap` / `plugin rollback`.
+pub fn format_swap(r: &SwapResult) -> String {
+    if !r.changed {
+        return format!(
+            "{}: {} is already live; nothing changed (generation {})",
+            r.plugin, r.new_version, r.generation
+        );
+    }
+    let verb = if r.action == "rollback" {
+        "rolled back"
+    } else {
+        "swapped"
+    };
+    format!(
+        "{}: {verb} {} → {} (generation {}, by {}); transactions in flight finish on {}",
+        r.plugin, r.old_version, r.new_version, r.generation, r.actor, r.old_version
+    )
+}
+
+/// `plugin history`.
+pub fn format_history(entries: &[SwapEntry]) -> String {
+    if entries.is_empty() {
+        return "no swap recorded\n".into();
+    }
+    let mut out = String::new();
+    for e in entries {
+        let _ = writeln!(
+            out,
+            "{}  {:<16} {:<18} {} → {}  by {}",
+            utc(e.at_ms),
+            e.plugin,
+            e.action,
+            e.old_sha256.get(..12).unwrap_or(&e.old_sha256),
+            e.new_sha256.get(..12).unwrap_or(&e.new_sha256),
+            e.actor
+        );
+    }
+    out
+}
+
+fn latency_text(us: Option<u64>) -> String {
+    match us {
+        None => "-".into(),
+        Some(u64::MAX) => "> 33 s".into(),
+        Some(us) if us >= 10_000 => format!("≤ {} ms", us / 1000),
+        Some(us) => format!("≤ {us} µs"),
+    }
+}
+
+fn bytes_text(n: u64) -> String {
+    if n >= 1 << 20 {
+        format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64)
+    } else if n >= 1 << 10 {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} B")
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` UTC from ms since the epoch.
+fn utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00");
+        assert_eq!(utc(1_767_225_599_000), "2025-12-31 23:59:59");
+    }
+
+    #[test]
+    fn urls() {
+        assert!(AdminClient::new("http://127.0.0.1:5080/", "t".into(), "f".into()).is_ok());
+        assert!(AdminClient::new("https://127.0.0.1:5080", "t".into(), "f".into()).is_err());
+        assert!(AdminClient::new("http://127.0.0.1", "t".into(), "f".into()).is_err());
+    }
+}

@@ -1,0 +1,246 @@
+//! `switchyard plugin list/swap/rollback/history` against a running
+//! `switchyard run`: readable output, the swap visible to the next
+//! transaction (`send`), a refused component changing nothing, a wrong
+//! token, and a switch that is not running.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+fn dir() -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("admin-cli");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn tag_wasm(version: &str) -> String {
+    switchyard_bundled_plugins::plugin_path(&format!("test-tag-{version}"))
+        .display()
+        .to_string()
+}
+
+/// The default config on free ports, with plugin `tag` (version A) twice
+/// in the pipeline, admin API on a free port, no deploy directory.
+fn config_text(admin_bind: &str) -> String {
+    switchyard::config::DEFAULT_CONFIG
+        .replace("port = 5001 ", "port = 5001\nbind = \"127.0.0.1:0\" ")
+        .replace("port = 5002\n", "port = 5002\nbind = \"127.0.0.1:0\"\n")
+        .replace("address = \"127.0.0.1:7002\"", "address = \"127.0.0.1:0\"")
+        .replace(
+            "bind = \"127.0.0.1:5080\"",
+            &format!("bind = {admin_bind:?}"),
+        )
+        .replace("deploy_dir = \"deploy\"", "deploy_dir = \"\"")
+        .replace(
+            "participants = [\"validate\", \"by-mti\"]",
+            "participants = [\"validate\", \"tag-1\", \"tag-2\", \"by-mti\"]",
+        )
+        + &format!(
+            "\n[plugins.tag]\nfile = {:?}\n\n[participants.tag-1]\nplugin = \"tag\"\n\n\
+             [participants.tag-2]\nplugin = \"tag\"\n",
+            tag_wasm("a")
+        )
+}
+
+struct Running {
+    child: Child,
+    port_5001: String,
+    admin: String,
+    token_file: String,
+}
+
+fn field(line: &str, key: &str) -> Option<String> {
+    let start = line.find(key)? + key.len();
+    Some(
+        line[start..]
+            .split_whitespace()
+            .next()?
+            .trim_matches('"')
+            .to_owned(),
+    )
+}
+
+fn start(config: &Path) -> Running {
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut port_5001, mut admin, mut token_file) = (None, None, None);
+    while port_5001.is_none() || admin.is_none() {
+        let line = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the switch logs its addresses");
+        if line.contains("admin API listening") {
+            admin = field(&line, "addr=");
+            token_file = field(&line, "token_file=");
+        }
+        if line.contains("serving") && line.contains("port=5001") {
+            port_5001 = field(&line, "addr=").and_then(|a| Some(a.rsplit_once(':')?.1.to_owned()));
+        }
+    }
+    std::thread::spawn(move || while rx.recv().is_ok() {});
+    Running {
+        child,
+        port_5001: port_5001.unwrap(),
+        admin: format!("http://{}", admin.unwrap()),
+        token_file: token_file.unwrap(),
+    }
+}
+
+fn run(args: &[&str]) -> (Output, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out, text)
+}
+
+#[test]
+fn plugin_list_swap_rollback_and_history_against_a_running_switch() {
+    let dir = dir();
+    let config = dir.join("switch.toml");
+    std::fs::write(&config, config_text("127.0.0.1:0")).unwrap();
+    let mut sw = start(&config);
+    let flags = ["--url", &sw.admin, "--token-file", &sw.token_file];
+    let de44 = |stan: &str| {
+        let (out, text) = run(&["send", "--port", &sw.port_5001, "--stan", stan]);
+        assert!(out.status.success(), "{text}");
+        assert!(
+            !text.contains("4761739001010119"),
+            "full PAN printed: {text}"
+        );
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("DE044 ").map(str::to_owned))
+            .unwrap_or_default()
+    };
+    assert_eq!(de44("1"), "AA");
+
+    // list: every plugin, what runs now.
+    let (out, text) = run(&[&["plugin", "list"][..], &flags].concat());
+    assert!(out.status.success(), "{text}");
+    for needle in [
+        "generation 1, 5 plugin(s)",
+        "tag  ",
+        "  limits     memory 16.0 MiB, deadline 50 ms",
+        "  calls      ",
+        "  previous   (none)",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+    }
+    let a_version = text
+        .lines()
+        .find_map(|l| l.strip_prefix("tag  "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+
+    // swap: the next transaction runs version B.
+    let b = tag_wasm("b");
+    let (out, text) = run(&[
+        &["plugin", "swap", "tag", &b, "--actor", "cli-test"][..],
+        &flags,
+    ]
+    .concat());
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("tag: swapped {a_version} → ")) && text.contains("by cli-test"),
+        "{text}"
+    );
+    assert_eq!(de44("2"), "BB");
+
+    // A file that is no component: refused with the load error, exit 1.
+    let junk = dir.join("junk.wasm");
+    std::fs::write(&junk, b"junk").unwrap();
+    let (out, text) = run(&[
+        &["plugin", "swap", "tag", junk.to_str().unwrap()][..],
+        &flags,
+    ]
+    .concat());
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "swap refused, nothing changed: plugin tag: not a valid WebAssembly component"
+        ),
+        "{text}"
+    );
+    assert_eq!(de44("3"), "BB");
+
+    // The config finds the API and the token: the same config with the
+    // address the switch bound.
+    let bound = sw.admin.trim_start_matches("http://").to_owned();
+    let cli_config = dir.join("cli.toml");
+    std::fs::write(&cli_config, config_text(&bound)).unwrap();
+    let (out, text) = run(&[
+        "plugin",
+        "rollback",
+        "tag",
+        "--config",
+        cli_config.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(&format!("→ {a_version}")), "{text}");
+    assert!(text.contains("rolled back"), "{text}");
+    assert_eq!(de44("4"), "AA");
+
+    let (out, text) = run(&[&["plugin", "history", "--limit", "100"][..], &flags].concat());
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains(" tag ") && l.contains("swap") && l.ends_with("by cli-test")),
+        "{text}"
+    );
+    assert!(text.lines().any(|l| l.contains("rollback")), "{text}");
+
+    // A wrong token, a config that binds port 0: clear errors.
+    let wrong = dir.join("wrong.token");
+    std::fs::write(&wrong, "0123456789abcdef\n").unwrap();
+    let (out, text) = run(&[
+        "plugin",
+        "list",
+        "--url",
+        &sw.admin,
+        "--token-file",
+        wrong.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("refused the admin token"), "{text}");
+    let (out, text) = run(&["plugin", "list", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("port 0"), "{text}");
+
+    // Stopped: the CLI says the switch is not reachable.
+    let status = Command::new("kill")
+        .args(["-TERM", &sw.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(sw.child.wait().unwrap().success());
+    let (out, text) = run(&[&["plugin", "list"][..], &flags].concat());
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("cannot reach the switch's admin API")
+            && text.contains("is the switch running"),
+        "{text}"
+    );
+}
