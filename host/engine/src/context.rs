@@ -133,7 +133,6 @@ impl Context {
 }
 
 impl ContextData {
-
     /// The tenant this transaction belongs to.
     pub fn tenant(&self) -> &Arc<str> {
         &self.tenant
