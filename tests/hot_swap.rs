@@ -6,7 +6,6 @@
 //! moment between the request's sending and its response.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -16,8 +15,9 @@ use hyper::{Method, StatusCode};
 use switchyard::admin::client::AdminClient;
 use switchyard::admin::views::SwapEntry;
 use switchyard::client::{Connection, RequestSpec};
-use switchyard::config::{Config, ParticipantConfig, PluginConfig};
-use switchyard_tests::{RESPONSE_TIMEOUT, TEST_PAN, TestSwitch, default_config, shared_data_dir};
+use switchyard_tests::{
+    RESPONSE_TIMEOUT, TEST_PAN, TestSwitch, shared_data_dir, tag_config, tag_wasm,
+};
 use tokio::sync::Semaphore;
 
 /// Connections of the steady load, and requests in flight on each.
@@ -25,37 +25,6 @@ const CONNECTIONS: u32 = 4;
 const WINDOW: usize = 4;
 /// Swaps during the load (A → B → A …).
 const SWAPS: usize = 100;
-
-fn tag_wasm(version: char) -> PathBuf {
-    switchyard_bundled_plugins::plugin_path(&format!("test-tag-{}", version.to_ascii_lowercase()))
-}
-
-/// The default config with plugin `tag` (version A) as participants
-/// `tag-1` and `tag-2` before `by-mti`; the deploy directory is `deploy`
-/// (or disabled).
-fn tag_config(deploy: Option<&Path>) -> Config {
-    let mut c = default_config(&shared_data_dir());
-    let plugin: PluginConfig =
-        toml::from_str(&format!("file = {:?}", tag_wasm('A').display().to_string())).unwrap();
-    c.plugins.insert("tag".into(), plugin);
-    for name in ["tag-1", "tag-2"] {
-        c.participants.insert(
-            name.into(),
-            ParticipantConfig {
-                plugin: Some("tag".into()),
-                step: None,
-                endpoint: None,
-                config: toml::Table::new(),
-            },
-        );
-    }
-    c.pipelines.get_mut("acquirer").unwrap().participants =
-        ["validate", "tag-1", "tag-2", "by-mti"]
-            .map(String::from)
-            .to_vec();
-    c.admin.deploy_dir = deploy.map(Path::to_owned).unwrap_or_default();
-    c
-}
 
 fn admin_client(sw: &TestSwitch) -> AdminClient {
     let admin = sw.switch.admin().expect("the admin API runs");
@@ -198,7 +167,7 @@ fn live_between(swaps: &[Swap], version: char, from: Instant, to: Instant) -> bo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_swaps_under_load_lose_nothing_and_never_mix_versions() {
-    let sw = TestSwitch::start(tag_config(None)).await;
+    let sw = TestSwitch::start(tag_config(&shared_data_dir(), None)).await;
     let client = admin_client(&sw);
     let wasm: HashMap<char, Vec<u8>> = ['A', 'B']
         .into_iter()
@@ -296,7 +265,7 @@ async fn a_hundred_swaps_under_load_lose_nothing_and_never_mix_versions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_needs_the_token_and_refuses_a_bad_component_changing_nothing() {
-    let sw = TestSwitch::start(tag_config(None)).await;
+    let sw = TestSwitch::start(tag_config(&shared_data_dir(), None)).await;
     let client = admin_client(&sw);
     let url = client.url().to_owned();
 
@@ -452,7 +421,7 @@ async fn the_deploy_directory_swaps_in_what_is_dropped_and_renames_what_fails() 
         .unwrap()
         .as_millis() as i64;
     let deploy = tempfile::tempdir().unwrap();
-    let mut config = tag_config(Some(deploy.path()));
+    let mut config = tag_config(&shared_data_dir(), Some(deploy.path()));
     config.admin.deploy_poll_ms = 100;
     let sw = TestSwitch::start(config).await;
     let client = admin_client(&sw);

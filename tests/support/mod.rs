@@ -25,6 +25,39 @@ pub fn default_config(data_dir: &Path) -> Config {
     c
 }
 
+/// The `test-tag-a` or `test-tag-b` component (`version` 'A' or 'B'): one
+/// participant in two versions, appending `AA` or `BB` to DE44.
+pub fn tag_wasm(version: char) -> PathBuf {
+    switchyard_bundled_plugins::plugin_path(&format!("test-tag-{}", version.to_ascii_lowercase()))
+}
+
+/// The default config (state under `data_dir`) with plugin `tag` (version
+/// A) as participants `tag-1` and `tag-2` before `by-mti`; the deploy
+/// directory is `deploy` (or disabled). The hot-swap tests and bench use it.
+pub fn tag_config(data_dir: &Path, deploy: Option<&Path>) -> Config {
+    let mut c = default_config(data_dir);
+    let plugin: PluginConfig =
+        toml::from_str(&format!("file = {:?}", tag_wasm('A').display().to_string())).unwrap();
+    c.plugins.insert("tag".into(), plugin);
+    for name in ["tag-1", "tag-2"] {
+        c.participants.insert(
+            name.into(),
+            ParticipantConfig {
+                plugin: Some("tag".into()),
+                step: None,
+                endpoint: None,
+                config: toml::Table::new(),
+            },
+        );
+    }
+    c.pipelines.get_mut("acquirer").unwrap().participants =
+        ["validate", "tag-1", "tag-2", "by-mti"]
+            .map(String::from)
+            .to_vec();
+    c.admin.deploy_dir = deploy.map(Path::to_owned).unwrap_or_default();
+    c
+}
+
 /// Adds the `test-faulty` plugin as participant `faulty` in front of
 /// `local-auth` on port 5001, misbehaving per `mode` when DE4 ends in 13.
 pub fn with_faulty_plugin(mut c: Config, mode: &str) -> Config {

@@ -56,6 +56,10 @@ pub struct PluginShared {
     failure_log: Mutex<(Option<Instant>, u32, u64)>,
 }
 
+/// Longest the trial instantiation at load or swap time may take (wall
+/// time, start functions included).
+pub const LOAD_CHECK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
 static NEXT_VERSION_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A compiled, checked version of a plugin.
@@ -142,9 +146,24 @@ impl Plugin {
             shared,
         };
         // Instantiate once now, so that a plugin that cannot start fails at
-        // load (or swap) time and not on its first transaction.
+        // load (or swap) time and not on its first transaction. Swaps run
+        // this on a lowest-priority thread that a busy switch may leave
+        // waiting for tens of ms: the call deadline (wall time) would refuse
+        // a sound version, so the check gets `LOAD_CHECK_DEADLINE` instead
+        // (a start function that loops is still stopped).
+        let check_ticks = plugin
+            .options
+            .limits
+            .deadline
+            .max(LOAD_CHECK_DEADLINE)
+            .as_millis()
+            / EPOCH_TICK.as_millis();
         plugin
-            .instantiate("", Arc::default())
+            .instantiate_within(
+                "",
+                Arc::default(),
+                u64::try_from(check_ticks).unwrap_or(u64::MAX),
+            )
             .map_err(|f| LoadError::Instantiate {
                 plugin: name.into(),
                 reason: f.message,
@@ -219,6 +238,18 @@ impl Plugin {
         tenant: &str,
         settings: Arc<Settings>,
     ) -> Result<Instance, Failure> {
+        self.instantiate_within(tenant, settings, self.deadline_ticks)
+    }
+
+    /// [`Plugin::instantiate`] with start functions stopped after
+    /// `deadline_ticks` epoch ticks; the instance's calls then get the
+    /// plugin's own deadline.
+    fn instantiate_within(
+        &self,
+        tenant: &str,
+        settings: Arc<Settings>,
+        deadline_ticks: u64,
+    ) -> Result<Instance, Failure> {
         let limits = &self.options.limits;
         let limiter = Limiter {
             memory_max: limits.memory_bytes,
@@ -237,7 +268,7 @@ impl Plugin {
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
-        store.set_epoch_deadline(self.deadline_ticks);
+        store.set_epoch_deadline(deadline_ticks);
         if let Some(fuel) = limits.fuel {
             // Instantiation runs start functions: give it the call budget.
             let _ = store.set_fuel(fuel);
