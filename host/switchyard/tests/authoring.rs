@@ -177,6 +177,79 @@ fn test_prints_the_outcome_result_response_and_masks_the_card() {
 }
 
 #[test]
+fn test_takes_a_whole_message_as_hex_or_a_file() {
+    let here = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let spec = switchyard_iso8583::Spec::builtin("iso87-ascii").unwrap();
+    let message =
+        switchyard::client::RequestSpec::financial("0200", "4761739001010119", 999_999, 42)
+            .build()
+            .unwrap();
+    let bytes = spec.encode(&message).unwrap();
+    let hex = hex::encode(&bytes);
+
+    let (out, text) = switchyard(
+        &["plugin", "test", "builtin:local-auth", "--message", &hex],
+        here,
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("request    0200 stan 000042 pan 476173******0119 amount 000000999999"),
+        "{text}"
+    );
+    assert!(
+        text.contains("result     61"),
+        "over the 5000.00 limit: {text}"
+    );
+    assert!(
+        !text.contains("4761739001010119"),
+        "full PAN printed: {text}"
+    );
+
+    // The raw bytes in a file, with a field overridden on top.
+    let file = here.join("request-0200.bin");
+    std::fs::write(&file, &bytes).unwrap();
+    let at = format!("@{}", file.display());
+    let (out, text) = switchyard(
+        &[
+            "plugin",
+            "test",
+            "builtin:local-auth",
+            "--message",
+            &at,
+            "--field",
+            "4=000000001000",
+        ],
+        here,
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("amount 000000001000"), "{text}");
+    assert!(text.contains("result     00"), "{text}");
+    std::fs::remove_file(&file).unwrap();
+
+    let (out, text) = switchyard(
+        &["plugin", "test", "builtin:local-auth", "--message", "02zz"],
+        here,
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("--message: not hex"), "{text}");
+    let (out, text) = switchyard(
+        &[
+            "plugin",
+            "test",
+            "builtin:local-auth",
+            "--message",
+            "30323030",
+        ],
+        here,
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("--message: not a message in spec iso87-ascii"),
+        "{text}"
+    );
+}
+
+#[test]
 fn test_exits_2_when_the_plugin_traps_or_overruns_its_deadline() {
     let faulty = switchyard_bundled_plugins::plugin_path("test-faulty");
     let here = Path::new(env!("CARGO_TARGET_TMPDIR"));

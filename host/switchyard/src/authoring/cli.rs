@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
-use switchyard_iso8583::Spec;
+use switchyard_iso8583::{Message, Spec};
 use switchyard_runtime::{Limits, Role, Settings};
 
 use super::harness::{self, Source, Trial};
@@ -81,6 +81,12 @@ impl From<RoleArg> for Role {
 pub struct TestArgs {
     /// The component: a .wasm file, or builtin:NAME for a bundled plugin.
     pub file: String,
+    /// The request as one ISO 8583 message in `--spec` (no length header):
+    /// hex digits, or @FILE with the raw bytes. Replaces the message built
+    /// from --mti, --pan, --amount, --stan, --expiry, --terminal; --field
+    /// and --omit still apply on top.
+    #[arg(long, value_name = "HEX|@FILE")]
+    pub message: Option<String>,
     /// Message type.
     #[arg(long, default_value = "0200")]
     pub mti: String,
@@ -138,6 +144,28 @@ pub struct TestArgs {
     pub repeat: u32,
 }
 
+/// The message of `--message`: hex digits (spaces and newlines ignored) or
+/// `@FILE` with the raw bytes, decoded with `spec`.
+fn given_message(spec: &Spec, given: &str) -> anyhow::Result<Message> {
+    let bytes = match given.strip_prefix('@') {
+        Some(path) => {
+            std::fs::read(path).with_context(|| format!("--message: cannot read {path}"))?
+        }
+        None => {
+            let digits: String = given.chars().filter(|c| !c.is_whitespace()).collect();
+            hex::decode(&digits).map_err(|e| {
+                anyhow!("--message: not hex ({e}); give the message as hex digits or @FILE")
+            })?
+        }
+    };
+    spec.decode(bytes::Bytes::from(bytes)).with_context(|| {
+        format!(
+            "--message: not a message in spec {} (--spec names another)",
+            spec.name()
+        )
+    })
+}
+
 /// Splits `KEY=VALUE`.
 fn pair<'a>(option: &str, text: &'a str) -> anyhow::Result<(&'a str, &'a str)> {
     text.split_once('=')
@@ -156,24 +184,39 @@ impl TestArgs {
                 Spec::builtin_names().join(", ")
             )
         })?;
-        let mut request = RequestSpec::financial(
-            &self.mti,
-            &self.pan,
-            parse_amount(&self.amount).context("--amount")?,
-            self.stan,
-        );
-        request.terminal = Some(self.terminal.clone());
-        if let Some(expiry) = &self.expiry {
-            request.expiry = Some(expiry.clone());
-        }
+        let mut fields = Vec::with_capacity(self.fields.len());
         for field in &self.fields {
             let (n, value) = pair("--field", field)?;
             let n: u16 = n
                 .parse()
                 .with_context(|| format!("--field {field:?}: bad field number"))?;
-            request.fields.push((n, value.to_owned()));
+            fields.push((n, value.to_owned()));
         }
-        let mut message = request.build()?;
+        let mut message = match &self.message {
+            Some(given) => {
+                let mut message = given_message(&spec, given)?;
+                for (n, value) in fields {
+                    message
+                        .try_set(n, value.into_bytes())
+                        .with_context(|| format!("--field {n}"))?;
+                }
+                message
+            }
+            None => {
+                let mut request = RequestSpec::financial(
+                    &self.mti,
+                    &self.pan,
+                    parse_amount(&self.amount).context("--amount")?,
+                    self.stan,
+                );
+                request.terminal = Some(self.terminal.clone());
+                if let Some(expiry) = &self.expiry {
+                    request.expiry = Some(expiry.clone());
+                }
+                request.fields = fields;
+                request.build()?
+            }
+        };
         for &n in &self.omit {
             message.remove(n);
         }
