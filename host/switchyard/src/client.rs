@@ -265,14 +265,7 @@ impl Connection {
 
     /// Receives one message, waiting at most `timeout`.
     pub async fn receive(&mut self, timeout: Duration) -> anyhow::Result<Message> {
-        let frame = tokio::time::timeout(timeout, self.framed.next())
-            .await
-            .map_err(|_| anyhow!("no response within {} ms", timeout.as_millis()))?
-            .ok_or_else(|| anyhow!("the switch closed the connection"))?
-            .context("reading the response")?;
-        self.spec
-            .decode(frame.freeze())
-            .context("decoding the response")
+        receive_from(&mut self.framed, &self.spec, timeout).await
     }
 
     /// Sends `m` and waits for one response.
@@ -324,15 +317,26 @@ pub struct Responses {
 impl Responses {
     /// Receives one message, waiting at most `timeout`.
     pub async fn receive(&mut self, timeout: Duration) -> anyhow::Result<Message> {
-        let frame = tokio::time::timeout(timeout, self.stream.next())
-            .await
-            .map_err(|_| anyhow!("no response within {} ms", timeout.as_millis()))?
-            .ok_or_else(|| anyhow!("the switch closed the connection"))?
-            .context("reading the response")?;
-        self.spec
-            .decode(frame.freeze())
-            .context("decoding the response")
+        receive_from(&mut self.stream, &self.spec, timeout).await
     }
+}
+
+/// The next frame of `frames` decoded with `spec`, waiting at most `timeout`.
+async fn receive_from<S, E>(
+    frames: &mut S,
+    spec: &Spec,
+    timeout: Duration,
+) -> anyhow::Result<Message>
+where
+    S: futures::Stream<Item = Result<bytes::BytesMut, E>> + Unpin,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let frame = tokio::time::timeout(timeout, frames.next())
+        .await
+        .map_err(|_| anyhow!("no response within {} ms", timeout.as_millis()))?
+        .ok_or_else(|| anyhow!("the switch closed the connection"))?
+        .context("reading the response")?;
+    spec.decode(frame.freeze()).context("decoding the response")
 }
 
 #[cfg(test)]

@@ -3,13 +3,13 @@
 //! transaction (`send`), a refused component changing nothing, a wrong
 //! token, and a switch that is not running.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command, Output};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+use common::{field, free_ports_config, spawn_run};
 
 fn dir() -> PathBuf {
     let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("admin-cli");
@@ -26,14 +26,7 @@ fn tag_wasm(version: &str) -> String {
 /// The default config on free ports, with plugin `tag` (version A) twice
 /// in the pipeline, admin API on a free port, no deploy directory.
 fn config_text(admin_bind: &str) -> String {
-    switchyard::config::DEFAULT_CONFIG
-        .replace("port = 5001 ", "port = 5001\nbind = \"127.0.0.1:0\" ")
-        .replace("port = 5002\n", "port = 5002\nbind = \"127.0.0.1:0\"\n")
-        .replace("address = \"127.0.0.1:7002\"", "address = \"127.0.0.1:0\"")
-        .replace(
-            "bind = \"127.0.0.1:5080\"",
-            &format!("bind = {admin_bind:?}"),
-        )
+    free_ports_config(admin_bind)
         .replace("deploy_dir = \"deploy\"", "deploy_dir = \"\"")
         .replace(
             "participants = [\"validate\", \"by-mti\"]",
@@ -53,36 +46,8 @@ struct Running {
     token_file: String,
 }
 
-fn field(line: &str, key: &str) -> Option<String> {
-    let start = line.find(key)? + key.len();
-    Some(
-        line[start..]
-            .split_whitespace()
-            .next()?
-            .trim_matches('"')
-            .to_owned(),
-    )
-}
-
 fn start(config: &Path) -> Running {
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (child, rx) = spawn_run(config);
     let (mut port_5001, mut admin, mut token_file) = (None, None, None);
     while port_5001.is_none() || admin.is_none() {
         let line = rx
@@ -106,14 +71,7 @@ fn start(config: &Path) -> Running {
 }
 
 fn run(args: &[&str]) -> (Output, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out, text)
+    common::switchyard(args, None)
 }
 
 #[test]

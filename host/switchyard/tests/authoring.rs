@@ -4,21 +4,15 @@
 //! the plugin decides, 2 when it traps or overruns its deadline, 1 when it
 //! cannot be loaded).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 const TEST_PAN: &str = "4761739001010119";
 
 fn switchyard(args: &[&str], dir: &Path) -> (Output, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let (out, text) = common::switchyard(args, Some(dir));
     assert!(!text.contains(TEST_PAN), "full PAN printed: {text}");
     (out, text)
 }

@@ -2,13 +2,14 @@
 //! SIGTERM (graceful, exit 0), `send` printing a masked response, `check`
 //! rejecting a broken config with every problem named, and `demo`.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+use common::{BIN, free_ports_config, spawn_run};
 
 fn state_dir() -> PathBuf {
     let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("binary-tests");
@@ -18,11 +19,7 @@ fn state_dir() -> PathBuf {
 
 /// The default config with every address on a free port.
 fn config_file(name: &str) -> PathBuf {
-    let text = switchyard::config::DEFAULT_CONFIG
-        .replace("port = 5001 ", "port = 5001\nbind = \"127.0.0.1:0\" ")
-        .replace("port = 5002\n", "port = 5002\nbind = \"127.0.0.1:0\"\n")
-        .replace("address = \"127.0.0.1:7002\"", "address = \"127.0.0.1:0\"")
-        .replace("bind = \"127.0.0.1:5080\"", "bind = \"127.0.0.1:0\"");
+    let text = free_ports_config("127.0.0.1:0");
     let path = state_dir().join(name);
     std::fs::write(&path, text).unwrap();
     path
@@ -34,31 +31,13 @@ struct Running {
     log: mpsc::Receiver<String>,
 }
 
-fn start(config: &PathBuf) -> Running {
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+fn start(config: &Path) -> Running {
+    let (child, rx) = spawn_run(config);
     let mut addrs = Vec::new();
     while addrs.len() < 2 {
         let line = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("the switch logs its listeners");
-        let line = strip_ansi(&line);
         if line.contains("serving") {
             let port = field(&line, "port=").parse().unwrap();
             addrs.push((port, field(&line, "addr=")));
@@ -71,31 +50,8 @@ fn start(config: &PathBuf) -> Running {
     }
 }
 
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::new();
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn field(line: &str, key: &str) -> String {
-    let start = line.find(key).unwrap() + key.len();
-    line[start..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .trim_matches('"')
-        .to_owned()
+    common::field(line, key).unwrap()
 }
 
 fn send(port: u16, args: &[&str]) -> (bool, String) {

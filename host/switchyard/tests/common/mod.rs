@@ -1,0 +1,93 @@
+//! Helpers shared by the tests that drive the real `switchyard` binary:
+//! a config on free ports, `run` with its log on a channel, one-shot
+//! commands.
+
+#![allow(dead_code)] // each test binary uses its own share of these
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+/// The default config with both listeners and the simulator on free ports
+/// and the admin API on `admin_bind`.
+pub fn free_ports_config(admin_bind: &str) -> String {
+    switchyard::config::DEFAULT_CONFIG
+        .replace("port = 5001 ", "port = 5001\nbind = \"127.0.0.1:0\" ")
+        .replace("port = 5002\n", "port = 5002\nbind = \"127.0.0.1:0\"\n")
+        .replace("address = \"127.0.0.1:7002\"", "address = \"127.0.0.1:0\"")
+        .replace(
+            "bind = \"127.0.0.1:5080\"",
+            &format!("bind = {admin_bind:?}"),
+        )
+}
+
+/// `switchyard run --config FILE` (log level info, no colour); its log
+/// lines, ANSI escapes removed, arrive on the channel.
+pub fn spawn_run(config: &Path) -> (Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(strip_ansi(&line)).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The value after `key` (e.g. `addr=`) in a log line, quotes trimmed.
+pub fn field(line: &str, key: &str) -> Option<String> {
+    let start = line.find(key)? + key.len();
+    Some(
+        line[start..]
+            .split_whitespace()
+            .next()?
+            .trim_matches('"')
+            .to_owned(),
+    )
+}
+
+/// Runs the binary with `args` (in `dir` if given, no colour): its status
+/// and its stdout followed by its stderr.
+pub fn switchyard(args: &[&str], dir: Option<&Path>) -> (Output, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env("NO_COLOR", "1");
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    let out = cmd.output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out, text)
+}
