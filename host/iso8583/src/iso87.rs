@@ -11,8 +11,11 @@ use crate::spec::{BitmapEncoding, ContentType, FieldSpec, LengthKind, MtiEncodin
 use ContentType::{An, Ans, B, N, Z};
 use LengthKind::{Fixed, LL, LLL};
 
-/// (field, length kind, length or maximum length, content, description)
-const FIELDS: &[(u16, LengthKind, u32, ContentType, &str)] = &[
+/// A row of a field table: (field, length kind, length or maximum length,
+/// content, description).
+pub(crate) type FieldRow = (u16, LengthKind, u32, ContentType, &'static str);
+
+const FIELDS: &[FieldRow] = &[
     (2, LL, 19, N, "Primary Account Number (PAN)"),
     (3, Fixed, 6, N, "Processing Code"),
     (4, Fixed, 12, N, "Amount, Transaction"),
@@ -142,11 +145,17 @@ const FIELDS: &[(u16, LengthKind, u32, ContentType, &str)] = &[
 ];
 
 pub(crate) fn spec() -> Spec {
-    let mut spec = Spec::new("iso87-ascii")
+    ascii_spec("iso87-ascii", FIELDS)
+}
+
+/// A spec named `name` with ASCII MTI, 8-byte binary bitmaps (bit 65
+/// announcing a tertiary one) and the fields of `table`.
+pub(crate) fn ascii_spec(name: &'static str, table: &[FieldRow]) -> Spec {
+    let mut spec = Spec::new(name)
         .with_mti_encoding(MtiEncoding::Ascii)
         .with_bitmap_encoding(BitmapEncoding::Binary)
         .with_tertiary_bitmap(true);
-    for &(n, length, len, content, description) in FIELDS {
+    for &(n, length, len, content, description) in table {
         let field = match length {
             Fixed => FieldSpec::fixed(len, content),
             _ => FieldSpec::variable(length, len, content),
@@ -158,6 +167,19 @@ pub(crate) fn spec() -> Spec {
     spec
 }
 
+/// Every row of `table` is defined in `spec` as written, and valid.
+#[cfg(test)]
+pub(crate) fn check_table(spec: &Spec, table: &[FieldRow]) {
+    for &(n, length, len, content, _) in table {
+        let f = spec.field(n).unwrap_or_else(|| panic!("field {n}"));
+        assert_eq!(
+            (f.length(), f.max_len(), f.content()),
+            (length, len, content)
+        );
+        f.validate().unwrap();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,14 +188,7 @@ mod tests {
     fn every_entry_is_valid_and_defined() {
         let spec = spec();
         assert_eq!(FIELDS.len(), 126);
-        for &(n, length, len, content, _) in FIELDS {
-            let f = spec.field(n).unwrap_or_else(|| panic!("field {n}"));
-            assert_eq!(
-                (f.length(), f.max_len(), f.content()),
-                (length, len, content)
-            );
-            f.validate().unwrap();
-        }
+        check_table(&spec, FIELDS);
         assert!(!spec.defines(1));
         assert!(!spec.defines(65));
         assert!(!spec.defines(129));

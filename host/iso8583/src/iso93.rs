@@ -6,13 +6,13 @@
 //! data elements (LLVAR n..35), DE96 key management data (LLLVAR b). `anp` fields (DE37, DE38)
 //! are ans, so that their space padding is allowed.
 
-use crate::spec::{BitmapEncoding, ContentType, FieldSpec, LengthKind, MtiEncoding, Spec};
+use crate::iso87::{FieldRow, ascii_spec};
+use crate::spec::{ContentType, LengthKind, Spec};
 
 use ContentType::{An, Ans, B, N, Z};
 use LengthKind::{Fixed, LL, LLL};
 
-/// (field, length kind, length or maximum length, content, description)
-const FIELDS: &[(u16, LengthKind, u32, ContentType, &str)] = &[
+const FIELDS: &[FieldRow] = &[
     (2, LL, 19, N, "Primary Account Number (PAN)"),
     (3, Fixed, 6, N, "Processing Code"),
     (4, Fixed, 12, N, "Amount, Transaction"),
@@ -162,20 +162,7 @@ const FIELDS: &[(u16, LengthKind, u32, ContentType, &str)] = &[
 /// ISO 8583:1993 with ASCII fields and 8-byte binary bitmaps (bit 65 announces a tertiary
 /// bitmap, as in `iso87-ascii`).
 pub(crate) fn spec() -> Spec {
-    let mut spec = Spec::new("iso93-ascii")
-        .with_mti_encoding(MtiEncoding::Ascii)
-        .with_bitmap_encoding(BitmapEncoding::Binary)
-        .with_tertiary_bitmap(true);
-    for &(n, length, len, content, description) in FIELDS {
-        let field = match length {
-            Fixed => FieldSpec::fixed(len, content),
-            _ => FieldSpec::variable(length, len, content),
-        }
-        .with_description(description);
-        // The table is checked by a test; a bad entry would be a bug caught there.
-        let _ = spec.set_field(n, field);
-    }
-    spec
+    ascii_spec("iso93-ascii", FIELDS)
 }
 
 #[cfg(test)]
@@ -186,14 +173,7 @@ mod tests {
     fn every_entry_is_valid_and_defined() {
         let spec = spec();
         assert_eq!(FIELDS.len(), 126);
-        for &(n, length, len, content, _) in FIELDS {
-            let f = spec.field(n).unwrap_or_else(|| panic!("field {n}"));
-            assert_eq!(
-                (f.length(), f.max_len(), f.content()),
-                (length, len, content)
-            );
-            f.validate().unwrap();
-        }
+        crate::iso87::check_table(&spec, FIELDS);
         assert!((2..=64).chain(66..=128).all(|n| spec.defines(n)));
         assert_eq!(spec.field(12).unwrap().max_len(), 12);
         assert_eq!(spec.field(22).unwrap().content(), ContentType::An);

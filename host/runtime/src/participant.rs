@@ -16,9 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use switchyard_engine::{Context, Failure, FailureKind, Formatter, Outbound, Outcome, Participant};
+use wasmtime::Store;
 
+use crate::bindings::participant_export;
 use crate::error::LoadError;
-use crate::host::Settings;
+use crate::host::{HostState, Settings};
 use crate::options::{FailurePolicy, InstancePolicy};
 use crate::plugin::{AfterCall, Instance, Plugin, Role};
 use crate::registry::{PINNED_KEY, Pinned, Registry, SlotId};
@@ -248,6 +250,29 @@ impl WasmParticipant {
     }
 }
 
+impl WasmParticipant {
+    /// `commit` or `abort`: the transaction's last call into the plugin.
+    fn last(
+        &self,
+        ctx: &mut Context,
+        call: impl FnOnce(&participant_export::Guest, &mut Store<HostState>) -> wasmtime::Result<()>,
+    ) -> Result<(), Failure> {
+        let r = self.calls.call(
+            ctx,
+            Phase::Last,
+            |i| {
+                let guest = i
+                    .participant
+                    .as_ref()
+                    .ok_or_else(|| unexported("participant"))?;
+                call(guest, &mut i.store)
+            },
+            |_| false,
+        );
+        self.optional(ctx, r, ())
+    }
+}
+
 fn unexported(what: &str) -> wasmtime::Error {
     wasmtime::format_err!("plugin does not export {what}")
 }
@@ -274,35 +299,11 @@ impl Participant for WasmParticipant {
     }
 
     fn commit(&self, ctx: &mut Context) -> Result<(), Failure> {
-        let r = self.calls.call(
-            ctx,
-            Phase::Last,
-            |i| {
-                let guest = i
-                    .participant
-                    .as_ref()
-                    .ok_or_else(|| unexported("participant"))?;
-                guest.call_commit(&mut i.store)
-            },
-            |_| false,
-        );
-        self.optional(ctx, r, ())
+        self.last(ctx, |guest, store| guest.call_commit(store))
     }
 
     fn abort(&self, ctx: &mut Context) -> Result<(), Failure> {
-        let r = self.calls.call(
-            ctx,
-            Phase::Last,
-            |i| {
-                let guest = i
-                    .participant
-                    .as_ref()
-                    .ok_or_else(|| unexported("participant"))?;
-                guest.call_abort(&mut i.store)
-            },
-            |_| false,
-        );
-        self.optional(ctx, r, ())
+        self.last(ctx, |guest, store| guest.call_abort(store))
     }
 
     fn select(&self, ctx: &mut Context) -> Option<Result<Vec<String>, Failure>> {
