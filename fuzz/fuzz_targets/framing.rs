@@ -7,16 +7,7 @@ use libfuzzer_sys::fuzz_target;
 use switchyard_iso8583::BytesMut;
 use switchyard_iso8583::framing::{Framing, LengthHeader};
 
-const HEADERS: [LengthHeader; 8] = [
-    LengthHeader::Binary2,
-    LengthHeader::Binary3,
-    LengthHeader::Binary4,
-    LengthHeader::Ascii2,
-    LengthHeader::Ascii3,
-    LengthHeader::Ascii4,
-    LengthHeader::Bcd2,
-    LengthHeader::Visa,
-];
+const HEADERS: [LengthHeader; 8] = LengthHeader::ALL;
 const MAX: usize = 4096;
 
 fuzz_target!(|data: &[u8]| {

@@ -50,6 +50,18 @@ pub enum LengthHeader {
 }
 
 impl LengthHeader {
+    /// Every length header.
+    pub const ALL: [LengthHeader; 8] = [
+        LengthHeader::Binary2,
+        LengthHeader::Binary3,
+        LengthHeader::Binary4,
+        LengthHeader::Ascii2,
+        LengthHeader::Ascii3,
+        LengthHeader::Ascii4,
+        LengthHeader::Bcd2,
+        LengthHeader::Visa,
+    ];
+
     /// Bytes of the header.
     pub const fn len(self) -> usize {
         match self {
@@ -383,16 +395,7 @@ impl Framing {
 mod tests {
     use super::*;
 
-    const ALL: [LengthHeader; 8] = [
-        LengthHeader::Binary2,
-        LengthHeader::Binary3,
-        LengthHeader::Binary4,
-        LengthHeader::Ascii2,
-        LengthHeader::Ascii3,
-        LengthHeader::Ascii4,
-        LengthHeader::Bcd2,
-        LengthHeader::Visa,
-    ];
+    const ALL: [LengthHeader; 8] = LengthHeader::ALL;
 
     fn framed(f: &Framing, body: &[u8]) -> BytesMut {
         let mut out = BytesMut::new();
