@@ -1,8 +1,10 @@
 //! Property tests: every valid message of the default spec survives encode → decode, no input
 //! makes the decoder panic, and no truncation of a valid frame decodes.
 
+mod common;
+
 use proptest::prelude::*;
-use switchyard_iso8583::{Bytes, ContentType, LengthKind, Message, Mti, Spec};
+use switchyard_iso8583::{Bytes, ContentType, LengthKind, Message, Spec};
 
 fn value_for(content: ContentType, len: usize) -> BoxedStrategy<Vec<u8>> {
     let chars: &'static [u8] = match content {
@@ -34,23 +36,11 @@ fn field_value(spec: &Spec, n: u16) -> BoxedStrategy<Vec<u8>> {
 }
 
 fn message_strategy() -> impl Strategy<Value = Message> {
-    let spec = Spec::iso87_ascii();
-    let numbers: Vec<u16> = spec.fields().map(|(n, _)| n).collect();
-    (
-        prop::sample::subsequence(numbers.clone(), 0..=24),
-        prop::sample::select(vec!["0100", "0110", "0200", "0210", "0400", "0800", "1200"]),
+    common::message(
+        Spec::iso87_ascii(),
+        vec!["0100", "0110", "0200", "0210", "0400", "0800", "1200"],
+        field_value,
     )
-        .prop_flat_map(move |(fields, mti)| {
-            let values: Vec<_> = fields.iter().map(|&n| field_value(&spec, n)).collect();
-            (Just(fields), Just(mti), values)
-        })
-        .prop_map(|(fields, mti, values)| {
-            let mut m = Message::new(Mti::new(mti).unwrap());
-            for (n, v) in fields.into_iter().zip(values) {
-                m.set(n, v);
-            }
-            m
-        })
 }
 
 proptest! {

@@ -2,9 +2,11 @@
 //! random bytes (after a plausible MTI and bitmap, or not) decode to an error or to a message
 //! that re-encodes, never to a panic.
 
+mod common;
+
 use proptest::prelude::*;
 use switchyard_iso8583::{
-    Bytes, ContentType, DataEncoding, LengthCounts, LengthKind, Message, Mti, Spec,
+    Bytes, ContentType, DataEncoding, LengthCounts, LengthKind, Message, Spec,
 };
 
 fn chars(spec: &Spec, n: u16) -> Option<&'static [u8]> {
@@ -39,22 +41,11 @@ fn field_value(spec: &Spec, n: u16) -> BoxedStrategy<Vec<u8>> {
 }
 
 fn message(spec: Spec) -> impl Strategy<Value = Message> {
-    let numbers: Vec<u16> = spec.fields().map(|(n, _)| n).collect();
-    (
-        prop::sample::subsequence(numbers, 0..=24),
-        prop::sample::select(vec!["0100", "0200", "0210", "0800", "1100", "1200", "1804"]),
+    common::message(
+        spec,
+        vec!["0100", "0200", "0210", "0800", "1100", "1200", "1804"],
+        field_value,
     )
-        .prop_flat_map(move |(fields, mti)| {
-            let values: Vec<_> = fields.iter().map(|&n| field_value(&spec, n)).collect();
-            (Just(fields), Just(mti), values)
-        })
-        .prop_map(|(fields, mti, values)| {
-            let mut m = Message::new(Mti::new(mti).unwrap());
-            for (n, v) in fields.into_iter().zip(values) {
-                m.set(n, v);
-            }
-            m
-        })
 }
 
 fn any_spec_and_message() -> impl Strategy<Value = (String, Message)> {
