@@ -16,9 +16,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use futures::executor::block_on;
 use switchyard_benches::{Native, NativeSelector, sample_0200};
 use switchyard_engine::steps::Close;
-use switchyard_engine::{
-    Context, Participant, Pipeline, PipelineBuilder, Responder, Step, Verdict,
-};
+use switchyard_engine::{Context, Participant, Pipeline, PipelineBuilder, Step, Verdict};
 use switchyard_iso8583::{Bytes, Message, Spec};
 use switchyard_runtime::{
     InstancePolicy, PluginOptions, Registry, RegistryBuilder, Role, Runtime, RuntimeOptions,
@@ -62,16 +60,8 @@ fn two_step(validate: Arc<dyn Participant>, local_auth: Arc<dyn Participant>) ->
     b.build().unwrap()
 }
 
-/// Encodes the response, as the listener's responder does.
-struct Encode(Arc<Spec>);
-
-impl Responder for Encode {
-    fn respond(&mut self, response: &Message) {
-        std::hint::black_box(self.0.encode(response).unwrap());
-    }
-}
-
-/// A `send` that encodes (the socket write is not the sandbox's business).
+/// A `send` that marks the response for the listener, which encodes it
+/// after the pipeline (the socket write is not the sandbox's business).
 struct Send;
 
 impl Participant for Send {
@@ -88,9 +78,7 @@ impl Participant for Send {
         Some(Ok(switchyard_engine::Outcome::PREPARED))
     }
     fn commit(&self, ctx: &mut Context) -> Result<(), switchyard_engine::Failure> {
-        if let Some(mut r) = ctx.responder.take() {
-            r.respond(&ctx.response);
-        }
+        ctx.respond = true;
         Ok(())
     }
     fn abort(&self, ctx: &mut Context) -> Result<(), switchyard_engine::Failure> {
@@ -130,9 +118,10 @@ fn transaction(pipeline: &Pipeline, spec: &Arc<Spec>, frame: &Bytes) {
     let request = spec.decode(frame.clone()).unwrap();
     let mut ctx = Context::new("default".into(), "local".into(), 5001, request);
     ctx.spec = Some(spec.clone());
-    ctx.responder = Some(Box::new(Encode(spec.clone())));
     let d = block_on(pipeline.run(&mut ctx));
     assert_eq!(d.verdict, Verdict::Committed);
+    assert!(ctx.respond);
+    std::hint::black_box(spec.encode(&ctx.response).unwrap());
 }
 
 fn run(p: &Pipeline, request: &Message) {

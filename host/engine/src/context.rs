@@ -20,6 +20,9 @@ pub enum HostVar {
     Listener,
     /// The request's MTI, e.g. `0200`.
     Mti,
+    /// The transaction's tranlog row (empty when the switch runs without
+    /// a tranlog).
+    TranlogId,
 }
 
 impl HostVar {
@@ -30,6 +33,7 @@ impl HostVar {
             HostVar::Tenant => "TENANT",
             HostVar::Listener => "LISTENER",
             HostVar::Mti => "MTI",
+            HostVar::TranlogId => "TRANLOG_ID",
         }
     }
 
@@ -39,16 +43,20 @@ impl HostVar {
             "TENANT" => HostVar::Tenant,
             "LISTENER" => HostVar::Listener,
             "MTI" => HostVar::Mti,
+            "TRANLOG_ID" => HostVar::TranlogId,
             _ => return None,
         })
     }
 }
 
-/// Sends a transaction's response back where the request came from. The
-/// listener puts one into the context; the `send` step uses it.
-pub trait Responder: Send {
-    /// Delivers `response`. Called at most once per transaction.
-    fn respond(&mut self, response: &Message);
+/// The upstream leg of a switched-out transaction, as the endpoint step
+/// records it in the context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamLeg {
+    /// The endpoint's name.
+    pub endpoint: Arc<str>,
+    /// What became of the request.
+    pub result: crate::ports::Upstream,
 }
 
 /// One transaction crossing the switch.
@@ -88,8 +96,13 @@ pub struct ContextData {
     vars: Vec<(Box<str>, String)>,
     /// Time spent at an endpoint, when the transaction was switched out.
     pub external: Option<Duration>,
-    /// Where the `send` step delivers the response.
-    pub responder: Option<Box<dyn Responder>>,
+    /// Set by the `send` step: the response is to be written to the
+    /// acquirer (by the listener, once the tranlog has it).
+    pub respond: bool,
+    /// The transaction's tranlog row.
+    pub tranlog_id: Option<crate::ports::TxId>,
+    /// Where the transaction was switched out to, and what became of it.
+    pub upstream: Option<UpstreamLeg>,
     /// The transaction's timing trace.
     pub profiler: Profiler,
     /// Why the transaction failed, when a participant failed (for logs).
@@ -176,6 +189,10 @@ impl ContextData {
             HostVar::Tenant => Cow::Borrowed(&self.tenant),
             HostVar::Listener => Cow::Borrowed(&self.listener),
             HostVar::Mti => Cow::Borrowed(self.request.mti_str()),
+            HostVar::TranlogId => match self.tranlog_id {
+                Some(id) => Cow::Owned(id.to_string()),
+                None => Cow::Borrowed(""),
+            },
         }
     }
 

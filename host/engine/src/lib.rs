@@ -11,6 +11,9 @@
 //! - the [`Participant`] / [`AsyncParticipant`] traits that native steps and
 //!   the WASM runtime implement, and the [`Formatter`] trait for endpoint
 //!   formats;
+//! - the [`ports`] the store implements (tranlog, store-and-forward queue,
+//!   keyring, kv, counters, swap history) and the money-safe [`lifecycle`]
+//!   built on them (repeats, duplicates, reversals, timeouts);
 //! - the host steps that need nothing from the outside world: [`steps::Close`]
 //!   (builds the response of the default wire contract) and [`steps::LogStep`].
 //!
@@ -23,14 +26,15 @@ mod context;
 mod extensions;
 mod participant;
 mod pipeline;
+pub mod ports;
 mod profiler;
 pub mod rc;
 pub mod steps;
 
-pub use context::{Context, ContextData, HostVar, Responder};
+pub use context::{Context, ContextData, HostVar, UpstreamLeg};
 pub use extensions::Extensions;
 pub use participant::{
-    AsyncParticipant, Failure, FailureKind, Formatter, Outbound, Outcome, Participant,
+    AsyncParticipant, Failure, FailureKind, Formatter, Outbound, Outcome, Participant, SafMessage,
 };
 pub use pipeline::{
     BeginHook, Disposition, Node, NodeId, Pipeline, PipelineBuilder, PipelineError, Step, Verdict,

@@ -135,6 +135,16 @@ pub trait Participant: Send + Sync {
         Ok(())
     }
 
+    /// A transaction this participant committed was reversed (by the
+    /// acquirer, or by the switch): undo its effects. The context holds the
+    /// original request and the response it got, and the variables
+    /// `TRANLOG_ID` (the original's row, for idempotency: a reversal may be
+    /// delivered more than once after a crash) and `REVERSAL_REASON`.
+    /// `None` (the default): the participant keeps no effects to undo.
+    fn reverse(&self, _ctx: &mut Context) -> Option<Result<(), Failure>> {
+        None
+    }
+
     /// Group selectors only: the groups to run next. `None` (the default)
     /// means "not a selector". Called after a successful `prepare`, and also
     /// while aborting so that the abort participants of the chosen groups
@@ -174,6 +184,18 @@ pub struct Outbound {
     pub key: String,
 }
 
+/// What a store-and-forward message is for, as its formatter builds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SafMessage {
+    /// A reversal (0420) or an advice (0220).
+    pub kind: crate::ports::SafKind,
+    /// A retransmission (0421, 0221): the entry was sent before.
+    pub retransmission: bool,
+    /// DE39 of the message: the reversal's reason (`68`: no response in
+    /// time), or the advice's.
+    pub reason: String,
+}
+
 /// An endpoint's wire format (a WASM formatter plugin, or native code).
 pub trait Formatter: Send + Sync {
     /// Builds the endpoint request for the transaction.
@@ -184,6 +206,20 @@ pub trait Formatter: Send + Sync {
 
     /// Reads the endpoint's reply into the transaction.
     fn parse_response(&self, ctx: &mut Context, reply: &[u8]) -> Result<(), Failure>;
+
+    /// Builds a reversal or advice for the transaction in `ctx` (whose
+    /// request is the original's, whose response the one it got); the
+    /// reply is read with [`Formatter::parse_response`]. The default: this
+    /// format has none.
+    fn format_saf(&self, _ctx: &mut Context, message: &SafMessage) -> Result<Outbound, Failure> {
+        Err(Failure::new(
+            FailureKind::Host,
+            format!(
+                "this endpoint format builds no {} message",
+                message.kind.name()
+            ),
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -190,6 +190,9 @@ pub struct Disposition {
     pub verdict: Verdict,
     /// Participants that failed (trap, deadline, host error), by name.
     pub failures: Vec<(String, Failure)>,
+    /// Participants that joined and committed, in order (empty when
+    /// aborted): what a later reversal of the transaction tells.
+    pub committed: Vec<NodeId>,
 }
 
 impl Pipeline {
@@ -306,7 +309,7 @@ impl Pipeline {
             }
         }
 
-        for id in members {
+        for &id in &members {
             let node = &self.nodes[id as usize];
             let (result, label) = match (&node.step, aborting) {
                 (Step::Sync(p), false) => (p.commit(ctx), Label::Commit(id)),
@@ -329,7 +332,29 @@ impl Pipeline {
                 Verdict::Committed
             },
             failures,
+            committed: if aborting { Vec::new() } else { members },
         }
+    }
+
+    /// Tells the participants named in `names` (those that committed a
+    /// transaction, as the tranlog recorded them) that it was reversed:
+    /// [`Participant::reverse`] of each, in order. Names the pipeline no
+    /// longer defines are skipped; the failures are returned by name.
+    pub fn reverse(&self, names: &[String], ctx: &mut Context) -> Vec<(String, Failure)> {
+        let mut failures = Vec::new();
+        for name in names {
+            let Some(node) = self.node_id(name).and_then(|id| self.node(id)) else {
+                tracing::warn!(pipeline = %self.name, participant = %name,
+                    "a reversed transaction names a participant this pipeline no longer has");
+                continue;
+            };
+            if let Step::Sync(p) = &node.step
+                && let Some(Err(f)) = p.reverse(ctx)
+            {
+                failures.push((name.clone(), f));
+            }
+        }
+        failures
     }
 
     fn splice(&self, queue: &mut Vec<NodeId>, at: usize, groups: &[String]) -> Result<(), Failure> {

@@ -17,9 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use switchyard_engine::steps::complete_response;
-use switchyard_engine::{
-    Context, Failure, Label, Outcome, Participant, Pipeline, Profiler, Responder, rc,
-};
+use switchyard_engine::{Context, Failure, Label, Outcome, Participant, Pipeline, Profiler, rc};
 use switchyard_iso8583::tpdu::Tpdu;
 use switchyard_iso8583::{BytesMut, Message, Spec};
 use tokio::net::{TcpListener, TcpStream};
@@ -247,13 +245,18 @@ async fn transaction(
     let mut ctx = Context::new(opts.tenant.clone(), opts.name.clone(), opts.port, request);
     ctx.profiler = profiler;
     ctx.spec = Some(opts.spec.clone());
-    ctx.responder = Some(Box::new(ConnectionResponder {
-        tx,
-        spec: opts.spec.clone(),
-        listener: opts.name.clone(),
-        tpdu,
-    }));
     let disposition = opts.pipeline.run(&mut ctx).await;
+    if ctx.respond {
+        ConnectionResponder {
+            tx,
+            spec: opts.spec.clone(),
+            listener: opts.name.clone(),
+            tpdu,
+        }
+        .respond(&ctx.response);
+    } else {
+        tracing::debug!(listener = %opts.name, "pipeline sent no response");
+    }
     let mti = ctx.request.mti();
     tracing::info!(
         target: "switchyard::profiler",
@@ -276,9 +279,6 @@ async fn transaction(
                 .trace(Some(&opts.pipeline), ctx.external)
                 .to_string(),
         });
-    }
-    if ctx.responder.is_some() {
-        tracing::debug!(listener = %opts.name, "pipeline sent no response");
     }
 }
 
@@ -335,8 +335,8 @@ impl ConnectionResponder {
     }
 }
 
-impl Responder for ConnectionResponder {
-    fn respond(&mut self, response: &Message) {
+impl ConnectionResponder {
+    fn respond(&self, response: &Message) {
         let frame = match self.encode(response) {
             Ok(f) => f,
             Err(e) => {
@@ -365,8 +365,9 @@ impl Responder for ConnectionResponder {
     }
 }
 
-/// The `send` step: writes the response back to the acquirer in the second
-/// phase (commit or abort). Completes the response first if no `close` ran.
+/// The `send` step: in the second phase (commit or abort), completes the
+/// response if no `close` ran and marks it to be written back to the
+/// acquirer; the listener writes it once the tranlog has recorded it.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SendResponse;
 
@@ -378,9 +379,7 @@ impl SendResponse {
             complete_response(&ctx.request, &code, &mut response);
             ctx.response = response;
         }
-        if let Some(mut responder) = ctx.responder.take() {
-            responder.respond(&ctx.response);
-        }
+        ctx.respond = true;
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use switchyard_engine::Context;
+use switchyard_engine::ports::{KvStore, PortError};
 use switchyard_engine::steps::NEVER_RETURNED;
 
 use crate::bindings::{clock, config, counters, kv, log, transaction};
@@ -314,11 +315,12 @@ impl counters::Host for HostState {
         window_seconds: u32,
     ) -> wasmtime::Result<Result<i64, String>> {
         let scope = self.scope("counters.add")?;
-        Ok(self
-            .capabilities
-            .counters
-            .add(scope, &name, &key, delta, window_seconds)
-            .map_err(|e| e.to_string()))
+        Ok(match &self.capabilities.counters {
+            Some(c) => c
+                .counter_add(scope, &name, &key, delta, window_seconds)
+                .map_err(|e| e.to_string()),
+            None => Err(NO_COUNTERS.to_owned()),
+        })
     }
 
     fn sum(
@@ -328,29 +330,32 @@ impl counters::Host for HostState {
         window_seconds: u32,
     ) -> wasmtime::Result<Result<i64, String>> {
         let scope = self.scope("counters.sum")?;
-        Ok(self
-            .capabilities
-            .counters
-            .sum(scope, &name, &key, window_seconds)
-            .map_err(|e| e.to_string()))
+        Ok(match &self.capabilities.counters {
+            Some(c) => c
+                .counter_sum(scope, &name, &key, window_seconds)
+                .map_err(|e| e.to_string()),
+            None => Err(NO_COUNTERS.to_owned()),
+        })
     }
 }
 
+const NO_COUNTERS: &str = "this switch runs without counters";
+
 /// The store and the (tenant, plugin) scope of a key/value call, or why
 /// there is none.
-type KvScope<'a> = Result<(&'a switchyard_store::Store, (&'a str, &'a str)), String>;
+type KvScope<'a> = Result<(&'a dyn KvStore, (&'a str, &'a str)), String>;
 
 impl HostState {
     fn kv_store(&self, what: &str) -> wasmtime::Result<KvScope<'_>> {
         let scope = self.scope(what)?;
-        Ok(match &self.capabilities.store {
-            Some(store) => Ok((store, scope)),
+        Ok(match &self.capabilities.kv {
+            Some(store) => Ok((&**store, scope)),
             None => Err("this switch runs without a store".to_owned()),
         })
     }
 }
 
-fn store_error(plugin: &str, e: switchyard_store::StoreError) -> String {
+fn store_error(plugin: &str, e: PortError) -> String {
     tracing::error!(plugin, error = %e, "plugin key/value store failed");
     e.to_string()
 }

@@ -15,8 +15,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
+use switchyard_engine::ports::{SwapHistory, SwapRecord};
 use switchyard_engine::{BeginHook, Context};
-use switchyard_store::{Store, SwapRecord};
 
 use crate::error::LoadError;
 use crate::options::PluginOptions;
@@ -91,14 +91,14 @@ pub struct SwapOutcome {
 /// Loads the plugins of a configuration.
 pub struct RegistryBuilder {
     runtime: Runtime,
-    store: Option<Arc<Store>>,
+    store: Option<Arc<dyn SwapHistory>>,
     slots: Vec<Slot>,
     by_name: HashMap<String, SlotId>,
 }
 
 impl RegistryBuilder {
     /// Plugins run by `runtime`; swaps are recorded in `store` when given.
-    pub fn new(runtime: Runtime, store: Option<Arc<Store>>) -> RegistryBuilder {
+    pub fn new(runtime: Runtime, store: Option<Arc<dyn SwapHistory>>) -> RegistryBuilder {
         RegistryBuilder {
             runtime,
             store,
@@ -154,7 +154,7 @@ impl RegistryBuilder {
 /// The switch's plugins and their live versions.
 pub struct Registry {
     runtime: Runtime,
-    store: Option<Arc<Store>>,
+    store: Option<Arc<dyn SwapHistory>>,
     slots: Vec<Slot>,
     by_name: HashMap<String, SlotId>,
     pub(crate) current: ArcSwap<Generation>,

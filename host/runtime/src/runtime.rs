@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
-use switchyard_store::{Counters, Secret, Store};
+use switchyard_engine::ports::{CounterStore, KvStore};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, HasSelf, Linker, LinkerInstance, ResourceType};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -28,21 +28,36 @@ use crate::plugin::{Plugin, PluginShared};
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Settings of the runtime as a whole.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RuntimeOptions {
     /// Where precompiled plugins are cached; `None` compiles on every load.
     pub cache_dir: Option<PathBuf>,
-    /// The database behind the `kv` capability; `None`: `kv` calls fail.
-    pub store: Option<Arc<Store>>,
+    /// The store behind the `kv` capability; `None`: `kv` calls fail.
+    pub kv: Option<Arc<dyn KvStore>>,
+    /// The counters behind the `counters` capability; `None`: `counters`
+    /// calls fail.
+    pub counters: Option<Arc<dyn CounterStore>>,
     /// Instances the pooling allocator of `fresh` plugins holds at once.
     pub pool_instances: u32,
+}
+
+impl std::fmt::Debug for RuntimeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeOptions")
+            .field("cache_dir", &self.cache_dir)
+            .field("kv", &self.kv.is_some())
+            .field("counters", &self.counters.is_some())
+            .field("pool_instances", &self.pool_instances)
+            .finish()
+    }
 }
 
 impl Default for RuntimeOptions {
     fn default() -> RuntimeOptions {
         RuntimeOptions {
             cache_dir: None,
-            store: None,
+            kv: None,
+            counters: None,
             pool_instances: 256,
         }
     }
@@ -50,8 +65,8 @@ impl Default for RuntimeOptions {
 
 /// The host capabilities that keep state.
 pub(crate) struct Capabilities {
-    pub(crate) store: Option<Arc<Store>>,
-    pub(crate) counters: Counters,
+    pub(crate) kv: Option<Arc<dyn KvStore>>,
+    pub(crate) counters: Option<Arc<dyn CounterStore>>,
 }
 
 /// Engine settings that change compiled code or instance allocation; plugins
@@ -112,10 +127,6 @@ impl Runtime {
                 reason: e.to_string(),
             })?;
         }
-        let secret = options
-            .store
-            .as_ref()
-            .map_or_else(Secret::random, |s| s.secret().clone());
         let stop = Arc::new(AtomicBool::new(false));
         let ticking: Arc<Mutex<Vec<Engine>>> = Arc::default();
         let ticker = {
@@ -139,8 +150,8 @@ impl Runtime {
                 ticking,
                 cache_dir: options.cache_dir,
                 capabilities: Arc::new(Capabilities {
-                    store: options.store,
-                    counters: Counters::new(secret),
+                    kv: options.kv,
+                    counters: options.counters,
                 }),
                 pool_instances: options.pool_instances.max(1),
                 stop,

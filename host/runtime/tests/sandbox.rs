@@ -18,7 +18,7 @@ use switchyard_runtime::{
     Capability, FailurePolicy, InstancePolicy, LoadError, PluginOptions, Registry, RegistryBuilder,
     Role, Runtime, RuntimeOptions, Settings, WasmParticipant,
 };
-use switchyard_store::Store;
+use switchyard_store::{Counters, Secret, Store};
 
 const TEST_PAN: &str = "4761739001010119";
 
@@ -32,7 +32,8 @@ fn bytes(name: &str) -> Vec<u8> {
 
 fn runtime() -> Runtime {
     Runtime::new(RuntimeOptions {
-        store: Some(Arc::new(Store::in_memory())),
+        kv: Some(Arc::new(Store::in_memory())),
+        counters: Some(Arc::new(Counters::new(Secret::random()))),
         ..RuntimeOptions::default()
     })
     .unwrap()

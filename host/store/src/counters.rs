@@ -170,6 +170,31 @@ impl Counters {
     }
 }
 
+impl switchyard_engine::ports::CounterStore for Counters {
+    fn counter_add(
+        &self,
+        scope: (&str, &str),
+        name: &str,
+        key: &str,
+        delta: i64,
+        window_seconds: u32,
+    ) -> Result<i64, switchyard_engine::ports::PortError> {
+        self.add(scope, name, key, delta, window_seconds)
+            .map_err(|e| switchyard_engine::ports::PortError::Invalid(e.to_string()))
+    }
+
+    fn counter_sum(
+        &self,
+        scope: (&str, &str),
+        name: &str,
+        key: &str,
+        window_seconds: u32,
+    ) -> Result<i64, switchyard_engine::ports::PortError> {
+        self.sum(scope, name, key, window_seconds)
+            .map_err(|e| switchyard_engine::ports::PortError::Invalid(e.to_string()))
+    }
+}
+
 fn now_s() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

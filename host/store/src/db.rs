@@ -7,6 +7,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::StoreError;
 use crate::crypto::Secret;
+pub use switchyard_engine::ports::SwapRecord;
+use switchyard_engine::ports::{KvStore, PortError, SwapHistory};
 
 /// Largest plugin value.
 pub const MAX_VALUE_LEN: usize = 64 * 1024;
@@ -30,23 +32,6 @@ CREATE TABLE IF NOT EXISTS swaps (
     actor    TEXT NOT NULL
 );
 ";
-
-/// One plugin swap or rollback.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SwapRecord {
-    /// When, in milliseconds since the Unix epoch.
-    pub at_ms: i64,
-    /// The plugin's name in the config.
-    pub plugin: String,
-    /// `swap` or `rollback`.
-    pub action: String,
-    /// SHA-256 of the version replaced.
-    pub old_hash: String,
-    /// SHA-256 of the version now live.
-    pub new_hash: String,
-    /// Who asked (the credential's holder, `deploy-dir`, …).
-    pub actor: String,
-}
 
 /// The switch's database.
 pub struct Store {
@@ -276,6 +261,45 @@ impl Store {
             rows.collect::<Result<_, _>>().map_err(|e| self.db_err(e))?;
         out.reverse();
         Ok(out)
+    }
+}
+
+fn port_error(e: StoreError) -> PortError {
+    match e {
+        StoreError::Decrypt => PortError::Decrypt(e.to_string()),
+        StoreError::ValueTooLarge(_) => PortError::Invalid(e.to_string()),
+        other => PortError::Database(other.to_string()),
+    }
+}
+
+impl KvStore for Store {
+    fn kv_get(&self, tenant: &str, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, PortError> {
+        Store::kv_get(self, tenant, plugin, key).map_err(port_error)
+    }
+    fn kv_set(&self, tenant: &str, plugin: &str, key: &str, value: &[u8]) -> Result<(), PortError> {
+        Store::kv_set(self, tenant, plugin, key, value).map_err(port_error)
+    }
+    fn kv_delete(&self, tenant: &str, plugin: &str, key: &str) -> Result<bool, PortError> {
+        Store::kv_delete(self, tenant, plugin, key).map_err(port_error)
+    }
+    fn kv_compare_and_set(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool, PortError> {
+        Store::kv_compare_and_set(self, tenant, plugin, key, expected, value).map_err(port_error)
+    }
+}
+
+impl SwapHistory for Store {
+    fn record_swap(&self, record: &SwapRecord) -> Result<(), PortError> {
+        Store::record_swap(self, record).map_err(port_error)
+    }
+    fn swaps(&self, limit: usize) -> Result<Vec<SwapRecord>, PortError> {
+        Store::swaps(self, limit).map_err(port_error)
     }
 }
 

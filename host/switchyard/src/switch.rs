@@ -66,7 +66,10 @@ impl Switch {
         let cache_dir = data_dir.join("cache");
         let runtime = Runtime::new(RuntimeOptions {
             cache_dir: Some(cache_dir.clone()),
-            store: Some(store.clone()),
+            kv: Some(store.clone()),
+            counters: Some(Arc::new(switchyard_store::Counters::new(
+                store.secret().clone(),
+            ))),
             ..RuntimeOptions::default()
         })
         .with_context(|| format!("starting the wasm runtime (cache {})", cache_dir.display()))?;

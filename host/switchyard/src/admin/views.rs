@@ -5,10 +5,10 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Serialize};
+use switchyard_engine::ports::SwapRecord;
 use switchyard_runtime::{
     FailurePolicy, InstancePolicy, LATENCY_BUCKETS, PluginStats, PluginStatus, SwapOutcome,
 };
-use switchyard_store::SwapRecord;
 
 /// `GET /plugins`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -234,7 +234,12 @@ pub fn run(trial: &Trial) -> Result<Report, HarnessError> {
             return Err(HarnessError::HostVariable(name.clone()));
         }
     }
-    let runtime = Runtime::new(RuntimeOptions::default())?;
+    let runtime = Runtime::new(RuntimeOptions {
+        counters: Some(Arc::new(switchyard_store::Counters::new(
+            switchyard_store::Secret::random(),
+        ))),
+        ..RuntimeOptions::default()
+    })?;
     let name = trial.source.plugin_name();
     let started = Instant::now();
     let options = PluginOptions {
