@@ -218,7 +218,7 @@ fn main() {
             tag_config(&data, None),
             StartOptions {
                 ephemeral_ports: true,
-                observer: None,
+                ..StartOptions::default()
             },
         )
         .await

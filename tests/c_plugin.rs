@@ -142,6 +142,7 @@ fn config_with_blocklist(bins: &str) -> Config {
     let mut config =
         Config::parse(&text, "c-plugin test config", &repo()).unwrap_or_else(|e| panic!("{e}"));
     config.switch.data_dir = shared_data_dir();
+    config.switch.cache_dir = switchyard_tests::cache_dir();
     config
 }
 

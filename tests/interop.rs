@@ -107,13 +107,16 @@ fn financial(mti: &str, pan: &str, amount: &str, stan: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pyiso8583_client_over_tcp() {
     let sw = TestSwitch::start(default_config(&shared_data_dir())).await;
-    let requests = json!([
-        financial("0200", TEST_PAN, "000000010000", "000301"),
-        financial("0100", TEST_PAN, "000000600000", "000302"),
-        financial("0200", BAD_LUHN_PAN, "000000010000", "000303"),
-        {"t": "0800", "7": UtcTime::now().de7(), "11": "000304", "70": "301"},
-    ]);
     for port in [5001u16, 5002] {
+        // Other STANs per port: the same original on another listener of
+        // the tenant would be a duplicate (94).
+        let stan = |n: u32| format!("{:06}", u32::from(port) * 10 + n);
+        let requests = json!([
+            financial("0200", TEST_PAN, "000000010000", &stan(1)),
+            financial("0100", TEST_PAN, "000000600000", &stan(2)),
+            financial("0200", BAD_LUHN_PAN, "000000010000", &stan(3)),
+            {"t": "0800", "7": UtcTime::now().de7(), "11": stan(4), "70": "301"},
+        ]);
         let addr = sw.addr(port);
         let responses = pyiso(
             &["exchange", "127.0.0.1", &addr.port().to_string()],
@@ -122,7 +125,7 @@ async fn pyiso8583_client_over_tcp() {
         let r = responses.as_array().unwrap();
         assert_eq!(r.len(), 4);
         assert_eq!(r[0]["t"], "0210");
-        assert_eq!(r[0]["11"], "000301");
+        assert_eq!(r[0]["11"], stan(1));
         assert_eq!(r[0]["39"], "00", "port {port}: {}", r[0]);
         assert_eq!(r[0]["38"].as_str().unwrap().len(), 6);
         for f in ["3", "4", "7", "12", "13", "37", "41", "42", "49"] {

@@ -1,6 +1,8 @@
 //! Shared helpers of the end-to-end and interop tests: start the real switch
 //! on free ports, talk to it over real TCP.
 
+pub mod fake_endpoint;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -17,12 +19,18 @@ pub use switchyard::demo::{BAD_LUHN_PAN, TEST_PAN};
 /// How long a test waits for one response (the endpoint timeout is 1 s).
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The default config with its state under `data_dir` (the precompiled
-/// plugin cache is shared between tests through it).
+/// The default config with its state in `data_dir` and the precompiled
+/// plugin cache shared by every test ([`cache_dir`]).
 pub fn default_config(data_dir: &Path) -> Config {
     let mut c = Config::default_config();
     c.switch.data_dir = data_dir.to_owned();
+    c.switch.cache_dir = cache_dir();
     c
+}
+
+/// The precompiled plugin cache every test shares.
+pub fn cache_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-state/cache")
 }
 
 /// The `test-tag-a` or `test-tag-b` component (`version` 'A' or 'B'): one
@@ -101,6 +109,7 @@ impl TestSwitch {
             StartOptions {
                 ephemeral_ports: true,
                 observer: Some(Arc::new(move |c| sink.lock().unwrap().push(c))),
+                ..StartOptions::default()
             },
         )
         .await
@@ -127,9 +136,26 @@ impl TestSwitch {
     }
 }
 
-/// A directory for test state shared by every test of this crate.
+/// A fresh data directory for one switch (one switch per data directory:
+/// it holds the directory's lock), removed at the next test run. Several
+/// calls give several directories.
 pub fn shared_data_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-state");
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    static CLEAN: std::sync::Once = std::sync::Once::new();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-state");
+    CLEAN.call_once(|| {
+        // State of earlier runs (other processes) goes.
+        let mine = format!("run-{}-", std::process::id());
+        for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("run-") && !name.starts_with(&mine) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    });
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = root.join(format!("run-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

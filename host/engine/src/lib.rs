@@ -24,15 +24,18 @@
 
 mod context;
 mod extensions;
+pub mod lifecycle;
 mod participant;
 mod pipeline;
 pub mod ports;
 mod profiler;
 pub mod rc;
+pub mod saf;
 pub mod steps;
 
 pub use context::{Context, ContextData, HostVar, UpstreamLeg};
 pub use extensions::Extensions;
+pub use lifecycle::{Admission, Lifecycle};
 pub use participant::{
     AsyncParticipant, Failure, FailureKind, Formatter, Outbound, Outcome, Participant, SafMessage,
 };

@@ -168,6 +168,12 @@ pub enum Upstream {
     Timeout,
     /// The link dropped while the request waited for its answer.
     LinkDropped,
+    /// The switch stopped (crash) after the request may have been sent
+    /// and before its answer was recorded.
+    Interrupted,
+    /// The endpoint answered with a reply its formatter could not read:
+    /// the outcome is unknown.
+    Unreadable,
 }
 
 impl Upstream {
@@ -179,6 +185,8 @@ impl Upstream {
             Upstream::Answered => "answered",
             Upstream::Timeout => "timeout",
             Upstream::LinkDropped => "link-dropped",
+            Upstream::Interrupted => "interrupted",
+            Upstream::Unreadable => "unreadable",
         }
     }
 
@@ -190,6 +198,8 @@ impl Upstream {
             "answered" => Upstream::Answered,
             "timeout" => Upstream::Timeout,
             "link-dropped" => Upstream::LinkDropped,
+            "interrupted" => Upstream::Interrupted,
+            "unreadable" => Upstream::Unreadable,
             _ => return None,
         })
     }
@@ -197,7 +207,13 @@ impl Upstream {
     /// The request may have reached the endpoint and its answer is
     /// unknown: it must be reversed.
     pub const fn needs_reversal(self) -> bool {
-        matches!(self, Upstream::Timeout | Upstream::LinkDropped)
+        matches!(
+            self,
+            Upstream::Timeout
+                | Upstream::LinkDropped
+                | Upstream::Interrupted
+                | Upstream::Unreadable
+        )
     }
 }
 

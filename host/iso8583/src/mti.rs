@@ -53,7 +53,9 @@ impl Mti {
     }
 
     /// The MTI of the response to this request: the third digit plus one
-    /// (0100→0110, 0200→0210, 0420→0430, 0800→0810, 1200→1210).
+    /// (0100→0110, 0200→0210, 0420→0430, 0800→0810, 1200→1210), and a
+    /// repeat's origin digit made the original's, since a response's MTI
+    /// never marks a repeat (0201→0210, 0421→0430, 0203→0212).
     /// `None` when this MTI is already a response (its third digit is odd).
     pub fn response(&self) -> Option<Mti> {
         if !self.is_request() {
@@ -61,6 +63,9 @@ impl Mti {
         }
         let mut b = self.0;
         b[2] += 1;
+        if b[3].is_ascii_digit() {
+            b[3] = b'0' + ((b[3] - b'0') & !1);
+        }
         Some(Mti(b))
     }
 
@@ -121,6 +126,11 @@ mod tests {
             ("0800", "0810"),
             ("1200", "1210"),
             ("0120", "0130"),
+            ("0201", "0210"),
+            ("0421", "0430"),
+            ("0221", "0230"),
+            ("0101", "0110"),
+            ("0203", "0212"),
         ] {
             let m = Mti::new(req).unwrap();
             assert!(m.is_request(), "{req}");

@@ -5,7 +5,9 @@
 //! shutdown), the `send` step that writes a transaction's response back,
 //! [`endpoint`] links (one multiplexed connection per endpoint, replies
 //! matched by key, timeouts answered with RC 91, external time recorded) and
-//! the endpoint [`simulator`] of the default wire contract.
+//! the store-and-forward [`forwarder`] (reversals and advices, retried
+//! until acknowledged) and the endpoint [`simulator`] of the default wire
+//! contract.
 //!
 //! It runs pipelines through `switchyard-engine` and formats endpoint
 //! messages through the engine's `Formatter` trait; it knows nothing of
@@ -13,11 +15,15 @@
 #![forbid(unsafe_code)]
 
 pub mod endpoint;
+pub mod forwarder;
 pub mod framing;
 pub mod listener;
 pub mod simulator;
 
-pub use endpoint::{Endpoint, EndpointOptions, QueryEndpoint};
+pub use endpoint::{Endpoint, EndpointOptions, ExchangeError, Links, QueryEndpoint};
+pub use forwarder::{
+    DEFAULT_ACK_CODES, EndpointDelivery, Forwarder, ForwarderOptions, ForwarderStats,
+};
 pub use framing::Framing;
 pub use listener::{Completed, Listener, ListenerOptions, Observer, SendResponse};
 pub use simulator::{Simulator, SimulatorOptions};

@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use switchyard_engine::steps::complete_response;
-use switchyard_engine::{Context, Failure, Label, Outcome, Participant, Pipeline, Profiler, rc};
+use switchyard_engine::{
+    Admission, Context, Failure, Label, Lifecycle, Outcome, Participant, Pipeline, Profiler,
+    Verdict, rc,
+};
 use switchyard_iso8583::tpdu::Tpdu;
 use switchyard_iso8583::{BytesMut, Message, Spec};
 use tokio::net::{TcpListener, TcpStream};
@@ -55,6 +58,10 @@ pub struct ListenerOptions {
     pub pipeline: Arc<Pipeline>,
     /// Told of every completed transaction (demo, tests, monitoring).
     pub observer: Option<Observer>,
+    /// The money-safe life cycle (tranlog, repeats, reversals); `None`
+    /// runs every request straight through the pipeline, unrecorded
+    /// (benches only).
+    pub lifecycle: Option<Arc<Lifecycle>>,
 }
 
 /// A completed transaction, as an [`Observer`] sees it (no card data).
@@ -245,7 +252,7 @@ async fn transaction(
     let mut ctx = Context::new(opts.tenant.clone(), opts.name.clone(), opts.port, request);
     ctx.profiler = profiler;
     ctx.spec = Some(opts.spec.clone());
-    let disposition = opts.pipeline.run(&mut ctx).await;
+    let verdict = run(opts, &mut ctx).await;
     if ctx.respond {
         ConnectionResponder {
             tx,
@@ -264,7 +271,10 @@ async fn transaction(
         mti = mti.as_str(),
         stan = ctx.request.get_str(11).unwrap_or(""),
         rc = ctx.result_code().unwrap_or(""),
-        verdict = ?disposition.verdict,
+        verdict = verdict.map_or("answered from the tranlog", |v| match v {
+            Verdict::Committed => "committed",
+            Verdict::Aborted => "aborted",
+        }),
         "{}",
         ctx.profiler.trace(Some(&opts.pipeline), ctx.external)
     );
@@ -279,6 +289,29 @@ async fn transaction(
                 .trace(Some(&opts.pipeline), ctx.external)
                 .to_string(),
         });
+    }
+}
+
+/// Runs the request through the life cycle and the pipeline; `None` when
+/// the life cycle answered it without the pipeline (repeat, duplicate,
+/// reversal, completion). Either way the response, when there is one, is
+/// recorded before this returns.
+async fn run(opts: &ListenerOptions, ctx: &mut Context) -> Option<Verdict> {
+    let Some(lifecycle) = &opts.lifecycle else {
+        return Some(opts.pipeline.run(ctx).await.verdict);
+    };
+    match lifecycle.admit(ctx).await {
+        Admission::Respond(response) => {
+            ctx.response = response;
+            ctx.respond = true;
+            ctx.profiler.end();
+            None
+        }
+        Admission::Run => {
+            let disposition = opts.pipeline.run(ctx).await;
+            lifecycle.finish(ctx, &disposition, &opts.pipeline).await;
+            Some(disposition.verdict)
+        }
     }
 }
 

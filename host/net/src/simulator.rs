@@ -1,9 +1,13 @@
 //! The endpoint simulator of the default wire contract.
 //!
-//! Answers each request by the last two digits of DE4: `51` → 51, `05` → 05,
-//! `91` → never answers, `77` → approves after 250 ms, anything else → 00
-//! with a DE38 authorization code. Network management (08xx) → 00. With a
-//! TPDU, the reply's TPDU has source and destination swapped.
+//! Answers each original request by the last two digits of DE4: `51` → 51,
+//! `05` → 05, `91` → never answers, `77` → approves after 250 ms, anything
+//! else → 00 with a DE38 authorization code. Reversals and advices (0420,
+//! 0421, 0220, 0221) are acknowledged at once with 00 (0430, 0230; no DE38)
+//! whatever the amount, so that the default config's store-and-forward queue
+//! drains. Network management (08xx) → 00. A reply's MTI always ends in 0
+//! (0421 → 0430). With a TPDU, the reply's TPDU has source and destination
+//! swapped.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +17,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use switchyard_engine::steps::complete_response;
-use switchyard_iso8583::{Message, Spec};
+use switchyard_iso8583::{Message, Mti, Spec};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -52,8 +56,19 @@ pub enum Decision {
     Silence,
 }
 
-/// The rule of the default wire contract for `request`.
+/// Whether `mti` is a reversal or an advice (x42x, x22x): a
+/// store-and-forward message, acknowledged whatever it carries.
+pub fn is_reversal_or_advice(mti: Mti) -> bool {
+    matches!(&mti.as_bytes()[1..3], b"42" | b"22")
+}
+
+/// The rule of the default wire contract for `request`: reversals and
+/// advices are acknowledged (00); originals are decided by the last two
+/// digits of DE4.
 pub fn decide(request: &Message, slow_delay: Duration) -> Decision {
+    if is_reversal_or_advice(request.mti()) {
+        return Decision::Answer("00");
+    }
     let amount = request.get(4).unwrap_or_default();
     match amount.len().checked_sub(2).map(|i| &amount[i..]) {
         Some(b"51") => Decision::Answer("51"),
@@ -174,12 +189,10 @@ async fn connection(
             Decision::Answer(code) => (code, None),
             Decision::Delayed(d) => ("00", Some(d)),
         };
-        let mut response = Message::default();
-        if code == "00" && request.contains(4) {
-            let n = approvals.fetch_add(1, Ordering::Relaxed) % 100_000;
-            response.set(38, Bytes::from(format!("S{n:05}")));
-        }
-        complete_response(&request, code, &mut response);
+        let approval =
+            (code == "00" && request.contains(4) && !is_reversal_or_advice(request.mti()))
+                .then(|| approvals.fetch_add(1, Ordering::Relaxed) % 100_000);
+        let response = reply(&request, code, approval);
         let encoded = match opts.spec.encode(&response) {
             Ok(b) => b,
             Err(e) => {
@@ -210,6 +223,21 @@ async fn connection(
     let _ = writer.await;
 }
 
+/// The reply to `request` with result code `code`: the response MTI
+/// (origin digit 0: 0421 → 0430), the echoed fields, DE39, and DE38
+/// `Snnnnn` from `approval` (approved originals only).
+pub fn reply(request: &Message, code: &str, approval: Option<u32>) -> Message {
+    let mut response = Message::default();
+    if let Some(n) = approval {
+        response.set(38, Bytes::from(format!("S{n:05}")));
+    }
+    complete_response(request, code, &mut response);
+    let mut mti = *response.mti().as_bytes();
+    mti[3] = b'0';
+    response.set_mti(Mti::from_bytes(mti));
+    response
+}
+
 /// The reply's TPDU: the request's with source and destination swapped.
 pub fn swap_tpdu(tpdu: &[u8]) -> [u8; TPDU_LEN] {
     [tpdu[0], tpdu[3], tpdu[4], tpdu[1], tpdu[2]]
@@ -218,12 +246,73 @@ pub fn swap_tpdu(tpdu: &[u8]) -> [u8; TPDU_LEN] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchyard_iso8583::Mti;
 
     fn with_amount(a: &str) -> Message {
-        let mut m = Message::new(Mti::new("0200").unwrap());
-        m.set(4, Bytes::copy_from_slice(a.as_bytes()));
+        message("0200", a)
+    }
+
+    fn message(mti: &str, amount: &str) -> Message {
+        let mut m = Message::new(Mti::new(mti).unwrap());
+        m.set(4, Bytes::copy_from_slice(amount.as_bytes()));
+        m.set(11, Bytes::from_static(b"000123"));
+        m.set(41, Bytes::from_static(b"TERM0001"));
         m
+    }
+
+    #[test]
+    fn reversals_and_advices_are_acknowledged_whatever_the_amount() {
+        let d = Duration::from_millis(250);
+        for mti in ["0420", "0421", "0220", "0221"] {
+            for amount in [
+                "000000001051",
+                "000000001005",
+                "000000001091",
+                "000000001077",
+            ] {
+                assert_eq!(
+                    decide(&message(mti, amount), d),
+                    Decision::Answer("00"),
+                    "{mti} {amount}"
+                );
+            }
+        }
+        // Originals (and their repeats) keep the last-two-digit rules.
+        for mti in ["0100", "0200", "0201"] {
+            assert_eq!(
+                decide(&message(mti, "000000001091"), d),
+                Decision::Silence,
+                "{mti}"
+            );
+            assert_eq!(
+                decide(&message(mti, "000000001051"), d),
+                Decision::Answer("51"),
+                "{mti}"
+            );
+        }
+    }
+
+    #[test]
+    fn replies_end_in_0_and_only_approved_originals_get_de38() {
+        for (mti, answer) in [
+            ("0420", "0430"),
+            ("0421", "0430"),
+            ("0220", "0230"),
+            ("0221", "0230"),
+            ("0200", "0210"),
+            ("0201", "0210"),
+        ] {
+            let request = message(mti, "000000001051");
+            let r = reply(&request, "00", None);
+            assert_eq!(r.mti().as_str(), answer, "{mti}");
+            assert_eq!(r.get_str(39), Some("00"), "{mti}");
+            assert_eq!(r.get_str(11), Some("000123"), "{mti}: STAN echoed");
+            assert_eq!(r.get_str(41), Some("TERM0001"), "{mti}: terminal echoed");
+            assert!(!r.contains(38), "{mti}");
+        }
+        let approved = reply(&message("0200", "000000001000"), "00", Some(7));
+        assert_eq!(approved.get_str(38), Some("S00007"));
+        let declined = reply(&message("0200", "000000001051"), "51", Some(7));
+        assert!(!declined.contains(38));
     }
 
     #[test]

@@ -11,8 +11,10 @@
 //! plugins import, hot swap and rollback ([`Registry`]), and turning traps
 //! into RC 96 failures.
 //!
-//! It implements the engine's `Participant` and `Formatter` traits and knows
-//! nothing of sockets.
+//! It implements the engine's `Participant` and `Formatter` traits — with
+//! `reverse` and `format_saf` over the contract's 1.2.0 exports
+//! `reversible` and `store-and-forward` (an endpoint's formatter must have
+//! the latter: [`Role::EndpointFormatter`]) — and knows nothing of sockets.
 
 pub mod bindings;
 mod error;

@@ -1,6 +1,8 @@
 //! Plugins as pipeline steps: [`WasmParticipant`] implements the engine's
-//! `Participant` (plain participants and group selectors) and
-//! [`WasmFormatter`] its `Formatter`.
+//! `Participant` (plain participants and group selectors, and `reverse`
+//! for those that export `reversible`) and [`WasmFormatter`] its
+//! `Formatter` (with `format_saf` for those that export
+//! `store-and-forward`).
 //!
 //! A step resolves its plugin through the transaction's pinned generation
 //! (see [`crate::Registry`]), so a swap never changes the version under a
@@ -15,10 +17,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
-use switchyard_engine::{Context, Failure, FailureKind, Formatter, Outbound, Outcome, Participant};
+use switchyard_engine::ports::SafKind;
+use switchyard_engine::{
+    Context, Failure, FailureKind, Formatter, Outbound, Outcome, Participant, SafMessage,
+};
 use wasmtime::Store;
 
-use crate::bindings::participant_export;
+use crate::bindings::{REVERSIBLE_EXPORT, SAF_EXPORT, participant_export, saf_export};
 use crate::error::LoadError;
 use crate::host::{HostState, Settings};
 use crate::options::{FailurePolicy, InstancePolicy};
@@ -102,8 +107,8 @@ impl Calls {
     }
 
     /// Runs `call` for the transaction in `ctx` on the version it is pinned
-    /// to. `hold` keeps a `fresh` instance for a later phase; `release`
-    /// drops a held one after this call.
+    /// to. `keep` says, after the first phase, whether a `fresh` instance
+    /// is held for a later phase.
     fn call<R>(
         &self,
         ctx: &mut Context,
@@ -111,6 +116,29 @@ impl Calls {
         call: impl FnOnce(&mut Instance) -> wasmtime::Result<R>,
         keep: impl FnOnce(&R) -> bool,
     ) -> Result<R, Failure> {
+        self.on_pinned(ctx, |plugin, ctx| {
+            self.call_on(plugin, ctx, phase, call, keep)
+        })
+    }
+
+    /// [`Calls::call`] when the version the transaction is pinned to
+    /// `exports` what the call needs; `None` (and no call) when it does not.
+    fn call_if<R>(
+        &self,
+        ctx: &mut Context,
+        phase: Phase,
+        exports: impl FnOnce(&Plugin) -> bool,
+        call: impl FnOnce(&mut Instance) -> wasmtime::Result<R>,
+        keep: impl FnOnce(&R) -> bool,
+    ) -> Option<Result<R, Failure>> {
+        self.on_pinned(ctx, |plugin, ctx| {
+            exports(plugin).then(|| self.call_on(plugin, ctx, phase, call, keep))
+        })
+    }
+
+    /// `f` with the version of this step's plugin that the transaction in
+    /// `ctx` is pinned to (the live one when it is not pinned).
+    fn on_pinned<T>(&self, ctx: &mut Context, f: impl FnOnce(&Plugin, &mut Context) -> T) -> T {
         // Take the pinned generation out for the call (no reference count
         // traffic), and put it back after.
         let pinned = ctx.extensions.remove::<Pinned>(PINNED_KEY);
@@ -122,11 +150,21 @@ impl Calls {
                 &owned
             }
         };
-        let result = self.call_on(generation.plugin(self.slot), ctx, phase, call, keep);
+        let result = f(generation.plugin(self.slot), ctx);
         if let Some(p) = pinned {
             ctx.extensions.insert(PINNED_KEY, p);
         }
         result
+    }
+
+    /// The plugin's name and version for the transaction in `ctx`, for
+    /// messages.
+    fn label(&self, ctx: &Context) -> String {
+        let label = |p: &Plugin| format!("{} {}", p.name(), p.version());
+        match ctx.extensions.get::<Pinned>(PINNED_KEY) {
+            Some(p) => label(p.0.plugin(self.slot)),
+            None => label(self.registry.current().plugin(self.slot)),
+        }
     }
 
     fn call_on<R>(
@@ -212,15 +250,24 @@ const LINK_TENANT: &str = "";
 /// Which call of a transaction this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    /// `prepare`, `format-request`: may keep a `fresh` instance.
+    /// `prepare`, `format-request`, `format-saf`: may keep a `fresh`
+    /// instance.
     First,
     /// `select` right after `prepare`: uses the held instance and keeps it.
     Middle,
-    /// `commit`, `abort`, `parse-response`: the last call.
+    /// `commit`, `abort`, `parse-response`, `reverse`: the last call.
     Last,
 }
 
 /// A plugin acting as a participant or group selector of a pipeline.
+///
+/// [`Participant::reverse`] calls the `reversible` export (contract 1.2.0)
+/// of the version the context is pinned to (the live one when it is not:
+/// a reversal arrives long after its transaction); `None` when that
+/// version does not export it. Its failures are classified like those of
+/// every other call (trap, deadline, memory cap → their kinds; `err` from
+/// the plugin → `Rejected`), and the failure policy applies as it does to
+/// `commit` and `abort`: an `optional` plugin's failure is skipped.
 pub struct WasmParticipant {
     calls: Calls,
     selector: bool,
@@ -306,6 +353,31 @@ impl Participant for WasmParticipant {
         self.last(ctx, |guest, store| guest.call_abort(store))
     }
 
+    fn reverse(&self, ctx: &mut Context) -> Option<Result<(), Failure>> {
+        let r = self.calls.call_if(
+            ctx,
+            Phase::Last,
+            Plugin::exports_reversible,
+            |i| {
+                let guest = i
+                    .reversible
+                    .as_ref()
+                    .ok_or_else(|| unexported(REVERSIBLE_EXPORT))?;
+                guest.call_reverse(&mut i.store)
+            },
+            |_| false,
+        )?;
+        let r = r.and_then(|undone| {
+            undone.map_err(|reason| {
+                Failure::new(
+                    FailureKind::Rejected,
+                    format!("participant {}: reverse: {reason}", self.calls.label(ctx)),
+                )
+            })
+        });
+        Some(self.optional(ctx, r, ()))
+    }
+
     fn select(&self, ctx: &mut Context) -> Option<Result<Vec<String>, Failure>> {
         self.selector.then(|| {
             let r = self.calls.call(
@@ -326,19 +398,47 @@ impl Participant for WasmParticipant {
 }
 
 /// A plugin acting as an endpoint's formatter.
+///
+/// [`Formatter::format_saf`] calls the `store-and-forward` export (contract
+/// 1.2.0). A formatter made with [`WasmFormatter::for_endpoint`] is checked
+/// for it at load and at every swap; one made with [`WasmFormatter::new`]
+/// (requests only) fails `format_saf` with a `Host` failure when its version
+/// does not export it.
 pub struct WasmFormatter {
     calls: Calls,
 }
 
 impl WasmFormatter {
     /// The plugin in `slot` of `registry` as a formatter configured with
-    /// `settings`.
+    /// `settings` ([`Role::Formatter`]: requests and replies; see
+    /// [`WasmFormatter::for_endpoint`]).
     pub fn new(
         registry: Arc<Registry>,
         slot: SlotId,
         settings: Settings,
     ) -> Result<WasmFormatter, LoadError> {
-        registry.require_role(slot, Role::Formatter)?;
+        Self::with_role(registry, slot, Role::Formatter, settings)
+    }
+
+    /// The plugin in `slot` of `registry` as the formatter of an endpoint
+    /// ([`Role::EndpointFormatter`]): it must export `store-and-forward`,
+    /// now and in every version swapped in later, so that the endpoint can
+    /// be sent reversals and advices.
+    pub fn for_endpoint(
+        registry: Arc<Registry>,
+        slot: SlotId,
+        settings: Settings,
+    ) -> Result<WasmFormatter, LoadError> {
+        Self::with_role(registry, slot, Role::EndpointFormatter, settings)
+    }
+
+    fn with_role(
+        registry: Arc<Registry>,
+        slot: SlotId,
+        role: Role,
+        settings: Settings,
+    ) -> Result<WasmFormatter, LoadError> {
+        registry.require_role(slot, role)?;
         Ok(WasmFormatter {
             calls: Calls::new(registry, slot, settings),
         })
@@ -406,5 +506,56 @@ impl Formatter for WasmFormatter {
                 |_| false,
             )?
             .map_err(|reason| self.rejected("parse-response", reason))
+    }
+
+    fn format_saf(&self, ctx: &mut Context, message: &SafMessage) -> Result<Outbound, Failure> {
+        let kind = match message.kind {
+            SafKind::Reversal => saf_export::SafKind::Reversal,
+            SafKind::Advice => saf_export::SafKind::Advice,
+            SafKind::LocalReversal => {
+                return Err(Failure::new(
+                    FailureKind::Host,
+                    format!(
+                        "formatter {}: format-saf: a local reversal is the host's own (its \
+                         participants are told); no endpoint message is built for it",
+                        self.calls.label(ctx)
+                    ),
+                ));
+            }
+        };
+        let request = saf_export::SafRequest {
+            kind,
+            retransmission: message.retransmission,
+            reason: message.reason.clone(),
+        };
+        let out = self
+            .calls
+            .call_if(
+                ctx,
+                Phase::First,
+                Plugin::exports_store_and_forward,
+                |i| {
+                    let guest = i.saf.as_ref().ok_or_else(|| unexported(SAF_EXPORT))?;
+                    guest.call_format_saf(&mut i.store, &request)
+                },
+                |r| r.is_ok(),
+            )
+            .unwrap_or_else(|| {
+                Err(Failure::new(
+                    FailureKind::Host,
+                    format!(
+                        "formatter {} does not export {SAF_EXPORT}: it cannot build the {} of a \
+                         transaction; rebuild it against contract 1.2.0 (SDK: implement \
+                         Formatter::format_saf)",
+                        self.calls.label(ctx),
+                        message.kind.name()
+                    ),
+                ))
+            })?;
+        out.map(|o| Outbound {
+            payload: o.payload,
+            key: o.key,
+        })
+        .map_err(|reason| self.rejected("format-saf", reason))
     }
 }

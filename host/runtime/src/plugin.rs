@@ -12,8 +12,8 @@ use wasmtime::Store;
 use wasmtime::component::{Component, InstancePre, Linker};
 
 use crate::bindings::{
-    FORMATTER_EXPORT, PARTICIPANT_EXPORT, SELECTOR_EXPORT, formatter_export, participant_export,
-    selector_export,
+    FORMATTER_EXPORT, PARTICIPANT_EXPORT, SAF_EXPORT, SELECTOR_EXPORT, formatter_export,
+    participant_export, reversible_export, saf_export, selector_export,
 };
 use crate::error::LoadError;
 use crate::host::{HostState, Limiter, Settings};
@@ -28,12 +28,18 @@ const FAILURE_LINES_PER_SECOND: u32 = 5;
 /// What a plugin is asked to do in a pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// A participant (exports `participant`).
+    /// A participant (exports `participant`; `reversible` is optional).
     Participant,
     /// A group selector (exports `participant` and `group-selector`).
     Selector,
-    /// An endpoint formatter (exports `formatter`).
+    /// A formatter (exports `formatter`): builds requests and reads replies.
     Formatter,
+    /// The formatter of an endpoint (exports `formatter` and, since contract
+    /// 1.2.0, `store-and-forward`): besides requests, it builds the reversal
+    /// of a transaction that timed out and forwards acquirer reversals and
+    /// advices. An endpoint's formatter is checked for this role, at load
+    /// and at every swap.
+    EndpointFormatter,
 }
 
 impl Role {
@@ -43,9 +49,24 @@ impl Role {
             Role::Participant => "participant",
             Role::Selector => "group selector",
             Role::Formatter => "formatter",
+            Role::EndpointFormatter => "formatter of an endpoint",
         }
     }
+
+    /// Every role.
+    pub const ALL: [Role; 4] = [
+        Role::Participant,
+        Role::Selector,
+        Role::Formatter,
+        Role::EndpointFormatter,
+    ];
 }
+
+/// Why an endpoint's formatter needs `store-and-forward`, in the message
+/// that refuses one without it.
+const SAF_NEEDED: &str = "an endpoint needs it to build the reversal of a transaction that timed out \
+     and to forward acquirer reversals and advices; rebuild the formatter against contract 1.2.0 \
+     (SDK: implement Formatter::format_saf)";
 
 /// The state every version of one plugin shares: its metrics and the
 /// rate limit of its failure log.
@@ -71,6 +92,8 @@ pub struct Plugin {
     participant: Option<participant_export::GuestIndices>,
     selector: Option<selector_export::GuestIndices>,
     formatter: Option<formatter_export::GuestIndices>,
+    reversible: Option<reversible_export::GuestIndices>,
+    saf: Option<saf_export::GuestIndices>,
     options: PluginOptions,
     deadline_ticks: u64,
     runtime: Runtime,
@@ -93,8 +116,19 @@ pub(crate) struct Instance {
     pub(crate) participant: Option<participant_export::Guest>,
     pub(crate) selector: Option<selector_export::Guest>,
     pub(crate) formatter: Option<formatter_export::Guest>,
+    pub(crate) reversible: Option<reversible_export::Guest>,
+    pub(crate) saf: Option<saf_export::Guest>,
     pub(crate) version: u64,
     calls: u64,
+}
+
+/// The export interfaces of a new instance.
+struct Exports {
+    participant: Option<participant_export::Guest>,
+    selector: Option<selector_export::Guest>,
+    formatter: Option<formatter_export::Guest>,
+    reversible: Option<reversible_export::Guest>,
+    saf: Option<saf_export::Guest>,
 }
 
 /// What became of an instance after a call.
@@ -124,6 +158,14 @@ impl Plugin {
         let participant = participant_export::GuestIndices::new(&pre).ok();
         let selector = selector_export::GuestIndices::new(&pre).ok();
         let formatter = formatter_export::GuestIndices::new(&pre).ok();
+        // Since 1.2.0, beside `participant` and `formatter` only: a plugin
+        // built against an older contract has neither.
+        let reversible = participant
+            .as_ref()
+            .and_then(|_| reversible_export::GuestIndices::new(&pre).ok());
+        let saf = formatter
+            .as_ref()
+            .and_then(|_| saf_export::GuestIndices::new(&pre).ok());
         if participant.is_none() && formatter.is_none() {
             return Err(LoadError::Exports {
                 plugin: name.into(),
@@ -140,6 +182,8 @@ impl Plugin {
             participant,
             selector,
             formatter,
+            reversible,
+            saf,
             deadline_ticks: u64::try_from(ticks.max(1)).unwrap_or(u64::MAX),
             options,
             runtime: runtime.clone(),
@@ -201,6 +245,18 @@ impl Plugin {
         &self.shared.stats
     }
 
+    /// Whether this version exports `reversible` (contract 1.2.0): it is
+    /// told when a transaction it committed is reversed.
+    pub fn exports_reversible(&self) -> bool {
+        self.reversible.is_some()
+    }
+
+    /// Whether this version exports `store-and-forward` (contract 1.2.0):
+    /// it builds reversals and advices for its endpoint.
+    pub fn exports_store_and_forward(&self) -> bool {
+        self.saf.is_some()
+    }
+
     /// Whether the plugin exports what `role` needs.
     pub fn check_role(&self, role: Role) -> Result<(), LoadError> {
         let missing = match role {
@@ -213,20 +269,31 @@ impl Plugin {
                 }
             }
             Role::Formatter => self.formatter.is_none().then_some(FORMATTER_EXPORT),
+            Role::EndpointFormatter => {
+                if self.formatter.is_none() {
+                    Some(FORMATTER_EXPORT)
+                } else {
+                    self.saf.is_none().then_some(SAF_EXPORT)
+                }
+            }
         };
         match missing {
             None => Ok(()),
             Some(export) => Err(LoadError::Exports {
                 plugin: self.name.to_string(),
                 role: role.name(),
-                reason: format!("it does not export {export}"),
+                reason: if export == SAF_EXPORT {
+                    format!("it does not export {export}: {SAF_NEEDED}")
+                } else {
+                    format!("it does not export {export}")
+                },
             }),
         }
     }
 
     /// The roles this version can play.
     pub fn roles(&self) -> Vec<Role> {
-        [Role::Participant, Role::Selector, Role::Formatter]
+        Role::ALL
             .into_iter()
             .filter(|r| self.check_role(*r).is_ok())
             .collect()
@@ -287,18 +354,34 @@ impl Plugin {
                 Some(i) => Some(i.load(&mut store, &instance)?),
                 None => None,
             };
-            wasmtime::Result::Ok((participant, selector, formatter))
+            let reversible = match &self.reversible {
+                Some(i) => Some(i.load(&mut store, &instance)?),
+                None => None,
+            };
+            let saf = match &self.saf {
+                Some(i) => Some(i.load(&mut store, &instance)?),
+                None => None,
+            };
+            wasmtime::Result::Ok(Exports {
+                participant,
+                selector,
+                formatter,
+                reversible,
+                saf,
+            })
         })();
         self.shared
             .stats
             .instantiations
             .fetch_add(1, Ordering::Relaxed);
         match instantiated {
-            Ok((participant, selector, formatter)) => Ok(Instance {
+            Ok(e) => Ok(Instance {
                 store,
-                participant,
-                selector,
-                formatter,
+                participant: e.participant,
+                selector: e.selector,
+                formatter: e.formatter,
+                reversible: e.reversible,
+                saf: e.saf,
                 version: self.id,
                 calls: 0,
             }),

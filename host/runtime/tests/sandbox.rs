@@ -3,7 +3,10 @@
 //! next transaction is served (host memory across a thousand failures:
 //! `sandbox_memory.rs`, alone in its process); instances are never shared between tenants; instance policies
 //! (reuse with recycling, fresh), failure policies, fuel and stack limits,
-//! capability grants; a 1.0.0 plugin beside 1.1.0 ones in one pipeline.
+//! capability grants; a 1.0.0 plugin beside 1.2.0 ones in one pipeline
+//! (reversals and store-and-forward: `reversals.rs`).
+
+mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -18,7 +21,7 @@ use switchyard_runtime::{
     Capability, FailurePolicy, InstancePolicy, LoadError, PluginOptions, Registry, RegistryBuilder,
     Role, Runtime, RuntimeOptions, Settings, WasmParticipant,
 };
-use switchyard_store::{Counters, Secret, Store};
+use switchyard_store::{Counters, Secret};
 
 const TEST_PAN: &str = "4761739001010119";
 
@@ -32,7 +35,7 @@ fn bytes(name: &str) -> Vec<u8> {
 
 fn runtime() -> Runtime {
     Runtime::new(RuntimeOptions {
-        kv: Some(Arc::new(Store::in_memory())),
+        kv: Some(Arc::new(common::MemoryKv::default())),
         counters: Some(Arc::new(Counters::new(Secret::random()))),
         ..RuntimeOptions::default()
     })
@@ -305,7 +308,7 @@ fn capabilities_must_be_granted_and_are_scoped_by_tenant() {
     assert!(matches!(err, LoadError::Imports { .. }), "{text}");
     assert!(
         text.contains(
-            "switchyard:participant/counters@1.1.0: capability \"counters\" is not granted"
+            "switchyard:participant/counters@1.2.0: capability \"counters\" is not granted"
         ),
         "{text}"
     );
@@ -318,7 +321,8 @@ fn capabilities_must_be_granted_and_are_scoped_by_tenant() {
     let (_, p) = step(&rt, "test-capabilities", options, &[]);
     let de44 = |tenant: &str| {
         let mut c = ctx(tenant, "000000001000", "T");
-        assert_eq!(p.prepare(&mut c).unwrap(), Outcome::NO_JOIN);
+        // It joins: `abort` or `reverse` gives its points back.
+        assert_eq!(p.prepare(&mut c).unwrap(), Outcome::PREPARED);
         c.response.get_str(44).unwrap().to_owned()
     };
     assert_eq!(de44("acme"), "n=1;p=10");
@@ -329,7 +333,7 @@ fn capabilities_must_be_granted_and_are_scoped_by_tenant() {
 }
 
 #[tokio::test]
-async fn a_1_0_0_plugin_runs_beside_1_1_0_plugins_in_one_pipeline() {
+async fn a_1_0_0_plugin_runs_beside_1_2_0_plugins_in_one_pipeline() {
     let rt = runtime();
     let mut builder = RegistryBuilder::new(rt.clone(), None);
     let v1 = builder

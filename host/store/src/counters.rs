@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
-use crate::crypto::Secret;
+use crate::secret::Secret;
 
 /// Longest window: one day.
 pub const MAX_WINDOW_SECONDS: u32 = 86_400;

@@ -1,50 +1,71 @@
-//! Switchyard's storage.
+//! Switchyard's storage: the SQLite implementation of the engine's ports.
 //!
-//! Owns what the switch keeps: the plugins' key/value data and the history of
-//! plugin swaps in one embedded SQLite database (WAL), and the windowed
-//! counters plugins use for velocity checks (in memory for now; they move to
-//! the database with the tranlog). Everything is scoped by tenant and plugin.
+//! Owns what the switch keeps, in one embedded SQLite database (WAL,
+//! `synchronous = FULL`):
+//! - the **tranlog** ([`Tranlog`]): one row per decoded request, admitted
+//!   without waiting for a disk write, matched to its earlier sends
+//!   (repeats, duplicates), its outcome and its links to reversals and
+//!   completions; recovery after a crash;
+//! - the **store-and-forward queue** ([`SafQueue`]): reversals and advices
+//!   with leases, attempts and escalation;
+//! - the **keyring** ([`Keyring`]): envelope encryption — a key-encryption
+//!   key in a 0600 file wraps per-tenant data keys (AES-256-GCM, rotated,
+//!   re-encrypted in the background) and per-tenant lookup keys (the PAN
+//!   token, kv key hashes; never rotated);
+//! - the plugins' **key/value data** ([`KvStore`]) and the **swap history**
+//!   ([`SwapHistory`]); windowed [`Counters`] (in memory, keyed hashes).
 //!
-//! Card data never rests in plaintext: plugin keys (which may be card
-//! numbers) are stored as keyed hashes (HMAC-SHA-256) and plugin values are
-//! encrypted (ChaCha20-Poly1305, bound to their row). The secret lives in a
-//! key file beside the database, created with mode 0600 on first start.
+//! Every write goes through one writer thread that batches the writes of
+//! concurrent transactions into group commits (one fsync for many rows);
+//! durable operations resolve after their commit. Reads use a small pool of
+//! read-only connections. Card data never rests in the clear: the PAN only
+//! as a keyed token and masked, track/PIN/chip data never, the rest of a
+//! request encrypted and bound to its row. Migrates data directories of the
+//! v1 layout (`keys/store.key`).
 //!
 //! Knows nothing of wasmtime or sockets.
+//!
+//! [`Tranlog`]: switchyard_engine::ports::Tranlog
+//! [`SafQueue`]: switchyard_engine::ports::SafQueue
+//! [`Keyring`]: switchyard_engine::ports::Keyring
+//! [`KvStore`]: switchyard_engine::ports::KvStore
+//! [`SwapHistory`]: switchyard_engine::ports::SwapHistory
 #![forbid(unsafe_code)]
 
+mod codec;
 mod counters;
-mod crypto;
-mod db;
+mod error;
+mod files;
+mod followup;
+mod ids;
+mod kek;
+mod keyring;
+mod keys;
+mod kv;
+mod legacy;
+mod query;
+mod readers;
+mod saf;
+mod schema;
+mod secret;
+mod store;
+mod tranlog;
+mod writer;
+
+#[cfg(test)]
+mod tests;
 
 pub use counters::{CounterError, Counters, MAX_WINDOW_SECONDS};
-pub use crypto::Secret;
-pub use db::{MAX_VALUE_LEN, Store, SwapRecord};
+pub use error::StoreError;
+pub use kv::MAX_VALUE_LEN;
+pub use secret::Secret;
+pub use store::{SqliteStore, StoreOptions};
+pub use switchyard_engine::ports::SwapRecord;
+pub use writer::{MAX_BATCH, WriterStats};
 
-/// Errors of the store.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The database failed.
-    #[error("store database {path}: {source}")]
-    Database {
-        /// The database file.
-        path: String,
-        /// SQLite's error.
-        source: rusqlite::Error,
-    },
-    /// The key file could not be read or created.
-    #[error("store key file {path}: {reason}")]
-    KeyFile {
-        /// The key file.
-        path: String,
-        /// What went wrong.
-        reason: String,
-    },
-    /// A stored value does not decrypt (tampered, or another key).
-    #[error("a stored value does not decrypt with this switch's key")]
-    Decrypt,
-    /// A value over [`MAX_VALUE_LEN`].
-    #[error("value of {0} bytes is over the {MAX_VALUE_LEN}-byte limit")]
-    ValueTooLarge(usize),
+/// Now, in ms since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

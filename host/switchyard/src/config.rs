@@ -51,6 +51,85 @@ pub struct Config {
     /// The admin API and the deploy directory.
     #[serde(default)]
     pub admin: AdminSection,
+    /// The database and its keys.
+    #[serde(default)]
+    pub store: StoreSection,
+    /// The transaction log.
+    #[serde(default)]
+    pub tranlog: TranlogSection,
+    /// The store-and-forward queue's forwarders.
+    #[serde(default)]
+    pub saf: SafSection,
+}
+
+/// `[store]`: the embedded SQLite database in `data_dir` and its keys.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StoreSection {
+    /// The key-encryption key's file (32 bytes, mode 0600), created on
+    /// first start; relative paths are under `data_dir`.
+    #[serde(default = "default_kek_file")]
+    pub kek_file: PathBuf,
+}
+
+impl Default for StoreSection {
+    fn default() -> StoreSection {
+        StoreSection {
+            kek_file: default_kek_file(),
+        }
+    }
+}
+
+fn default_kek_file() -> PathBuf {
+    PathBuf::from("keys/kek.key")
+}
+
+/// `[tranlog]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TranlogSection {
+    /// Rows older than this are purged (a row a pending store-and-forward
+    /// entry needs is kept).
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+}
+
+impl Default for TranlogSection {
+    fn default() -> TranlogSection {
+        TranlogSection {
+            retention_days: default_retention_days(),
+        }
+    }
+}
+
+fn default_retention_days() -> u32 {
+    400
+}
+
+/// `[saf]`: how reversals and advices are delivered.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SafSection {
+    /// Most deliveries in flight at once, per endpoint.
+    #[serde(default = "default_saf_concurrency")]
+    pub concurrency: usize,
+    /// How long a claimed entry is held before another worker may take it,
+    /// ms; longer than the longest endpoint timeout.
+    #[serde(default = "default_saf_lease_ms")]
+    pub lease_ms: u64,
+}
+
+impl Default for SafSection {
+    fn default() -> SafSection {
+        SafSection {
+            concurrency: default_saf_concurrency(),
+            lease_ms: default_saf_lease_ms(),
+        }
+    }
+}
+
+fn default_saf_concurrency() -> usize {
+    16
+}
+fn default_saf_lease_ms() -> u64 {
+    30_000
 }
 
 /// `[switch]`.
@@ -62,6 +141,13 @@ pub struct SwitchSection {
     /// Longest wait for in-flight transactions at shutdown.
     #[serde(default = "default_grace_ms")]
     pub shutdown_grace_ms: u64,
+    /// This node's id: recorded on every tranlog row, owner of its
+    /// store-and-forward leases.
+    #[serde(default = "default_node_id")]
+    pub node_id: String,
+    /// The precompiled plugin cache; relative paths are under `data_dir`.
+    #[serde(default = "default_cache_dir")]
+    pub cache_dir: PathBuf,
 }
 
 impl Default for SwitchSection {
@@ -69,8 +155,18 @@ impl Default for SwitchSection {
         SwitchSection {
             data_dir: default_data_dir(),
             shutdown_grace_ms: default_grace_ms(),
+            node_id: default_node_id(),
+            cache_dir: default_cache_dir(),
         }
     }
+}
+
+fn default_cache_dir() -> PathBuf {
+    PathBuf::from("cache")
+}
+
+fn default_node_id() -> String {
+    "node-1".into()
 }
 
 fn default_data_dir() -> PathBuf {
@@ -431,6 +527,14 @@ pub struct EndpointConfig {
     /// Start the endpoint simulator in-process on `address`.
     #[serde(default)]
     pub simulator: bool,
+    /// Response codes that acknowledge a reversal or advice (anything else
+    /// is retried).
+    #[serde(default = "default_ack_codes")]
+    pub ack_codes: Vec<String>,
+}
+
+fn default_ack_codes() -> Vec<String> {
+    switchyard_net::DEFAULT_ACK_CODES.map(String::from).to_vec()
 }
 
 fn default_endpoint_timeout() -> u64 {
@@ -627,6 +731,7 @@ impl Config {
 
     fn validate(&self, problems: &mut Vec<String>) {
         self.admin.validate(problems);
+        self.validate_state(problems);
         if self.listeners.is_empty() {
             problems.push("listener: no listener is configured".into());
         }
@@ -789,6 +894,67 @@ impl Config {
                 problems,
             );
         }
+    }
+}
+
+impl Config {
+    /// `[switch] node_id`, `[store]`, `[tranlog]`, `[saf]`.
+    fn validate_state(&self, problems: &mut Vec<String>) {
+        let node = &self.switch.node_id;
+        if node.is_empty()
+            || node.len() > 64
+            || !node
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            problems.push(format!(
+                "switch.node_id: {node:?} must be 1 to 64 letters, digits, '-', '_' or '.'"
+            ));
+        }
+        if self.store.kek_file.as_os_str().is_empty() {
+            problems.push("store.kek_file: must not be empty".into());
+        }
+        if !(1..=36_500).contains(&self.tranlog.retention_days) {
+            problems.push("tranlog.retention_days: must be 1..=36500".into());
+        }
+        if !(1..=1024).contains(&self.saf.concurrency) {
+            problems.push("saf.concurrency: must be 1..=1024".into());
+        }
+        let longest = self
+            .endpoints
+            .values()
+            .map(|e| e.timeout_ms)
+            .max()
+            .unwrap_or(0);
+        if self.saf.lease_ms <= longest || self.saf.lease_ms > 3_600_000 {
+            problems.push(format!(
+                "saf.lease_ms: must be above the longest endpoint timeout ({longest} ms) and at most 3600000"
+            ));
+        }
+        for (name, e) in &self.endpoints {
+            if e.ack_codes.is_empty() || e.ack_codes.iter().any(|c| c.is_empty() || c.len() > 3) {
+                problems.push(format!(
+                    "endpoints.{name}.ack_codes: one or more response codes of 1 to 3 characters"
+                ));
+            }
+        }
+    }
+
+    /// The key-encryption key's file (`[store] kek_file`, under `data_dir`
+    /// when relative).
+    pub fn kek_path(&self) -> PathBuf {
+        self.data_dir().join(&self.store.kek_file)
+    }
+
+    /// The precompiled plugin cache (`[switch] cache_dir`, under
+    /// `data_dir` when relative).
+    pub fn cache_path(&self) -> PathBuf {
+        self.data_dir().join(&self.switch.cache_dir)
+    }
+
+    /// The database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir().join("switchyard.db")
     }
 }
 

@@ -13,6 +13,7 @@ use switchyard_net::{Completed, Observer};
 use crate::client::{Connection, RequestSpec, UtcTime, summary};
 use crate::config::Config;
 use crate::switch::{StartOptions, Switch};
+use switchyard_iso8583::{Message, Mti};
 
 /// The published Visa test PAN (passes Luhn).
 pub const TEST_PAN: &str = "4761739001010119";
@@ -42,6 +43,62 @@ pub enum Script {
         /// Its STAN.
         stan: u32,
     },
+    /// The very message of an earlier case again, with this MTI (`0201`:
+    /// its repeat; `0200`: a duplicate).
+    Resend {
+        /// The earlier case (index in [`cases`]).
+        of: usize,
+        /// The MTI to send it with.
+        mti: &'static str,
+    },
+    /// A reversal (0420) naming an earlier case's message in DE90.
+    ReversalOf {
+        /// The earlier case (index in [`cases`]).
+        of: usize,
+        /// The reversal's own STAN.
+        stan: u32,
+    },
+}
+
+impl Script {
+    /// The message to send, given what the earlier cases sent (`None`: the
+    /// malformed frame of [`malformed_frame`]).
+    pub fn message(&self, sent: &[Option<Message>]) -> anyhow::Result<Option<Message>> {
+        let earlier = |of: usize| {
+            sent.get(of)
+                .cloned()
+                .flatten()
+                .ok_or_else(|| anyhow::anyhow!("case {of} sent no message"))
+        };
+        Ok(match self {
+            Script::Message(spec) => Some(spec.build()?),
+            Script::Malformed { .. } => None,
+            Script::Resend { of, mti } => {
+                let mut m = earlier(*of)?;
+                m.set_mti(Mti::new(mti)?);
+                Some(m)
+            }
+            Script::ReversalOf { of, stan } => {
+                let original = earlier(*of)?;
+                let mut spec = RequestSpec::financial("0420", TEST_PAN, 0, *stan);
+                spec.pan = original.get_str(2).map(str::to_owned);
+                spec.amount_minor = original.get_str(4).and_then(|a| a.parse().ok());
+                let mut m = spec.build()?;
+                m.set(
+                    90,
+                    Bytes::from(format!(
+                        "{}{}{}{:0>11}{:0>11}",
+                        original.mti_str(),
+                        original.get_str(11).unwrap_or("000000"),
+                        original.get_str(7).unwrap_or("0000000000"),
+                        original.get_str(32).unwrap_or(""),
+                        original.get_str(33).unwrap_or("")
+                    )),
+                );
+                Some(m)
+            }
+        })
+    }
 }
 
 /// The scripted cases of the demo.
@@ -103,10 +160,28 @@ pub fn cases() -> Vec<Case> {
             expect: "13",
         },
         Case {
-            title: "reversal advice 0420 → unsupported here",
+            title: "repeat (0201) of the purchase → its recorded answer, nothing run again",
             port: 5001,
-            request: m(fin("0420", 10_000, 6)),
-            expect: "12",
+            request: Script::Resend { of: 0, mti: "0201" },
+            expect: "00",
+        },
+        Case {
+            title: "the same purchase sent again (0200) → duplicate transmission",
+            port: 5001,
+            request: Script::Resend { of: 0, mti: "0200" },
+            expect: "94",
+        },
+        Case {
+            title: "reversal (0420) of the purchase, matched by DE90 → reversed",
+            port: 5001,
+            request: Script::ReversalOf { of: 0, stan: 6 },
+            expect: "00",
+        },
+        Case {
+            title: "reversal (0420) of a transaction the switch never saw",
+            port: 5001,
+            request: m(fin("0420", 10_000, 10)),
+            expect: "25",
         },
         Case {
             title: "6,000.00 is over the 5,000.00 local limit",
@@ -151,7 +226,7 @@ pub fn cases() -> Vec<Case> {
             expect: "00",
         },
         Case {
-            title: "switched out, endpoint never answers (…91) → timeout",
+            title: "switched out, endpoint never answers (…91) → timeout; its reversal queued first",
             port: 5002,
             request: m(fin("0200", 10_091, 25)),
             expect: "91",
@@ -201,6 +276,7 @@ pub async fn run(config: Config) -> anyhow::Result<bool> {
         StartOptions {
             ephemeral_ports: true,
             observer: Some(observer),
+            ..StartOptions::default()
         },
     )
     .await
@@ -218,6 +294,7 @@ pub async fn run(config: Config) -> anyhow::Result<bool> {
     println!();
 
     let mut all_ok = true;
+    let mut sent: Vec<Option<Message>> = Vec::new();
     for (i, case) in cases().into_iter().enumerate() {
         let Some(addr) = switch.addr_of_port(case.port) else {
             println!(
@@ -238,14 +315,15 @@ pub async fn run(config: Config) -> anyhow::Result<bool> {
         println!("{:>2}. {} [port {}]", i + 1, case.title, case.port);
         let mut conn = Connection::connect(addr).await?;
         let sent_at = Instant::now();
-        let (stan, outcome) = match &case.request {
-            Script::Message(spec) => {
-                let request = spec.build()?;
+        let message = case.request.message(&sent)?;
+        sent.push(message.clone());
+        let (stan, outcome) = match (&case.request, message) {
+            (_, Some(request)) => {
                 println!("    → {}", summary(&request));
                 let stan = request.get_str(11).unwrap_or_default().to_owned();
                 (stan, conn.exchange(&request, Duration::from_secs(5)).await)
             }
-            Script::Malformed { stan } => {
+            (Script::Malformed { stan }, None) => {
                 println!("    → 0200 stan {stan:06} with DE14 = \"12AB\" (not numeric)");
                 conn.send_raw(malformed_frame(*stan)).await?;
                 (
@@ -253,6 +331,7 @@ pub async fn run(config: Config) -> anyhow::Result<bool> {
                     conn.receive(Duration::from_secs(5)).await,
                 )
             }
+            (_, None) => unreachable!("only a malformed case sends no message"),
         };
         let elapsed = sent_at.elapsed();
         match outcome {

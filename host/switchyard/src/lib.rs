@@ -15,7 +15,9 @@ pub mod authoring;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod operate;
 pub mod plugin_cli;
+pub mod state;
 pub mod switch;
 
 pub use config::{Config, ConfigErrors};

@@ -36,10 +36,17 @@ enum Command {
     },
     /// Start the switch on free ports, send a scripted set of transactions
     /// covering every response path, print each with its profiler trace.
+    #[command(
+        after_help = "Example: switchyard demo\n\nThe demo's state (tranlog, keys) lives in a temporary directory removed at exit, \
+unless --data-dir names one to keep; compiled plugins are cached in $XDG_CACHE_HOME/switchyard (or ~/.cache/switchyard)."
+    )]
     Demo {
         /// Configuration file (default: the embedded one).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Keep the demo's state in this directory (default: a temporary one, removed at exit).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Send one message to a running switch and print the decoded response.
     Send {
@@ -88,6 +95,21 @@ enum Command {
     Plugin {
         #[command(subcommand)]
         command: switchyard::plugin_cli::PluginCommand,
+    },
+    /// The transaction log: search it, show one transaction's life cycle.
+    Tranlog {
+        #[command(subcommand)]
+        command: switchyard::operate::cli::TranlogCommand,
+    },
+    /// The store-and-forward queue (reversals, advices): list, retry.
+    Saf {
+        #[command(subcommand)]
+        command: switchyard::operate::cli::SafCommand,
+    },
+    /// Encryption keys at rest: status, rotation.
+    Keys {
+        #[command(subcommand)]
+        command: switchyard::operate::cli::KeysCommand,
     },
     /// Validate a configuration file and load its plugins, then exit.
     Check {
@@ -153,9 +175,38 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             tracing::info!("stopped");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { config } => {
-            let config = load_config(config.as_ref())?;
-            Ok(if switchyard::demo::run(config).await? {
+        Command::Demo { config, data_dir } => {
+            let mut config = load_config(config.as_ref())?;
+            let temporary = match data_dir {
+                Some(d) => {
+                    config.switch.data_dir = std::path::absolute(&d)?;
+                    None
+                }
+                None => {
+                    let t = std::env::temp_dir()
+                        .join(format!("switchyard-demo-{}", std::process::id()));
+                    config.switch.data_dir = t.clone();
+                    if let Some(cache) = user_cache_dir() {
+                        config.switch.cache_dir = cache;
+                    }
+                    Some(t)
+                }
+            };
+            println!(
+                "state in {}{}; compiled plugins cached in {}",
+                config.data_dir().display(),
+                if temporary.is_some() {
+                    " (removed at exit)"
+                } else {
+                    ""
+                },
+                config.cache_path().display()
+            );
+            let ok = switchyard::demo::run(config).await;
+            if let Some(t) = temporary {
+                let _ = std::fs::remove_dir_all(t);
+            }
+            Ok(if ok? {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -234,19 +285,28 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin { command } => switchyard::plugin_cli::run(command).await,
+        Command::Tranlog { command } => switchyard::operate::cli::tranlog(command).await,
+        Command::Saf { command } => switchyard::operate::cli::saf(command).await,
+        Command::Keys { command } => switchyard::operate::cli::keys(command).await,
         Command::Check { config } => {
             let config = load_config(config.as_ref())?;
             let mut config = config;
-            // Bind nothing: only prove that every plugin loads and wires.
+            // Bind nothing and touch no state: only prove that every plugin
+            // loads and wires (the compiled plugins go to the config's cache).
             for l in &mut config.listeners {
                 l.bind = Some("127.0.0.1:0".into());
             }
             config.admin.enabled = false;
+            config.switch.cache_dir = std::path::absolute(config.cache_path())?;
+            let scratch =
+                std::env::temp_dir().join(format!("switchyard-check-{}", std::process::id()));
+            config.switch.data_dir = scratch.clone();
+            let _cleanup = RemoveOnDrop(scratch);
             let switch = Switch::start(
                 config,
                 StartOptions {
                     ephemeral_ports: true,
-                    observer: None,
+                    ..StartOptions::default()
                 },
             )
             .await?;
@@ -257,6 +317,25 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             println!("configuration ok");
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// The user's cache directory for compiled plugins:
+/// `$XDG_CACHE_HOME/switchyard`, else `~/.cache/switchyard`.
+fn user_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("switchyard"))
+}
+
+/// Removes a scratch directory when dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

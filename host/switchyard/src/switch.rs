@@ -1,31 +1,45 @@
-//! Wiring: from a validated [`Config`] to a running switch.
+//! Wiring: from a validated [`Config`] to a running switch, one function
+//! per part: the data directory and its store (recovery first), the
+//! runtime and its plugins, endpoints (and their simulators), participants
+//! and pipelines, the admin API, listeners, the store-and-forward
+//! forwarders, and the background work (retention, re-encryption).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
+use switchyard_engine::ports::{Keyring, LOCAL_ENDPOINT, SafQueue, Tranlog};
+use switchyard_engine::saf::{Deliver, ListenerPipeline, LocalReversals};
 use switchyard_engine::steps::{Close, LogStep};
-use switchyard_engine::{Pipeline, PipelineBuilder, Step};
+use switchyard_engine::{Lifecycle, Pipeline, PipelineBuilder, Step};
 use switchyard_iso8583::Spec;
 use switchyard_net::{
-    Endpoint, EndpointOptions, Framing, Listener, ListenerOptions, Observer, QueryEndpoint,
-    SendResponse, Simulator, SimulatorOptions,
+    Endpoint, EndpointDelivery, EndpointOptions, Forwarder, ForwarderOptions, Framing, Links,
+    Listener, ListenerOptions, Observer, QueryEndpoint, SendResponse, Simulator, SimulatorOptions,
 };
 use switchyard_runtime::{
     Registry, RegistryBuilder, Role, Runtime, RuntimeOptions, Settings, WasmFormatter,
     WasmParticipant,
 };
-use switchyard_store::Store;
+use switchyard_store::{Counters, SqliteStore};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::Admin;
 use crate::config::{Config, settings};
+use crate::operate::Ops;
+use crate::state::{DataDirLock, open_store, ops_of};
 
 pub use switchyard_net::{Completed, Observer as TransactionObserver};
+
+/// How often tranlog rows past their retention are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+/// Rows re-encrypted per step of a key rotation.
+const REENCRYPT_BATCH: usize = 500;
 
 /// How to start a switch beyond what its config says.
 #[derive(Clone, Default)]
@@ -35,6 +49,27 @@ pub struct StartOptions {
     pub ephemeral_ports: bool,
     /// Told of every completed transaction.
     pub observer: Option<Observer>,
+    /// Run requests straight through their pipelines, unrecorded: no
+    /// tranlog, no repeats, no reversals. For the side-by-side benchmark
+    /// of the tranlog's cost only; never a way to run a switch.
+    #[doc(hidden)]
+    pub without_tranlog: bool,
+}
+
+/// The switch's tasks, by the order they stop in.
+#[derive(Default)]
+struct Tasks {
+    /// Listeners, connections, transactions.
+    serving: (CancellationToken, TaskTracker),
+    /// Store-and-forward forwarders.
+    forwarding: (CancellationToken, TaskTracker),
+    /// Retention and re-encryption.
+    background: (CancellationToken, TaskTracker),
+    /// Endpoint links.
+    links: Links,
+    /// In-process endpoint simulators: last, so in-flight transactions and
+    /// forwarders still get their endpoint's reply.
+    simulators: (CancellationToken, TaskTracker),
 }
 
 /// A running switch.
@@ -42,207 +77,73 @@ pub struct Switch {
     listeners: Vec<(String, u16, SocketAddr)>,
     simulators: Vec<(String, SocketAddr)>,
     registry: Arc<Registry>,
-    store: Arc<Store>,
+    store: Arc<SqliteStore>,
+    ops: Option<Ops>,
     admin: Option<Admin>,
-    shutdown: CancellationToken,
-    simulators_shutdown: CancellationToken,
-    tracker: TaskTracker,
+    tasks: Tasks,
     grace: Duration,
     _runtime: Runtime,
+    _lock: DataDirLock,
+}
+
+/// The endpoints of a switch and the wakers of their forwarders.
+struct Endpoints {
+    by_name: BTreeMap<String, Arc<Endpoint>>,
+    simulators: Vec<(String, SocketAddr)>,
 }
 
 impl Switch {
-    /// Loads the plugins, builds pipelines and endpoints, binds the listeners
-    /// and starts serving.
+    /// Opens the data directory and its store (recovering what a crash
+    /// left), loads the plugins, builds pipelines and endpoints, binds the
+    /// listeners and starts serving and forwarding.
     pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Switch> {
-        let data_dir = config.resolve(&config.switch.data_dir);
-        let store = Arc::new(
-            Store::open(
-                &data_dir.join("switchyard.db"),
-                &data_dir.join("keys").join("store.key"),
-            )
-            .with_context(|| format!("opening the store in {}", data_dir.display()))?,
-        );
-        let cache_dir = data_dir.join("cache");
-        let runtime = Runtime::new(RuntimeOptions {
-            cache_dir: Some(cache_dir.clone()),
-            kv: Some(store.clone()),
-            counters: Some(Arc::new(switchyard_store::Counters::new(
-                store.secret().clone(),
-            ))),
-            ..RuntimeOptions::default()
-        })
-        .with_context(|| format!("starting the wasm runtime (cache {})", cache_dir.display()))?;
-
+        let lock = DataDirLock::acquire(&config.data_dir())?;
+        let store = open_store(&config)?;
+        recover(&store).await?;
+        let runtime = start_runtime(&config, &store)?;
         let registry = {
-            let runtime = runtime.clone();
-            let config = config.clone();
-            let store = store.clone();
+            let (runtime, config, store) = (runtime.clone(), config.clone(), store.clone());
             tokio::task::spawn_blocking(move || load_plugins(runtime, store, &config))
                 .await
                 .context("plugin loading panicked")??
         };
-
-        let shutdown = CancellationToken::new();
-        // Simulators stop after the listeners drained, so that in-flight
-        // transactions still get their endpoint's reply.
-        let simulators_shutdown = CancellationToken::new();
-        let tracker = TaskTracker::new();
-
-        // Endpoints (and their simulators) before pipelines: query steps need them.
-        let mut endpoints = BTreeMap::new();
-        let mut simulators = Vec::new();
-        for (name, e) in &config.endpoints {
-            let framing = Framing::parse(&e.framing).expect("validated");
-            let mut address = e.address.clone();
-            if e.simulator {
-                let bind: SocketAddr = if options.ephemeral_ports {
-                    SocketAddr::from(([127, 0, 0, 1], 0))
-                } else {
-                    e.address.parse().expect("validated")
-                };
-                let sim = Simulator::bind(SimulatorOptions {
-                    bind,
-                    framing,
-                    tpdu: true,
-                    spec: Arc::new(Spec::iso87_ascii()),
-                    max_frame: e.max_frame,
-                    slow_delay: Duration::from_millis(250),
-                })
-                .await
-                .with_context(|| format!("endpoints.{name}: binding the simulator on {bind}"))?;
-                let actual = sim.local_addr()?;
-                address = actual.to_string();
-                simulators.push((name.clone(), actual));
-                tokio::spawn(sim.serve(simulators_shutdown.clone()));
-            }
-            let slot = registry.slot(&e.formatter).expect("loaded");
-            let formatter = WasmFormatter::new(
-                registry.clone(),
-                slot,
-                Settings(settings(&[
-                    &config.plugins[&e.formatter].config,
-                    &e.formatter_config,
-                ])),
-            )
-            .with_context(|| format!("endpoints.{name}.formatter"))?;
-            let endpoint = Endpoint::new(
-                EndpointOptions {
-                    name: name.as_str().into(),
-                    address,
-                    timeout: Duration::from_millis(e.timeout_ms),
-                    framing,
-                    max_frame: e.max_frame,
-                },
-                Arc::new(formatter),
-            );
-            endpoints.insert(name.clone(), Arc::new(endpoint));
-        }
-
-        // Participants, shared by every pipeline.
-        let mut steps: Vec<(String, Step)> = Vec::new();
-        for (name, p) in &config.participants {
-            let step = match (&p.plugin, p.step.as_deref()) {
-                (Some(plugin_name), _) => {
-                    let slot = registry.slot(plugin_name).expect("loaded");
-                    let live = registry.current();
-                    let role = if live.plugin(slot).check_role(Role::Selector).is_ok() {
-                        Role::Selector
-                    } else {
-                        Role::Participant
-                    };
-                    let s = Settings(settings(&[&config.plugins[plugin_name].config, &p.config]));
-                    let participant = WasmParticipant::new(registry.clone(), slot, role, s)
-                        .with_context(|| format!("participants.{name}.plugin"))?;
-                    Step::Sync(Arc::new(participant))
-                }
-                (None, Some("close")) => Step::Sync(Arc::new(Close)),
-                (None, Some("send")) => Step::Sync(Arc::new(SendResponse)),
-                (None, Some("log")) => Step::Sync(Arc::new(LogStep)),
-                (None, Some("query-endpoint")) => {
-                    let endpoint = p.endpoint.as_ref().expect("validated");
-                    Step::Async(Arc::new(QueryEndpoint::new(endpoints[endpoint].clone())))
-                }
-                _ => bail!("participants.{name}: neither a plugin nor a known step"),
-            };
-            steps.push((name.clone(), step));
-        }
-
-        let mut pipelines = BTreeMap::new();
-        for (name, p) in &config.pipelines {
-            let mut builder = PipelineBuilder::new(name.as_str());
-            builder.on_begin(registry.pin_hook());
-            for (pname, step) in &steps {
-                builder
-                    .participant(pname, step.clone())
-                    .map_err(|e| anyhow!("pipelines.{name}: {e}"))?;
-            }
-            builder.main(&p.participants);
-            for (g, members) in &p.groups {
-                builder.group(g, members);
-            }
-            let pipeline: Pipeline = builder.build().map_err(|errs| {
-                anyhow!(
-                    "pipelines.{name}: {}",
-                    errs.iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; ")
+        let tasks = Tasks::default();
+        let wakers = forwarder_wakers(&config);
+        let lifecycle = (!options.without_tranlog)
+            .then(|| Arc::new(Lifecycle::new(store.clone(), waker_of(&wakers))));
+        let endpoints = start_endpoints(&config, &options, &registry, &store, &tasks).await?;
+        let steps = build_steps(&config, &registry, &endpoints, lifecycle.as_ref())?;
+        let pipelines = build_pipelines(&config, &registry, &steps)?;
+        let ops = lifecycle.is_some().then(|| ops_of(&store));
+        let admin = match config.admin.enabled {
+            true => Some(
+                Admin::start(
+                    registry.clone(),
+                    &config,
+                    options.ephemeral_ports,
+                    ops.clone(),
                 )
-            })?;
-            pipelines.insert(name.clone(), Arc::new(pipeline));
-        }
-
-        // The admin API and the deploy directory ([admin]).
-        let admin = if config.admin.enabled {
-            Some(Admin::start(registry.clone(), &config, options.ephemeral_ports).await?)
-        } else {
-            None
+                .await?,
+            ),
+            false => None,
         };
-
-        let mut bound = Vec::new();
-        for (i, l) in config.listeners.iter().enumerate() {
-            let bind = if options.ephemeral_ports {
-                SocketAddr::from(([127, 0, 0, 1], 0))
-            } else {
-                Config::listener_bind(l).map_err(|e| anyhow!("listener[{i}].bind: {e}"))?
-            };
-            let spec = config.listener_spec(l).expect("validated");
-            let listener = Listener::bind(ListenerOptions {
-                name: l.name.as_str().into(),
-                tenant: l.tenant.as_str().into(),
-                port: l.port,
-                bind,
-                framing: Framing::parse(&l.framing).expect("validated"),
-                max_frame: l.max_frame,
-                idle_timeout: Duration::from_millis(l.idle_timeout_ms),
-                max_in_flight: l.max_in_flight,
-                max_connections: l.max_connections,
-                spec: Arc::new(spec),
-                pipeline: pipelines[&l.pipeline].clone(),
-                observer: options.observer.clone(),
-            })
-            .await
-            .with_context(|| format!("listener {} (listener[{i}]): binding {bind}", l.name))?;
-            bound.push(listener);
+        let listeners =
+            start_listeners(&config, &options, &pipelines, lifecycle.as_ref(), &tasks).await?;
+        if lifecycle.is_some() {
+            start_forwarders(&config, &store, &endpoints, &pipelines, &wakers, &tasks);
+            start_background(&config, &store, &tasks);
         }
-        let mut listeners = Vec::new();
-        for (listener, l) in bound.into_iter().zip(&config.listeners) {
-            listeners.push((l.name.clone(), l.port, listener.local_addr()?));
-            tracker.spawn(listener.serve(shutdown.clone(), tracker.clone()));
-        }
-
         Ok(Switch {
             listeners,
-            simulators,
+            simulators: endpoints.simulators,
             registry,
             store,
+            ops,
             admin,
-            shutdown,
-            simulators_shutdown,
-            tracker,
+            tasks,
             grace: Duration::from_millis(config.switch.shutdown_grace_ms),
             _runtime: runtime,
+            _lock: lock,
         })
     }
 
@@ -280,26 +181,41 @@ impl Switch {
     }
 
     /// The switch's database.
-    pub fn store(&self) -> &Arc<Store> {
+    pub fn store(&self) -> &Arc<SqliteStore> {
         &self.store
+    }
+
+    /// The operator tools (tranlog, store-and-forward queue, keys), unless
+    /// it runs without a tranlog.
+    pub fn ops(&self) -> Option<&Ops> {
+        self.ops.as_ref()
     }
 
     /// A token that stops the switch when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
+        self.tasks.serving.0.clone()
     }
 
     /// Stops accepting, lets in-flight transactions finish (up to the
-    /// configured grace period) and returns.
+    /// configured grace period), lets the forwarders finish the attempts
+    /// they have in flight (the rest waits in the queue for the next start),
+    /// then closes the store.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         if let Some(admin) = &self.admin {
             admin.stop().await;
         }
-        self.shutdown.cancel();
-        self.tracker.close();
-        let drained = tokio::time::timeout(self.grace, self.tracker.wait()).await;
-        self.simulators_shutdown.cancel();
-        if drained.is_err() {
+        let drained = stop(&self.tasks.serving, self.grace).await;
+        stop(&self.tasks.forwarding, self.grace).await;
+        stop(&self.tasks.background, self.grace).await;
+        self.tasks.links.shutdown.cancel();
+        self.tasks.links.tasks.close();
+        let _ = tokio::time::timeout(self.grace, self.tasks.links.tasks.wait()).await;
+        stop(&self.tasks.simulators, self.grace).await;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.close())
+            .await
+            .context("closing the store panicked")?;
+        if !drained {
             bail!(
                 "in-flight transactions did not finish within {} ms",
                 self.grace.as_millis()
@@ -309,9 +225,370 @@ impl Switch {
     }
 }
 
+/// Cancels a group of tasks and waits for them, at most `grace`; whether
+/// they all finished.
+async fn stop((token, tracker): &(CancellationToken, TaskTracker), grace: Duration) -> bool {
+    token.cancel();
+    tracker.close();
+    tokio::time::timeout(grace, tracker.wait()).await.is_ok()
+}
+
+/// Queues the reversals a crash left owed and releases the leases it left.
+async fn recover(store: &Arc<SqliteStore>) -> anyhow::Result<()> {
+    let r = store
+        .recover()
+        .await
+        .context("recovering the tranlog after the last stop")?;
+    if r.reversals_queued > 0 || r.interrupted > 0 {
+        tracing::warn!(
+            reversals_queued = r.reversals_queued,
+            interrupted = r.interrupted,
+            leases_released = r.leases_released,
+            "recovered after an unclean stop: transactions possibly sent and not answered are reversed"
+        );
+    }
+    Ok(())
+}
+
+fn start_runtime(config: &Config, store: &Arc<SqliteStore>) -> anyhow::Result<Runtime> {
+    let cache_dir = config.cache_path();
+    Runtime::new(RuntimeOptions {
+        cache_dir: Some(cache_dir.clone()),
+        kv: Some(store.clone()),
+        counters: Some(Arc::new(Counters::new(store.lookup_secret()))),
+        ..RuntimeOptions::default()
+    })
+    .with_context(|| format!("starting the wasm runtime (cache {})", cache_dir.display()))
+}
+
+/// One waker per endpoint forwarder (and the local one).
+fn forwarder_wakers(config: &Config) -> HashMap<String, Arc<Notify>> {
+    config
+        .endpoints
+        .keys()
+        .map(String::as_str)
+        .chain([LOCAL_ENDPOINT])
+        .map(|e| (e.to_owned(), Arc::new(Notify::new())))
+        .collect()
+}
+
+/// The life cycle's waker: wakes an endpoint's forwarder, or all of them
+/// for `""`.
+fn waker_of(wakers: &HashMap<String, Arc<Notify>>) -> switchyard_engine::lifecycle::SafWaker {
+    let wakers = wakers.clone();
+    Arc::new(move |endpoint: &str| {
+        for (name, w) in &wakers {
+            if endpoint.is_empty() || name == endpoint {
+                w.notify_one();
+            }
+        }
+    })
+}
+
+async fn start_endpoints(
+    config: &Config,
+    options: &StartOptions,
+    registry: &Arc<Registry>,
+    store: &Arc<SqliteStore>,
+    tasks: &Tasks,
+) -> anyhow::Result<Endpoints> {
+    let mut by_name = BTreeMap::new();
+    let mut simulators = Vec::new();
+    for (name, e) in &config.endpoints {
+        let framing = Framing::parse(&e.framing).expect("validated");
+        let mut address = e.address.clone();
+        if e.simulator {
+            let actual = start_simulator(name, e, framing, options, tasks).await?;
+            address = actual.to_string();
+            simulators.push((name.clone(), actual));
+        }
+        let slot = registry.slot(&e.formatter).expect("loaded");
+        let formatter = WasmFormatter::for_endpoint(
+            registry.clone(),
+            slot,
+            Settings(settings(&[
+                &config.plugins[&e.formatter].config,
+                &e.formatter_config,
+            ])),
+        )
+        .with_context(|| format!("endpoints.{name}.formatter"))?;
+        let tranlog: Arc<dyn Tranlog> = store.clone();
+        let endpoint = Endpoint::new(
+            EndpointOptions {
+                name: name.as_str().into(),
+                address,
+                timeout: Duration::from_millis(e.timeout_ms),
+                framing,
+                max_frame: e.max_frame,
+            },
+            Arc::new(formatter),
+            (!options.without_tranlog).then_some(tranlog),
+            tasks.links.clone(),
+        );
+        by_name.insert(name.clone(), Arc::new(endpoint));
+    }
+    Ok(Endpoints {
+        by_name,
+        simulators,
+    })
+}
+
+async fn start_simulator(
+    name: &str,
+    e: &crate::config::EndpointConfig,
+    framing: Framing,
+    options: &StartOptions,
+    tasks: &Tasks,
+) -> anyhow::Result<SocketAddr> {
+    let bind: SocketAddr = if options.ephemeral_ports {
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    } else {
+        e.address.parse().expect("validated")
+    };
+    let sim = Simulator::bind(SimulatorOptions {
+        bind,
+        framing,
+        tpdu: true,
+        spec: Arc::new(Spec::iso87_ascii()),
+        max_frame: e.max_frame,
+        slow_delay: Duration::from_millis(250),
+    })
+    .await
+    .with_context(|| format!("endpoints.{name}: binding the simulator on {bind}"))?;
+    let actual = sim.local_addr()?;
+    tasks
+        .simulators
+        .1
+        .spawn(sim.serve(tasks.simulators.0.clone()));
+    Ok(actual)
+}
+
+/// Participants, shared by every pipeline.
+fn build_steps(
+    config: &Config,
+    registry: &Arc<Registry>,
+    endpoints: &Endpoints,
+    lifecycle: Option<&Arc<Lifecycle>>,
+) -> anyhow::Result<Vec<(String, Step)>> {
+    let mut steps = Vec::new();
+    for (name, p) in &config.participants {
+        let step = match (&p.plugin, p.step.as_deref()) {
+            (Some(plugin_name), _) => {
+                let slot = registry.slot(plugin_name).expect("loaded");
+                let live = registry.current();
+                let role = if live.plugin(slot).check_role(Role::Selector).is_ok() {
+                    Role::Selector
+                } else {
+                    Role::Participant
+                };
+                let s = Settings(settings(&[&config.plugins[plugin_name].config, &p.config]));
+                let participant = WasmParticipant::new(registry.clone(), slot, role, s)
+                    .with_context(|| format!("participants.{name}.plugin"))?;
+                Step::Sync(Arc::new(participant))
+            }
+            (None, Some("close")) => Step::Sync(Arc::new(Close)),
+            (None, Some("send")) => Step::Sync(Arc::new(SendResponse)),
+            (None, Some("log")) => Step::Sync(Arc::new(LogStep)),
+            (None, Some("query-endpoint")) => {
+                let endpoint = p.endpoint.as_ref().expect("validated");
+                Step::Async(Arc::new(QueryEndpoint::new(
+                    endpoints.by_name[endpoint].clone(),
+                    lifecycle.cloned(),
+                )))
+            }
+            _ => bail!("participants.{name}: neither a plugin nor a known step"),
+        };
+        steps.push((name.clone(), step));
+    }
+    Ok(steps)
+}
+
+fn build_pipelines(
+    config: &Config,
+    registry: &Arc<Registry>,
+    steps: &[(String, Step)],
+) -> anyhow::Result<BTreeMap<String, Arc<Pipeline>>> {
+    let mut pipelines = BTreeMap::new();
+    for (name, p) in &config.pipelines {
+        let mut builder = PipelineBuilder::new(name.as_str());
+        builder.on_begin(registry.pin_hook());
+        for (pname, step) in steps {
+            builder
+                .participant(pname, step.clone())
+                .map_err(|e| anyhow!("pipelines.{name}: {e}"))?;
+        }
+        builder.main(&p.participants);
+        for (g, members) in &p.groups {
+            builder.group(g, members);
+        }
+        let pipeline: Pipeline = builder.build().map_err(|errs| {
+            anyhow!(
+                "pipelines.{name}: {}",
+                errs.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })?;
+        pipelines.insert(name.clone(), Arc::new(pipeline));
+    }
+    Ok(pipelines)
+}
+
+async fn start_listeners(
+    config: &Config,
+    options: &StartOptions,
+    pipelines: &BTreeMap<String, Arc<Pipeline>>,
+    lifecycle: Option<&Arc<Lifecycle>>,
+    tasks: &Tasks,
+) -> anyhow::Result<Vec<(String, u16, SocketAddr)>> {
+    let mut bound = Vec::new();
+    for (i, l) in config.listeners.iter().enumerate() {
+        let bind = if options.ephemeral_ports {
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        } else {
+            Config::listener_bind(l).map_err(|e| anyhow!("listener[{i}].bind: {e}"))?
+        };
+        let spec = config.listener_spec(l).expect("validated");
+        let listener = Listener::bind(ListenerOptions {
+            name: l.name.as_str().into(),
+            tenant: l.tenant.as_str().into(),
+            port: l.port,
+            bind,
+            framing: Framing::parse(&l.framing).expect("validated"),
+            max_frame: l.max_frame,
+            idle_timeout: Duration::from_millis(l.idle_timeout_ms),
+            max_in_flight: l.max_in_flight,
+            max_connections: l.max_connections,
+            spec: Arc::new(spec),
+            pipeline: pipelines[&l.pipeline].clone(),
+            observer: options.observer.clone(),
+            lifecycle: lifecycle.cloned(),
+        })
+        .await
+        .with_context(|| format!("listener {} (listener[{i}]): binding {bind}", l.name))?;
+        bound.push(listener);
+    }
+    let (token, tracker) = &tasks.serving;
+    let mut listeners = Vec::new();
+    for (listener, l) in bound.into_iter().zip(&config.listeners) {
+        listeners.push((l.name.clone(), l.port, listener.local_addr()?));
+        tracker.spawn(listener.serve(token.clone(), tracker.clone()));
+    }
+    Ok(listeners)
+}
+
+/// One forwarder per endpoint, and one for local reversals.
+fn start_forwarders(
+    config: &Config,
+    store: &Arc<SqliteStore>,
+    endpoints: &Endpoints,
+    pipelines: &BTreeMap<String, Arc<Pipeline>>,
+    wakers: &HashMap<String, Arc<Notify>>,
+    tasks: &Tasks,
+) {
+    let options = |endpoint: &str| ForwarderOptions {
+        endpoint: endpoint.to_owned(),
+        owner: config.switch.node_id.clone(),
+        concurrency: config.saf.concurrency,
+        lease: Duration::from_millis(config.saf.lease_ms),
+        poll: Duration::from_secs(1),
+    };
+    let tranlog: Arc<dyn Tranlog> = store.clone();
+    let queue: Arc<dyn SafQueue> = store.clone();
+    let (token, tracker) = &tasks.forwarding;
+    for (name, endpoint) in &endpoints.by_name {
+        let acks = config.endpoints[name].ack_codes.clone();
+        let deliver: Arc<dyn Deliver> = Arc::new(EndpointDelivery::new(
+            endpoint.clone(),
+            tranlog.clone(),
+            acks,
+        ));
+        let f = Forwarder::new(queue.clone(), deliver, options(name), wakers[name].clone());
+        tracker.spawn(f.run(token.clone()));
+    }
+    let listeners = config
+        .listeners
+        .iter()
+        .map(|l| {
+            let lp = ListenerPipeline {
+                port: l.port,
+                pipeline: pipelines[&l.pipeline].clone(),
+            };
+            (l.name.clone(), lp)
+        })
+        .collect();
+    let local: Arc<dyn Deliver> = Arc::new(LocalReversals::new(tranlog, listeners));
+    let f = Forwarder::new(
+        queue,
+        local,
+        options(LOCAL_ENDPOINT),
+        wakers[LOCAL_ENDPOINT].clone(),
+    );
+    tracker.spawn(f.run(token.clone()));
+}
+
+/// Retention (hourly purge of rows past `[tranlog] retention_days`) and
+/// the re-encryption of rows under retired keys while traffic runs.
+fn start_background(config: &Config, store: &Arc<SqliteStore>, tasks: &Tasks) {
+    let (token, tracker) = &tasks.background;
+    let retention = Duration::from_secs(u64::from(config.tranlog.retention_days) * 86_400);
+    let (s, t) = (store.clone(), token.clone());
+    tracker.spawn(async move {
+        loop {
+            purge(&s, retention).await;
+            tokio::select! {
+                _ = t.cancelled() => return,
+                _ = tokio::time::sleep(PURGE_EVERY) => {}
+            }
+        }
+    });
+    let (s, t) = (store.clone(), token.clone());
+    tracker.spawn(async move {
+        loop {
+            let pause = match s.reencrypt(REENCRYPT_BATCH).await {
+                Ok(0) => Duration::from_secs(5),
+                Ok(n) => {
+                    tracing::debug!(rows = n, "re-encrypted under the active data key");
+                    Duration::from_millis(50)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "re-encryption after a key rotation failed; retrying");
+                    Duration::from_secs(30)
+                }
+            };
+            tokio::select! {
+                _ = t.cancelled() => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    });
+}
+
+async fn purge(store: &Arc<SqliteStore>, retention: Duration) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let cutoff = now - retention.as_millis() as i64;
+    let mut total = 0;
+    loop {
+        match store.purge(cutoff, 10_000).await {
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e) => {
+                tracing::error!(error = %e, "tranlog retention purge failed");
+                break;
+            }
+        }
+    }
+    if total > 0 {
+        tracing::info!(rows = total, "tranlog rows past their retention purged");
+    }
+}
+
 fn load_plugins(
     runtime: Runtime,
-    store: Arc<Store>,
+    store: Arc<SqliteStore>,
     config: &Config,
 ) -> anyhow::Result<Arc<Registry>> {
     let mut builder = RegistryBuilder::new(runtime, Some(store));

@@ -4,7 +4,9 @@
 //! tests natively unchanged.
 
 /// Exports a [`Participant`](crate::Participant) as the component's
-/// `participant` interface (world `participant-plugin`).
+/// `participant` and `reversible` interfaces (world `participant-plugin`;
+/// `reversible` calls [`Participant::reverse`](crate::Participant::reverse),
+/// which by default has nothing to undo).
 ///
 /// `export_participant!(T)` builds the instance's value with
 /// `T::default()` on first use; `export_participant!(T, expr)` with `expr`.
@@ -24,8 +26,8 @@ macro_rules! export_participant {
     };
 }
 
-/// Exports a [`Selector`](crate::Selector) as the component's `participant`
-/// and `group-selector` interfaces (world `selector-plugin`).
+/// Exports a [`Selector`](crate::Selector) as the component's `participant`,
+/// `reversible` and `group-selector` interfaces (world `selector-plugin`).
 ///
 /// `export_selector!(T)` builds the instance's value with `T::default()` on
 /// first use; `export_selector!(T, expr)` with `expr`.
@@ -56,7 +58,7 @@ macro_rules! export_selector {
 }
 
 /// Exports a [`Formatter`](crate::Formatter) as the component's `formatter`
-/// interface (world `formatter-plugin`).
+/// and `store-and-forward` interfaces (world `formatter-plugin`).
 ///
 /// `export_formatter!(T)` builds the instance's value with `T::default()` on
 /// first use; `export_formatter!(T, expr)` with `expr`.
@@ -95,6 +97,18 @@ macro_rules! export_formatter {
                     with_plugin(|p| $crate::guest::rt::parse_response(p, &reply))
                 }
             }
+            impl $crate::guest::formatter_world::exports::switchyard::participant::store_and_forward::Guest
+                for __SwitchyardPlugin
+            {
+                fn format_saf(
+                    request: $crate::guest::formatter_world::exports::switchyard::participant::store_and_forward::SafRequest,
+                ) -> ::core::result::Result<
+                    $crate::guest::formatter_world::exports::switchyard::participant::formatter::Outbound,
+                    ::std::string::String,
+                > {
+                    with_plugin(|p| $crate::guest::rt::format_saf(p, request))
+                }
+            }
             $crate::guest::formatter_world::export_formatter_plugin!(
                 __SwitchyardPlugin with_types_in $crate::guest::formatter_world
             );
@@ -117,7 +131,8 @@ macro_rules! __instance {
     };
 }
 
-/// `__SwitchyardPlugin` implementing the `participant` export.
+/// `__SwitchyardPlugin` implementing the `participant` and `reversible`
+/// exports.
 #[cfg(all(feature = "guest", target_arch = "wasm32"))]
 #[doc(hidden)]
 #[macro_export]
@@ -136,6 +151,13 @@ macro_rules! __participant_glue {
             }
             fn abort() {
                 with_plugin(|p| $crate::guest::rt::abort(p))
+            }
+        }
+        impl $crate::guest::participant_world::exports::switchyard::participant::reversible::Guest
+            for __SwitchyardPlugin
+        {
+            fn reverse() -> ::core::result::Result<(), ::std::string::String> {
+                with_plugin(|p| $crate::guest::rt::reverse(p))
             }
         }
     };

@@ -1,20 +1,28 @@
 //! The component side (feature `guest`): the WIT bindings of
-//! `switchyard:participant@1.1.0` and the implementations of the SDK traits
+//! `switchyard:participant@1.2.0` and the implementations of the SDK traits
 //! over the host's imports.
 //!
-//! The `imports` world is bound once; the three export worlds reuse those
+//! The `imports` world is bound once; the export worlds reuse those
 //! bindings (wit-bindgen `with`), so every plugin shares one set of import
 //! types whatever it exports. Plugins do not use this module directly: they
 //! use [`crate::export_participant!`], [`crate::export_selector!`] and
 //! [`crate::export_formatter!`].
+//!
+//! What each macro exports (contract 1.2.0):
+//!
+//! | macro | world | exports |
+//! |---|---|---|
+//! | `export_participant!` | `participant-plugin` | `participant`, `reversible` |
+//! | `export_selector!` | `selector-plugin` | `participant`, `reversible`, `group-selector` |
+//! | `export_formatter!` | `formatter-plugin` | `formatter`, `store-and-forward` |
 
 use std::borrow::Cow;
 use std::cell::RefCell;
 
 use crate::transaction::Values;
 use crate::{
-    Clock, Config, Counters, Formatter, Kv, Level, Log, Outbound, Participant, Selector,
-    Transaction,
+    Clock, Config, Counters, Formatter, Kv, Level, Log, Outbound, Participant, SafKind, SafRequest,
+    Selector, Transaction,
 };
 
 /// Bindings of the `imports` world: the host capabilities.
@@ -22,25 +30,26 @@ use crate::{
 pub mod imports {
     wit_bindgen::generate!({
         world: "imports",
-        path: "../../wit/participant@1.1.0",
+        path: "../../wit/participant@1.2.0",
         generate_all,
     });
 }
 
-/// Bindings of the `participant-plugin` world.
+/// Bindings of the `participant-plugin` world: `participant` and
+/// `reversible`.
 #[doc(hidden)]
 #[allow(unsafe_code, missing_docs, clippy::all)]
 pub mod participant_world {
     wit_bindgen::generate!({
         world: "participant-plugin",
-        path: "../../wit/participant@1.1.0",
+        path: "../../wit/participant@1.2.0",
         with: {
-            "switchyard:participant/transaction@1.1.0": crate::guest::imports::switchyard::participant::transaction,
-            "switchyard:participant/config@1.1.0": crate::guest::imports::switchyard::participant::config,
-            "switchyard:participant/log@1.1.0": crate::guest::imports::switchyard::participant::log,
-            "switchyard:participant/clock@1.1.0": crate::guest::imports::switchyard::participant::clock,
-            "switchyard:participant/counters@1.1.0": crate::guest::imports::switchyard::participant::counters,
-            "switchyard:participant/kv@1.1.0": crate::guest::imports::switchyard::participant::kv,
+            "switchyard:participant/transaction@1.2.0": crate::guest::imports::switchyard::participant::transaction,
+            "switchyard:participant/config@1.2.0": crate::guest::imports::switchyard::participant::config,
+            "switchyard:participant/log@1.2.0": crate::guest::imports::switchyard::participant::log,
+            "switchyard:participant/clock@1.2.0": crate::guest::imports::switchyard::participant::clock,
+            "switchyard:participant/counters@1.2.0": crate::guest::imports::switchyard::participant::counters,
+            "switchyard:participant/kv@1.2.0": crate::guest::imports::switchyard::participant::kv,
         },
         pub_export_macro: true,
         export_macro_name: "export_participant_plugin",
@@ -50,8 +59,9 @@ pub mod participant_world {
 /// Bindings of the `group-selector` export alone. A selector component is
 /// this plus [`participant_world`]: wit-bindgen names an interface's export
 /// glue after the interface, so generating the whole `selector-plugin` world
-/// here would define the `participant` glue a second time. The component's
-/// world is the union of the two (what `selector-plugin` is).
+/// here would define the `participant` and `reversible` glue a second time.
+/// The component's world is the union of the two (what `selector-plugin`
+/// is).
 #[doc(hidden)]
 #[allow(unsafe_code, missing_docs, clippy::all)]
 pub mod selector_world {
@@ -60,30 +70,31 @@ pub mod selector_world {
             package switchyard:sdk;
 
             world group-selector-export {
-                export switchyard:participant/group-selector@1.1.0;
+                export switchyard:participant/group-selector@1.2.0;
             }
         ",
-        path: "../../wit/participant@1.1.0",
+        path: "../../wit/participant@1.2.0",
         world: "switchyard:sdk/group-selector-export",
         pub_export_macro: true,
         export_macro_name: "export_group_selector",
     });
 }
 
-/// Bindings of the `formatter-plugin` world.
+/// Bindings of the `formatter-plugin` world: `formatter` and
+/// `store-and-forward`.
 #[doc(hidden)]
 #[allow(unsafe_code, missing_docs, clippy::all)]
 pub mod formatter_world {
     wit_bindgen::generate!({
         world: "formatter-plugin",
-        path: "../../wit/participant@1.1.0",
+        path: "../../wit/participant@1.2.0",
         with: {
-            "switchyard:participant/transaction@1.1.0": crate::guest::imports::switchyard::participant::transaction,
-            "switchyard:participant/config@1.1.0": crate::guest::imports::switchyard::participant::config,
-            "switchyard:participant/log@1.1.0": crate::guest::imports::switchyard::participant::log,
-            "switchyard:participant/clock@1.1.0": crate::guest::imports::switchyard::participant::clock,
-            "switchyard:participant/counters@1.1.0": crate::guest::imports::switchyard::participant::counters,
-            "switchyard:participant/kv@1.1.0": crate::guest::imports::switchyard::participant::kv,
+            "switchyard:participant/transaction@1.2.0": crate::guest::imports::switchyard::participant::transaction,
+            "switchyard:participant/config@1.2.0": crate::guest::imports::switchyard::participant::config,
+            "switchyard:participant/log@1.2.0": crate::guest::imports::switchyard::participant::log,
+            "switchyard:participant/clock@1.2.0": crate::guest::imports::switchyard::participant::clock,
+            "switchyard:participant/counters@1.2.0": crate::guest::imports::switchyard::participant::counters,
+            "switchyard:participant/kv@1.2.0": crate::guest::imports::switchyard::participant::kv,
         },
         pub_export_macro: true,
         export_macro_name: "export_formatter_plugin",
@@ -252,6 +263,9 @@ pub mod rt {
     pub fn abort(p: &mut impl Participant) {
         p.abort(&mut tx(), &GuestEnv)
     }
+    pub fn reverse(p: &mut impl Participant) -> Result<(), String> {
+        p.reverse(&mut tx(), &GuestEnv)
+    }
     pub fn select(p: &mut impl Selector) -> Vec<String> {
         p.select(&mut tx(), &GuestEnv)
     }
@@ -264,5 +278,23 @@ pub mod rt {
     }
     pub fn parse_response(p: &mut impl Formatter, reply: &[u8]) -> Result<(), String> {
         p.parse_response(reply, &mut tx(), &GuestEnv)
+    }
+
+    use super::formatter_world::exports::switchyard::participant::{formatter, store_and_forward};
+
+    pub fn format_saf(
+        p: &mut impl Formatter,
+        request: store_and_forward::SafRequest,
+    ) -> Result<formatter::Outbound, String> {
+        let request = SafRequest {
+            kind: match request.kind {
+                store_and_forward::SafKind::Reversal => SafKind::Reversal,
+                store_and_forward::SafKind::Advice => SafKind::Advice,
+            },
+            retransmission: request.retransmission,
+            reason: request.reason,
+        };
+        p.format_saf(&request, &mut tx(), &GuestEnv)
+            .map(|Outbound { payload, key }| formatter::Outbound { payload, key })
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! - inside a WebAssembly component, where [`Transaction`], [`Config`], [`Log`]
 //!   and [`Clock`] (and, when granted, [`Counters`] and [`Kv`]) are the host's
-//!   imports of `switchyard:participant@1.1.0`
+//!   imports of `switchyard:participant@1.2.0`
 //!   (the `guest` feature, on by default, and the `export_*!` macros);
 //! - in native unit tests, against [`mock::MockTransaction`] and [`mock::MockEnv`];
 //! - natively inside the host, which implements the same traits over its own
@@ -46,6 +46,61 @@
 //! `plugin.prepare(&mut tx, &env).bits()` exactly where it would call the
 //! component's `prepare`.
 //!
+//! ## Reversals and store-and-forward (contract 1.2.0)
+//!
+//! A participant that keeps effects of the transactions it commits (velocity
+//! counts, loyalty points, coupon redemptions) implements
+//! [`Participant::reverse`]: the host calls it, with the original request and
+//! response in the transaction and the variables [`TRANLOG_ID`] and
+//! [`REVERSAL_REASON`], when a committed transaction is reversed. Delivery is
+//! at least once, so undo each `TRANLOG_ID` once (a
+//! [`Kv::kv_compare_and_set`] marker). The default has nothing to undo.
+//! [`export_participant!`] and [`export_selector!`] export it as the
+//! `reversible` interface.
+//!
+//! Every formatter implements [`Formatter::format_saf`] (it is required):
+//! the reversal (0420, 0421 when retransmitted) of a transaction its
+//! endpoint did not answer in time or the acquirer reversed, and the advice
+//! (0220, 0221) forwarding an acquirer's completion, as a [`SafRequest`]
+//! asks. The reply is read by [`Formatter::parse_response`]; the key of the
+//! message must differ from the key of a reply to the original (include the
+//! response MTI). [`export_formatter!`] exports it as `store-and-forward`.
+//!
+//! ```
+//! use switchyard_sdk::{Counters, Env, Outcome, Participant, TRANLOG_ID, Transaction};
+//! use switchyard_sdk::mock::{MockEnv, MockTransaction};
+//!
+//! /// Counts approvals; a reversal takes its count back, once.
+//! #[derive(Default)]
+//! struct Approvals;
+//!
+//! impl Participant for Approvals {
+//!     fn prepare(&mut self, _tx: &mut impl Transaction, env: &impl Env) -> Outcome {
+//!         match env.counter_add("approvals", "all", 1, 3600) {
+//!             Ok(_) => Outcome::Prepared,
+//!             Err(_) => Outcome::Aborted,
+//!         }
+//!     }
+//!
+//!     fn reverse(&mut self, tx: &mut impl Transaction, env: &impl Env) -> Result<(), String> {
+//!         let id = tx.var(TRANLOG_ID).ok_or("no TRANLOG_ID")?.into_owned();
+//!         if env.kv_compare_and_set(&format!("rev:{id}"), None, b"1")? {
+//!             env.counter_add("approvals", "all", -1, 3600)?;
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let env = MockEnv::new();
+//! Approvals.prepare(&mut MockTransaction::new("0200"), &env);
+//! let mut reversal = MockTransaction::new("0200").reversed("42", "68");
+//! Approvals.reverse(&mut reversal, &env).unwrap();
+//! Approvals.reverse(&mut reversal, &env).unwrap(); // delivered again: no effect
+//! assert_eq!(env.counter_sum("approvals", "all", 3600), Ok(0));
+//! ```
+//!
+//! ## Costs
+//!
 //! Every trait method of [`Transaction`] is one host call in a component
 //! (~0.1–0.3 µs, more for lists): fetch only what you read, once, and several
 //! fields in one [`Transaction::request_values`] call. Settings are fixed for
@@ -78,5 +133,8 @@ pub use switchyard_iso8583::cobol;
 mod export;
 
 pub use env::{Clock, Config, Counters, Env, Kv, Level, Log, MapConfig};
-pub use participant::{Formatter, Outbound, Outcome, Participant, Selector};
+pub use participant::{
+    Formatter, Outbound, Outcome, Participant, REVERSAL_REASON, SafKind, SafRequest, Selector,
+    TRANLOG_ID,
+};
 pub use transaction::{Transaction, Values};

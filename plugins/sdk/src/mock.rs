@@ -5,6 +5,16 @@
 //! counts the calls a component would have made, so a test can check that a
 //! participant only fetches what it reads. Its `Debug` output masks DE2 and
 //! leaves out track and PIN data.
+//!
+//! Reversals and store-and-forward messages (contract 1.2.0) are tested the
+//! same way: the transaction the host hands to
+//! [`Participant::reverse`](crate::Participant::reverse) is the original's
+//! request and response with [`MockTransaction::reversed`]'s variables; the
+//! one it hands to [`Formatter::format_saf`](crate::Formatter::format_saf)
+//! the original (or the acquirer's advice) with
+//! [`MockTransaction::with_tranlog_id`]. [`MockEnv`]'s `kv` and counters
+//! are shared by every call made with it, so a test can deliver a reversal
+//! twice and check that it took effect once.
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
@@ -13,7 +23,10 @@ use std::fmt;
 
 use crate::card::mask_pan;
 use crate::transaction::Values;
-use crate::{Clock, Config, Counters, Kv, Level, Log, MapConfig, Transaction, field};
+use crate::{
+    Clock, Config, Counters, Kv, Level, Log, MapConfig, REVERSAL_REASON, TRANLOG_ID, Transaction,
+    field,
+};
 
 /// Highest data element number of the contract.
 const MAX_FIELD: u16 = 192;
@@ -61,6 +74,27 @@ impl MockTransaction {
     pub fn with_response_field(mut self, field: u16, value: impl AsRef<[u8]>) -> MockTransaction {
         self.response.insert(field, value.as_ref().to_vec());
         self
+    }
+
+    /// Sets the result code, as an earlier participant (or, for a reversal,
+    /// the original's response) would have.
+    pub fn with_result_code(mut self, code: &str) -> MockTransaction {
+        self.result_code = Some(code.to_string());
+        self
+    }
+
+    /// Sets `TRANLOG_ID`, as the host does for a reversal or a
+    /// store-and-forward message.
+    pub fn with_tranlog_id(self, tranlog_id: &str) -> MockTransaction {
+        self.with_var(TRANLOG_ID, tranlog_id)
+    }
+
+    /// This transaction (the original's request and response) as the host
+    /// delivers its reversal to [`Participant::reverse`](crate::Participant::reverse):
+    /// with the variables `TRANLOG_ID` and `REVERSAL_REASON`.
+    pub fn reversed(self, tranlog_id: &str, reason: &str) -> MockTransaction {
+        self.with_tranlog_id(tranlog_id)
+            .with_var(REVERSAL_REASON, reason)
     }
 
     /// The response fields set so far.
@@ -396,6 +430,21 @@ mod tests {
         assert_eq!(tx.result_code().as_deref(), Some("00"));
         tx.set_var("ROUTE", "xxx");
         assert_eq!(tx.vars().get("ROUTE").map(String::as_str), Some("xxx"));
+    }
+
+    #[test]
+    fn a_reversed_transaction_carries_the_hosts_variables() {
+        let tx = MockTransaction::new("0200")
+            .with_field(11, "000123")
+            .with_result_code("00")
+            .reversed("42", "68");
+        assert_eq!(tx.var("TRANLOG_ID").as_deref(), Some("42"));
+        assert_eq!(tx.var("REVERSAL_REASON").as_deref(), Some("68"));
+        assert_eq!(tx.result_code().as_deref(), Some("00"));
+        assert_eq!(tx.request_field(11).as_deref(), Some(&b"000123"[..]));
+        let saf = MockTransaction::new("0220").with_tranlog_id("7");
+        assert_eq!(saf.var("TRANLOG_ID").as_deref(), Some("7"));
+        assert_eq!(saf.var("REVERSAL_REASON"), None);
     }
 
     #[test]

@@ -4,6 +4,10 @@
 pub const AUTHORIZATION: &str = "0100";
 /// Financial transaction request.
 pub const FINANCIAL: &str = "0200";
+/// Repeat of an authorization request.
+pub const AUTHORIZATION_REPEAT: &str = "0101";
+/// Repeat of a financial transaction request.
+pub const FINANCIAL_REPEAT: &str = "0201";
 /// Network management request.
 pub const NETWORK_MANAGEMENT: &str = "0800";
 
@@ -13,6 +17,14 @@ pub const ECHO_TEST: &[u8] = b"301";
 /// Whether the MTI moves money: an authorization or financial request.
 pub fn is_financial(mti: &str) -> bool {
     mti == AUTHORIZATION || mti == FINANCIAL
+}
+
+/// Whether the MTI is an authorization or financial request or its repeat
+/// (0100, 0101, 0200, 0201). A repeat the switch has a record of is answered
+/// from the record by the host; one whose original it never saw reaches the
+/// pipeline and is processed as the original.
+pub fn is_financial_or_repeat(mti: &str) -> bool {
+    is_financial(mti) || mti == AUTHORIZATION_REPEAT || mti == FINANCIAL_REPEAT
 }
 
 #[cfg(test)]
@@ -26,5 +38,18 @@ mod tests {
         assert!(!is_financial("0800"));
         assert!(!is_financial("0400"));
         assert!(!is_financial("0110"));
+        assert!(!is_financial("0201"));
+    }
+
+    #[test]
+    fn repeats_count_with_their_originals() {
+        for mti in ["0100", "0101", "0200", "0201"] {
+            assert!(is_financial_or_repeat(mti), "{mti}");
+        }
+        for mti in [
+            "0110", "0210", "0220", "0221", "0400", "0420", "0421", "0800",
+        ] {
+            assert!(!is_financial_or_repeat(mti), "{mti}");
+        }
     }
 }

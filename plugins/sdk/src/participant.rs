@@ -64,7 +64,8 @@ impl Outcome {
 
 /// One step of a transaction pipeline: `prepare` in pipeline order, then
 /// `commit` when every participant prepared, `abort` otherwise, for those
-/// that joined.
+/// that joined; later, [`Participant::reverse`] when a transaction it
+/// committed is reversed.
 ///
 /// A component keeps one value of the implementing type per instance, built
 /// on first use, so fields may carry state from one transaction to the next;
@@ -82,7 +83,37 @@ pub trait Participant {
     fn abort(&mut self, tx: &mut impl Transaction, env: &impl Env) {
         let _ = (tx, env);
     }
+
+    /// A transaction this participant committed was reversed (contract
+    /// 1.2.0, export `reversible`): by the acquirer, or by the switch when
+    /// the endpoint did not answer in time. Undo what it did: give back
+    /// velocity counts, loyalty points, …
+    ///
+    /// `tx` holds the **original** request and the response it got, and
+    /// the variables [`TRANLOG_ID`] (the original's tranlog row) and
+    /// [`REVERSAL_REASON`] (DE39 of the reversal, e.g. `68`). Delivery is
+    /// at least once — after a crash, or after this returned `Err`, the
+    /// host calls it again for the same transaction — so undo each
+    /// `TRANLOG_ID` once (a [`Kv::kv_compare_and_set`](crate::Kv::kv_compare_and_set)
+    /// of a marker such as `rev:<TRANLOG_ID>`). `Err(reason)`: it could not
+    /// undo now; the host logs the reason and calls again later.
+    ///
+    /// The default has nothing to undo.
+    fn reverse(&mut self, tx: &mut impl Transaction, env: &impl Env) -> Result<(), String> {
+        let _ = (tx, env);
+        Ok(())
+    }
 }
+
+/// The variable naming a transaction's tranlog row, set by the host in
+/// [`Participant::reverse`] and [`Formatter::format_saf`]: the key of
+/// idempotency for at-least-once deliveries. Empty when the switch runs
+/// without a tranlog.
+pub const TRANLOG_ID: &str = "TRANLOG_ID";
+
+/// The variable holding a reversal's reason (its DE39, e.g. `68`) in
+/// [`Participant::reverse`].
+pub const REVERSAL_REASON: &str = "REVERSAL_REASON";
 
 /// A group selector (jPOS `GroupSelector`, OLS.Switch `CaseSwitch`): after a
 /// successful `prepare`, names the groups to splice into the pipeline right
@@ -111,8 +142,64 @@ impl std::fmt::Debug for Outbound {
     }
 }
 
+/// What a store-and-forward message is (contract 1.2.0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SafKind {
+    /// The reversal of the transaction (ISO 8583: 0420, retransmitted as
+    /// 0421): of one the endpoint did not answer in time, or the acquirer's.
+    Reversal,
+    /// An advice (ISO 8583: 0220, retransmitted as 0221) forwarding the
+    /// acquirer's completion.
+    Advice,
+}
+
+/// What [`Formatter::format_saf`] is asked to build.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SafRequest {
+    /// A reversal or an advice.
+    pub kind: SafKind,
+    /// The message was sent before and is sent again (0421, 0221).
+    pub retransmission: bool,
+    /// DE39 of the message: the reversal's reason (`68`: no response in
+    /// time, [`crate::rc::LATE_RESPONSE`]) or the advice's.
+    pub reason: String,
+}
+
+impl SafRequest {
+    /// A first reversal with `reason` as its DE39.
+    pub fn reversal(reason: &str) -> SafRequest {
+        SafRequest {
+            kind: SafKind::Reversal,
+            retransmission: false,
+            reason: reason.to_owned(),
+        }
+    }
+
+    /// A first advice with `reason` as its DE39.
+    pub fn advice(reason: &str) -> SafRequest {
+        SafRequest {
+            kind: SafKind::Advice,
+            retransmission: false,
+            reason: reason.to_owned(),
+        }
+    }
+
+    /// The same message as a retransmission.
+    pub fn retransmitted(self) -> SafRequest {
+        SafRequest {
+            retransmission: true,
+            ..self
+        }
+    }
+}
+
 /// An endpoint formatter: owns the endpoint's wire format, while the host
 /// owns the link (connection, framing, multiplexing, timeouts).
+///
+/// Every key it makes (of a request, a store-and-forward message or a reply)
+/// must tell a reply to the original from a reply to its reversal or advice
+/// — include the response's MTI, for example — so that a late reply to the
+/// original can never acknowledge its reversal.
 pub trait Formatter {
     /// Builds the endpoint's request from the transaction.
     fn format_request(
@@ -126,18 +213,68 @@ pub trait Formatter {
     fn reply_key(&mut self, reply: &[u8], env: &impl Env) -> Result<String, String>;
 
     /// Reads the endpoint's reply into the transaction: result code and
-    /// response fields.
+    /// response fields. Also reads the reply to a store-and-forward message:
+    /// its result code says whether the endpoint acknowledged it.
     fn parse_response(
         &mut self,
         reply: &[u8],
         tx: &mut impl Transaction,
         env: &impl Env,
     ) -> Result<(), String>;
+
+    /// Builds a store-and-forward message (contract 1.2.0, export
+    /// `store-and-forward`): the reversal of the transaction in `tx`, or an
+    /// advice. For a reversal, `tx` holds the **original** request (and the
+    /// response it got, if any); for an advice, the acquirer's advice (0220)
+    /// as received; the variable [`TRANLOG_ID`] names the transaction's
+    /// tranlog row.
+    ///
+    /// The host sends the payload to the endpoint until it is acknowledged:
+    /// the reply with the returned key is read by
+    /// [`Formatter::parse_response`], and its result code decides (00, 21
+    /// or 25 by default). The key must differ from the key of a reply to
+    /// the original request.
+    ///
+    /// Required: an endpoint needs it to reverse a transaction that timed
+    /// out. A format that has no reversals returns `Err` with the reason.
+    fn format_saf(
+        &mut self,
+        request: &SafRequest,
+        tx: &mut impl Transaction,
+        env: &impl Env,
+    ) -> Result<Outbound, String>;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn saf_requests_are_built_and_retransmitted() {
+        let first = SafRequest::reversal("68");
+        assert_eq!(
+            (first.kind, first.retransmission, first.reason.as_str()),
+            (SafKind::Reversal, false, "68")
+        );
+        let again = first.clone().retransmitted();
+        assert!(again.retransmission);
+        assert_eq!((again.kind, again.reason), (first.kind, first.reason));
+        assert_eq!(SafRequest::advice("00").kind, SafKind::Advice);
+    }
+
+    #[test]
+    fn the_default_reverse_has_nothing_to_undo() {
+        struct Plain;
+        impl Participant for Plain {
+            fn prepare(&mut self, _: &mut impl Transaction, _: &impl Env) -> Outcome {
+                Outcome::Prepared
+            }
+        }
+        let mut tx = crate::mock::MockTransaction::new("0200");
+        let env = crate::mock::MockEnv::new();
+        assert_eq!(Plain.reverse(&mut tx, &env), Ok(()));
+        assert_eq!(tx.calls(), 0, "no host call");
+    }
 
     #[test]
     fn outcome_bits_match_the_contract() {

@@ -14,6 +14,9 @@ pub const FORMAT_ERROR: &str = "30";
 pub const EXPIRED: &str = "54";
 /// Over the local authorization amount limit.
 pub const OVER_LIMIT: &str = "61";
+/// Response received too late: the reason (DE39) of the reversal the switch
+/// sends when an endpoint did not answer in time.
+pub const LATE_RESPONSE: &str = "68";
 /// The endpoint did not answer in time or is unreachable.
 pub const TIMEOUT: &str = "91";
 /// A participant failed (trap, deadline, bad configuration).

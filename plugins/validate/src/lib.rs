@@ -1,14 +1,22 @@
 //! The `validate` participant: the request checks of the default wire
 //! contract, in its order, each with its response code.
 //!
-//! 1. **30** format error: an 0100 or 0200 without DE3, DE4, DE11 or DE41;
+//! 1. **30** format error: an 0100 or 0200 (or a repeat, 0101 or 0201)
+//!    without DE3, DE4, DE11 or DE41;
 //! 2. **14** invalid card number: DE2 present and not 12–19 digits or failing
 //!    the Luhn check;
 //! 3. **54** expired card: DE14 (YYMM) before the current month, UTC, by the
 //!    host's clock; a DE14 that is not a valid YYMM counts as expired;
 //! 4. **13** invalid amount: DE4 present and zero or not numeric;
-//! 5. **12** unsupported: an MTI other than 0100, 0200 and 0800, or an 0800
-//!    that is not an echo test (DE70 = 301). An 0800 needs no DE3/4/11/41.
+//! 5. **12** unsupported: an MTI other than 0100, 0101, 0200, 0201 and
+//!    0800, or an 0800 that is not an echo test (DE70 = 301). An 0800 needs
+//!    no DE3/4/11/41.
+//!
+//! A repeat (0101, 0201) reaches the pipeline only when the switch has no
+//! record of its original (one it has is answered from the tranlog by the
+//! host); it is then processed as the original, so it gets the original's
+//! checks. Reversals and advices (04xx, 022x) never reach the pipeline: the
+//! host matches them to their originals and queues them for the endpoint.
 //!
 //! On the first failing check it sets the result code and aborts; otherwise
 //! it is prepared and does not join (it has nothing to commit). It has no
@@ -20,7 +28,7 @@ use switchyard_sdk::card::is_valid_pan;
 use switchyard_sdk::expiry::is_expired;
 use switchyard_sdk::{Clock, Env, Outcome, Participant, Transaction, field, mti, rc};
 
-/// Fields an 0100 or 0200 must carry.
+/// Fields an 0100 or 0200 (or its repeat) must carry.
 const MANDATORY: [u16; 4] = [
     field::PROCESSING_CODE,
     field::AMOUNT,
@@ -69,7 +77,7 @@ pub fn check(tx: &impl Transaction, clock: &impl Clock) -> Result<(), Rejection>
             .and_then(|i| values.get(i))
     };
     let mti = values.str(0).unwrap_or_default();
-    let financial = mti::is_financial(mti);
+    let financial = mti::is_financial_or_repeat(mti);
 
     if financial && let Some(missing) = MANDATORY.into_iter().find(|&f| value(f).is_none()) {
         return reject(rc::FORMAT_ERROR, format!("{mti} without DE{missing}"));
@@ -179,6 +187,28 @@ mod tests {
     }
 
     #[test]
+    fn a_repeat_whose_original_was_never_seen_gets_the_originals_checks() {
+        for mti in ["0101", "0201"] {
+            let (outcome, code, _) = run(request(mti));
+            assert_eq!((outcome, code), (Outcome::NoJoin, None), "{mti}");
+            for missing in [3, 4, 11, 41] {
+                let code = rc_of(request(mti).without_field(missing));
+                assert_eq!(
+                    code.as_deref(),
+                    Some(rc::FORMAT_ERROR),
+                    "{mti} w/o DE{missing}"
+                );
+            }
+            let bad_card = request(mti).with_field(2, BAD_LUHN_PAN);
+            assert_eq!(rc_of(bad_card).as_deref(), Some(rc::INVALID_CARD), "{mti}");
+            let expired = request(mti).with_field(14, "2505");
+            assert_eq!(rc_of(expired).as_deref(), Some(rc::EXPIRED), "{mti}");
+            let zero = request(mti).with_field(4, "000000000000");
+            assert_eq!(rc_of(zero).as_deref(), Some(rc::INVALID_AMOUNT), "{mti}");
+        }
+    }
+
+    #[test]
     fn a_missing_mandatory_field_is_a_format_error() {
         for (mti, field) in ["0100", "0200"]
             .into_iter()
@@ -255,8 +285,10 @@ mod tests {
     }
 
     #[test]
-    fn only_0100_0200_and_echo_0800_are_supported() {
-        for mti in ["0400", "0110", "0220", "1200"] {
+    fn only_0100_0200_their_repeats_and_echo_0800_are_supported() {
+        for mti in [
+            "0400", "0401", "0420", "0421", "0110", "0220", "0221", "0301", "1200",
+        ] {
             let tx = MockTransaction::new(mti)
                 .with_field(3, "000000")
                 .with_field(4, "000000001000")

@@ -10,6 +10,12 @@
 //! | `POST /plugins/NAME/rollback` | [`SwapResult`]; 409 when there is no earlier version |
 //! | `GET /swaps[?limit=N]` | the latest [`SwapEntry`]s, oldest first |
 //! | `GET /metrics` | Prometheus text |
+//! | `GET /tranlog?stan=&rrn=&terminal=&merchant=&last4=&tenant=&from_ms=&to_ms=&limit=` | the matching [`TxView`](crate::operate::views::TxView)s, newest first |
+//! | `GET /tranlog/ID` | one transaction's [`TxLife`](crate::operate::views::TxLife); 404 when unknown |
+//! | `GET /saf?endpoint=&all=&limit=` | [`SafList`](crate::operate::views::SafList): depth per endpoint, entries |
+//! | `POST /saf/ID/retry` | [`RetryResult`](crate::operate::views::RetryResult) |
+//! | `GET /keys` | [`KeysView`](crate::operate::views::KeysView) |
+//! | `POST /keys/rotate[?tenant=T][?kek=true]` | [`RotationView`](crate::operate::views::RotationView) |
 //!
 //! Every request needs `Authorization: Bearer TOKEN` (401 otherwise);
 //! `X-Switchyard-Actor` names who asks (default `admin`) in the swap history.
@@ -37,6 +43,7 @@ use tokio_util::task::TaskTracker;
 use super::swapper::Swapper;
 use super::token;
 use super::views::{ErrorBody, Health, PluginList, PluginView, SwapEntry, SwapResult, prometheus};
+use crate::operate::Ops;
 
 /// The header naming who asks for a swap or rollback.
 pub const ACTOR_HEADER: &str = "x-switchyard-actor";
@@ -52,6 +59,8 @@ pub(crate) struct AdminState {
     pub token: String,
     pub max_upload: usize,
     pub deploy_dir: Option<PathBuf>,
+    /// The life cycle's operator tools (tranlog, SAF, keys).
+    pub ops: Option<Ops>,
 }
 
 type Answer = Response<Full<Bytes>>;
@@ -230,8 +239,17 @@ async fn handle(state: &AdminState, peer: SocketAddr, req: Request<Incoming>) ->
                 .collect();
             json(StatusCode::OK, &history)
         }
+        (method, ["tranlog" | "saf" | "keys", ..]) => {
+            let query = query_params(&req);
+            operations(state, method, &segments, &query).await
+        }
         (Method::GET, ["metrics"]) => {
-            let text = prometheus(state.registry.current().number, &state.registry.list());
+            let mut text = prometheus(state.registry.current().number, &state.registry.list());
+            if let Some(ops) = &state.ops
+                && let Ok(queues) = ops.saf.stats().await
+            {
+                text.push_str(&super::views::saf_prometheus(&queues));
+            }
             let mut answer = Response::new(Full::new(Bytes::from(text)));
             answer.headers_mut().insert(
                 CONTENT_TYPE,
@@ -248,12 +266,124 @@ async fn handle(state: &AdminState, peer: SocketAddr, req: Request<Incoming>) ->
         _ => error(
             StatusCode::NOT_FOUND,
             &format!(
-                "no route {} (routes: GET /health, /plugins, /plugins/NAME, /swaps, /metrics; \
-                 POST /plugins/NAME/swap, /plugins/NAME/rollback)",
+                "no route {} (routes: GET /health, /plugins, /plugins/NAME, /swaps, /metrics, \
+                 /tranlog, /tranlog/ID, /saf, /keys; POST /plugins/NAME/swap, /plugins/NAME/rollback, \
+                 /saf/ID/retry, /keys/rotate)",
                 req.uri().path()
             ),
         ),
     }
+}
+
+/// The query string's parameters, percent-decoded.
+fn query_params(req: &Request<Incoming>) -> std::collections::HashMap<String, String> {
+    let decode = |s: &str| {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'%' if i + 2 < bytes.len() => {
+                    let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                    match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                        Some(b) => {
+                            out.push(b);
+                            i += 3;
+                            continue;
+                        }
+                        None => out.push(b'%'),
+                    }
+                }
+                b'+' => out.push(b' '),
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    req.uri()
+        .query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
+}
+
+/// The life cycle's routes: `/tranlog`, `/saf`, `/keys`.
+async fn operations(
+    state: &AdminState,
+    method: Method,
+    segments: &[&str],
+    query: &std::collections::HashMap<String, String>,
+) -> Answer {
+    let Some(ops) = &state.ops else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this switch runs without a tranlog",
+        );
+    };
+    let text = |k: &str| query.get(k).filter(|v| !v.is_empty()).cloned();
+    let number = |k: &str| query.get(k).and_then(|v| v.parse::<i64>().ok());
+    let limit = number("limit").map_or(100, |l| l.max(1) as usize);
+    let result: anyhow::Result<Answer> = async {
+        Ok(match (method, segments) {
+            (Method::GET, ["tranlog"]) => {
+                let q = switchyard_engine::ports::TxQuery {
+                    tenant: text("tenant"),
+                    stan: text("stan"),
+                    rrn: text("rrn"),
+                    terminal: text("terminal"),
+                    merchant: text("merchant"),
+                    pan_last4: text("last4"),
+                    from_ms: number("from_ms"),
+                    to_ms: number("to_ms"),
+                    limit,
+                };
+                json(StatusCode::OK, &ops.search(q).await?)
+            }
+            (Method::GET, ["tranlog", id]) => match id.parse::<i64>() {
+                Err(_) => error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("{id:?} is not a transaction id"),
+                ),
+                Ok(id) => match ops.show(id).await? {
+                    Some(life) => json(StatusCode::OK, &life),
+                    None => error(
+                        StatusCode::NOT_FOUND,
+                        &format!("no transaction {id} in the tranlog"),
+                    ),
+                },
+            },
+            (Method::GET, ["saf"]) => {
+                let filter = switchyard_engine::ports::SafFilter {
+                    endpoint: text("endpoint"),
+                    include_done: text("all").as_deref() == Some("true"),
+                    limit,
+                };
+                json(StatusCode::OK, &ops.saf_list(filter).await?)
+            }
+            (Method::POST, ["saf", id, "retry"]) => match id.parse::<i64>() {
+                Err(_) => error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("{id:?} is not an entry id"),
+                ),
+                Ok(id) => json(StatusCode::OK, &ops.saf_retry(id).await?),
+            },
+            (Method::GET, ["keys"]) => json(StatusCode::OK, &ops.keys().await?),
+            (Method::POST, ["keys", "rotate"]) => {
+                let kek = text("kek").as_deref() == Some("true");
+                json(StatusCode::OK, &ops.rotate(text("tenant"), kek).await?)
+            }
+            (m, path) => error(
+                StatusCode::NOT_FOUND,
+                &format!("no route {m} /{}", path.join("/")),
+            ),
+        })
+    }
+    .await;
+    result.unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")))
 }
 
 fn authorized(state: &AdminState, req: &Request<Incoming>) -> bool {

@@ -96,6 +96,16 @@ impl AdminClient {
         .await
     }
 
+    /// `GET path`, its JSON answer.
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.call(Method::GET, path, Bytes::new(), None).await
+    }
+
+    /// `POST path` without a body, its JSON answer.
+    pub async fn post_json<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.call(Method::POST, path, Bytes::new(), None).await
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,

@@ -44,6 +44,7 @@ impl Admin {
         registry: Arc<Registry>,
         config: &Config,
         ephemeral: bool,
+        ops: Option<crate::operate::Ops>,
     ) -> anyhow::Result<Admin> {
         let section = &config.admin;
         let token_path = config.admin_token_path();
@@ -73,6 +74,7 @@ impl Admin {
             token,
             max_upload: (section.max_upload_mib as usize) << 20,
             deploy_dir: deploy_dir.clone(),
+            ops,
         });
         tracker.spawn(api::serve(
             listener,

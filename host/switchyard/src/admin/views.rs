@@ -237,6 +237,44 @@ impl From<&SwapRecord> for SwapEntry {
     }
 }
 
+/// The store-and-forward queue's depth per endpoint, as Prometheus text.
+pub fn saf_prometheus(queues: &[(String, switchyard_engine::ports::SafStats)]) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut out = String::new();
+    out.push_str("# HELP switchyard_saf_pending Store-and-forward entries not yet acknowledged.\n");
+    out.push_str("# TYPE switchyard_saf_pending gauge\n");
+    for (e, s) in queues {
+        let _ = writeln!(
+            out,
+            "switchyard_saf_pending{{endpoint=\"{e}\"}} {}",
+            s.pending
+        );
+    }
+    out.push_str(
+        "# HELP switchyard_saf_escalated Pending entries escalated after too many attempts.\n",
+    );
+    out.push_str("# TYPE switchyard_saf_escalated gauge\n");
+    for (e, s) in queues {
+        let _ = writeln!(
+            out,
+            "switchyard_saf_escalated{{endpoint=\"{e}\"}} {}",
+            s.escalated
+        );
+    }
+    out.push_str("# HELP switchyard_saf_oldest_age_seconds Age of the oldest pending entry.\n");
+    out.push_str("# TYPE switchyard_saf_oldest_age_seconds gauge\n");
+    for (e, s) in queues {
+        let age = s.oldest_ms.map_or(0, |o| (now - o).max(0) / 1000);
+        let _ = writeln!(
+            out,
+            "switchyard_saf_oldest_age_seconds{{endpoint=\"{e}\"}} {age}"
+        );
+    }
+    out
+}
+
 /// The per-plugin metrics in the Prometheus text format (version 0.0.4).
 pub fn prometheus(generation: u64, plugins: &[PluginStatus]) -> String {
     let mut out = String::new();

@@ -62,8 +62,12 @@ pub enum RoleArg {
     Participant,
     /// `prepare`, `select`, then `commit` or `abort`.
     Selector,
-    /// `format-request`.
+    /// `format-request`, and `format-saf` (a reversal) when it exports
+    /// `store-and-forward`.
     Formatter,
+    /// `format-request` and `format-saf` (a reversal): it must export
+    /// `store-and-forward`, as an endpoint's formatter must.
+    EndpointFormatter,
 }
 
 impl From<RoleArg> for Role {
@@ -72,6 +76,7 @@ impl From<RoleArg> for Role {
             RoleArg::Participant => Role::Participant,
             RoleArg::Selector => Role::Selector,
             RoleArg::Formatter => Role::Formatter,
+            RoleArg::EndpointFormatter => Role::EndpointFormatter,
         }
     }
 }

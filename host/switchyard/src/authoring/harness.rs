@@ -9,7 +9,10 @@
 //! - a participant: `prepare`, then `commit` or `abort` when it joined;
 //! - a group selector: `prepare`, `select` after a successful prepare, then
 //!   `commit` or `abort` when it joined;
-//! - a formatter: `format-request`.
+//! - a formatter: `format-request`, then, when it exports
+//!   `store-and-forward` (contract 1.2.0), `format-saf` for the reversal of
+//!   the same request (reason 68), as an endpoint asks after a timeout; as
+//!   [`Role::EndpointFormatter`] it must export it.
 //!
 //! The [`Report`] says what the plugin did: the outcome, the result code,
 //! the response fields and variables it set, the groups it selected, what
@@ -21,7 +24,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use switchyard_engine::{Context, Failure, FailureKind, Formatter, HostVar, Outcome, Participant};
+use switchyard_engine::ports::SafKind;
+use switchyard_engine::{
+    Context, Failure, FailureKind, Formatter, HostVar, Outcome, Participant, SafMessage,
+};
 use switchyard_iso8583::{Message, Spec};
 use switchyard_runtime::{
     Capability, Limits, LoadError, Plugin, PluginOptions, Registry, RegistryBuilder, Role, Runtime,
@@ -124,6 +130,8 @@ pub enum Step {
     Abort,
     /// `formatter.format-request`.
     FormatRequest,
+    /// `store-and-forward.format-saf`.
+    FormatSaf,
 }
 
 impl Step {
@@ -135,6 +143,7 @@ impl Step {
             Step::Commit => "commit",
             Step::Abort => "abort",
             Step::FormatRequest => "format-request",
+            Step::FormatSaf => "format-saf",
         }
     }
 }
@@ -190,6 +199,12 @@ pub struct Report {
     pub groups: Option<Vec<String>>,
     /// What `format-request` built, for a formatter.
     pub outbound: Option<OutboundSummary>,
+    /// What `format-saf` built for the reversal of the request, for a
+    /// formatter that exports `store-and-forward`.
+    pub reversal: Option<OutboundSummary>,
+    /// Whether the plugin exports `store-and-forward` (contract 1.2.0): an
+    /// endpoint needs it.
+    pub store_and_forward: bool,
     /// The result code at the end.
     pub result_code: Option<String>,
     /// Whether the host decided the result code (96: the plugin failed, or
@@ -283,6 +298,7 @@ pub fn run(trial: &Trial) -> Result<Report, HarnessError> {
         plugin: name,
         version: plugin.version().to_owned(),
         load,
+        store_and_forward: plugin.exports_store_and_forward(),
         ..Report::empty(role)
     };
     let mut driver = Driver::new(registry, slot, role, trial.settings.clone())?;
@@ -328,6 +344,8 @@ impl Report {
             outcome: None,
             groups: None,
             outbound: None,
+            reversal: None,
+            store_and_forward: false,
             result_code: None,
             result_code_by_host: false,
             response: Message::default(),
@@ -368,7 +386,21 @@ enum Driver {
         step: WasmParticipant,
         selector: bool,
     },
-    Formatter(WasmFormatter),
+    Formatter {
+        formatter: WasmFormatter,
+        /// It exports `store-and-forward`: build the reversal too.
+        reverses: bool,
+    },
+}
+
+/// The reversal `plugin test` asks a formatter for: the first one after a
+/// timeout.
+fn timeout_reversal() -> SafMessage {
+    SafMessage {
+        kind: SafKind::Reversal,
+        retransmission: false,
+        reason: "68".into(),
+    }
 }
 
 impl Driver {
@@ -383,7 +415,14 @@ impl Driver {
                 step: WasmParticipant::new(registry, slot, role, settings)?,
                 selector: role == Role::Selector,
             },
-            Role::Formatter => Driver::Formatter(WasmFormatter::new(registry, slot, settings)?),
+            Role::Formatter => Driver::Formatter {
+                reverses: registry.current().plugin(slot).exports_store_and_forward(),
+                formatter: WasmFormatter::new(registry, slot, settings)?,
+            },
+            Role::EndpointFormatter => Driver::Formatter {
+                formatter: WasmFormatter::for_endpoint(registry, slot, settings)?,
+                reverses: true,
+            },
         })
     }
 
@@ -414,14 +453,24 @@ impl Driver {
                     }
                 }
             }
-            Driver::Formatter(formatter) => {
+            Driver::Formatter {
+                formatter,
+                reverses,
+            } => {
+                let summary = |o: switchyard_engine::Outbound| OutboundSummary {
+                    bytes: o.payload.len(),
+                    key: o.key,
+                };
                 let out = timed(report, Step::FormatRequest, || {
                     formatter.format_request(ctx)
                 });
-                report.outbound = out.map(|o| OutboundSummary {
-                    bytes: o.payload.len(),
-                    key: o.key,
-                });
+                report.outbound = out.map(summary);
+                if *reverses {
+                    let reversal = timed(report, Step::FormatSaf, || {
+                        formatter.format_saf(ctx, &timeout_reversal())
+                    });
+                    report.reversal = reversal.map(summary);
+                }
             }
         }
     }
@@ -567,9 +616,41 @@ mod tests {
     fn a_formatter_reports_size_and_key_only() {
         let report = run(&trial("builtin:formatter-xxx", purchase(1_000))).unwrap();
         assert_eq!(report.role, Role::Formatter);
-        let out = report.outbound.unwrap();
-        assert_eq!(out.key, "000001|TERM0001");
+        assert!(!report.failed());
+        let out = report.outbound.as_ref().unwrap();
+        assert_eq!(out.key, "0210|000001|TERM0001");
         assert!(out.bytes > 5);
+        // It exports store-and-forward: the reversal is built too.
+        let steps: Vec<Step> = report.calls.iter().map(|c| c.step).collect();
+        assert_eq!(steps, [Step::FormatRequest, Step::FormatSaf]);
+        assert!(report.store_and_forward);
+        let reversal = report.reversal.as_ref().unwrap();
+        assert_eq!(reversal.key, "0430|000001|TERM0001");
+        assert!(reversal.bytes > out.bytes, "DE7, DE39 and DE90 added");
+    }
+
+    #[test]
+    fn an_endpoint_formatter_must_build_reversals() {
+        let mut t = trial("builtin:formatter-xxx", purchase(1_000));
+        t.role = Some(Role::EndpointFormatter);
+        let report = run(&t).unwrap();
+        assert_eq!(report.role, Role::EndpointFormatter);
+        assert!(report.reversal.is_some());
+        // A 1.1.0 formatter is one, but not an endpoint's.
+        let v11 = switchyard_bundled_plugins::plugin_path("test-v1-1");
+        let mut t = trial(v11.to_str().unwrap(), purchase(1_000));
+        let report = run(&t).unwrap();
+        assert_eq!(report.role, Role::Formatter);
+        assert!(!report.store_and_forward && report.reversal.is_none());
+        let steps: Vec<Step> = report.calls.iter().map(|c| c.step).collect();
+        assert_eq!(steps, [Step::FormatRequest]);
+        t.role = Some(Role::EndpointFormatter);
+        let err = run(&t).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("does not export switchyard:participant/store-and-forward@1.2.0"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -53,6 +53,7 @@ impl fmt::Display for Report {
             Role::Participant => "participant",
             Role::Selector => "selector",
             Role::Formatter => "formatter",
+            Role::EndpointFormatter => "formatter of an endpoint",
         };
         writeln!(f, "{:KEY$} {role}", "role")?;
         let calls = self.calls.iter().enumerate().map(|(i, call)| {
@@ -86,7 +87,8 @@ impl fmt::Display for Report {
                 ms(times[times.len() - 1]),
             )?;
         }
-        if self.role != Role::Formatter {
+        let formatter = matches!(self.role, Role::Formatter | Role::EndpointFormatter);
+        if !formatter {
             let outcome = match self.outcome {
                 Some(o) => format!("{o:?} (0x{:02x})", o.bits()),
                 None => "(prepare did not return)".to_owned(),
@@ -112,15 +114,23 @@ impl fmt::Display for Report {
             };
             writeln!(f, "{:KEY$} {groups}", "groups")?;
         }
-        if self.role == Role::Formatter {
-            let outbound = match &self.outbound {
-                Some(o) => format!(
+        if formatter {
+            let summary = |o: &super::harness::OutboundSummary| {
+                format!(
                     "{} bytes (not shown: they may carry card data), key {:?}",
                     o.bytes, o.key
-                ),
-                None => "(none)".to_owned(),
+                )
             };
+            let outbound = self.outbound.as_ref().map_or("(none)".to_owned(), summary);
             writeln!(f, "{:KEY$} {outbound}", "outbound")?;
+            let reversal = match &self.reversal {
+                Some(o) => summary(o),
+                None if self.store_and_forward => "(none)".to_owned(),
+                None => "(not built: it does not export store-and-forward, contract 1.2.0; \
+                         an endpoint refuses it)"
+                    .to_owned(),
+            };
+            writeln!(f, "{:KEY$} {reversal}", "reversal")?;
         }
         section(f, "response", field_lines(&self.response), "(no field set)")?;
         section(

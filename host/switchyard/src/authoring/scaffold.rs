@@ -31,7 +31,8 @@ pub enum Kind {
     Participant,
     /// A group selector (world `selector-plugin`).
     Selector,
-    /// An endpoint formatter (world `formatter-plugin`).
+    /// An endpoint formatter (world `formatter-plugin`: `formatter` and
+    /// `store-and-forward`).
     Formatter,
 }
 
@@ -133,6 +134,8 @@ const TEMPLATE_IDENTS: &[&str] = &[
     "Outbound",
     "Outcome",
     "Participant",
+    "SafKind",
+    "SafRequest",
     "Selector",
     "Transaction",
 ];
@@ -353,6 +356,17 @@ mod tests {
     }
 
     #[test]
+    fn a_formatter_builds_reversals() {
+        let files = files("text-endpoint", Kind::Formatter).unwrap();
+        let lib = files.iter().find(|(p, _)| p == "src/lib.rs").unwrap();
+        let lib = std::str::from_utf8(&lib.1).unwrap();
+        assert!(lib.contains("fn format_saf("), "{lib}");
+        let readme = files.iter().find(|(p, _)| p == "README.md").unwrap();
+        let readme = std::str::from_utf8(&readme.1).unwrap();
+        assert!(readme.contains("switchyard:participant@1.2.0"), "{readme}");
+    }
+
+    #[test]
     fn a_crate_is_written_and_never_over_another() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("no-refunds");
@@ -369,9 +383,13 @@ mod tests {
             "vendor/switchyard-sdk/Cargo.toml",
             "vendor/switchyard-sdk/src/lib.rs",
             "wit/participant@1.0.0/participant.wit",
+            "wit/participant@1.2.0/participant.wit",
         ] {
             assert!(target.join(file).is_file(), "{file}");
         }
+        // The vendored SDK binds the newest contract.
+        let guest = fs::read_to_string(target.join("vendor/switchyard-sdk/src/guest.rs")).unwrap();
+        assert!(guest.contains("../../wit/participant@1.2.0"), "{guest}");
         let lib = fs::read_to_string(target.join("src/lib.rs")).unwrap();
         assert!(lib.contains("pub struct NoRefunds;"), "{lib}");
         let err = create("no-refunds", &target, Kind::Participant).unwrap_err();

@@ -374,10 +374,10 @@ mod tests {
         );
         assert!(sdk.iter().all(|p| !p.starts_with("target/")), "{sdk:?}");
         let wit: Vec<&str> = files_under(WIT_DIR).map(|(p, _)| p).collect();
-        assert!(
-            wit.contains(&"participant@1.0.0/participant.wit"),
-            "{wit:?}"
-        );
+        for version in ["1.0.0", "1.1.0", "1.2.0"] {
+            let file = format!("participant@{version}/participant.wit");
+            assert!(wit.contains(&file.as_str()), "{wit:?}");
+        }
     }
 
     #[test]

@@ -12,10 +12,19 @@ use std::sync::mpsc;
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
-/// The default config with both listeners and the simulator on free ports
-/// and the admin API on `admin_bind`.
+/// The default config with both listeners and the simulator on free ports,
+/// the admin API on `admin_bind`, state in `var` beside the config file and
+/// the plugin cache shared by the tests.
 pub fn free_ports_config(admin_bind: &str) -> String {
+    let cache = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache");
     switchyard::config::DEFAULT_CONFIG
+        .replace(
+            "data_dir = \"var\"",
+            &format!(
+                "cache_dir = {:?}\ndata_dir = \"var\"",
+                cache.display().to_string()
+            ),
+        )
         .replace("port = 5001 ", "port = 5001\nbind = \"127.0.0.1:0\" ")
         .replace("port = 5002\n", "port = 5002\nbind = \"127.0.0.1:0\"\n")
         .replace("address = \"127.0.0.1:7002\"", "address = \"127.0.0.1:0\"")

@@ -1,0 +1,313 @@
+//! [`SqliteStore`]: opening the data directory (modes, schema, migration,
+//! KEK), the writer thread and the read pool, and the helpers every port
+//! uses.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rusqlite::Connection;
+use switchyard_engine::ports::{PortError, PortFuture};
+
+use crate::error::SqlContext;
+use crate::ids::IdGen;
+use crate::keyring::{Keyring, Purpose};
+use crate::legacy::LegacySecret;
+use crate::readers::Readers;
+use crate::schema::{self, Found};
+use crate::secret::Secret;
+use crate::tranlog::Pending;
+use crate::writer::{Batch, Writer, WriterStats};
+use crate::{StoreError, files, kek};
+
+/// Where the store keeps its data.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// The SQLite database (`<data_dir>/switchyard.db`).
+    pub db_path: PathBuf,
+    /// The key-encryption key (`<data_dir>/keys/kek.key`).
+    pub kek_path: PathBuf,
+    /// This node's id (`node-1`): rows it handles and leases it holds.
+    pub node: String,
+}
+
+/// The SQLite implementation of the engine's ports: [`Tranlog`],
+/// [`SafQueue`], [`Keyring`], [`KvStore`], [`SwapHistory`].
+///
+/// [`Tranlog`]: switchyard_engine::ports::Tranlog
+/// [`SafQueue`]: switchyard_engine::ports::SafQueue
+/// [`Keyring`]: switchyard_engine::ports::Keyring
+/// [`KvStore`]: switchyard_engine::ports::KvStore
+/// [`SwapHistory`]: switchyard_engine::ports::SwapHistory
+pub struct SqliteStore {
+    pub(crate) db: Arc<str>,
+    pub(crate) kek_path: PathBuf,
+    pub(crate) node: String,
+    pub(crate) writer: Writer,
+    pub(crate) readers: Readers,
+    pub(crate) keyring: Arc<Keyring>,
+    pub(crate) pending: Arc<Pending>,
+    pub(crate) ids: IdGen,
+    pub(crate) kek_rotation: Mutex<()>,
+    pub(crate) reencrypting: Arc<AtomicBool>,
+    pub(crate) me: Weak<SqliteStore>,
+    counters_secret: Secret,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("db", &self.db)
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating, or migrating from the v1 layout) the store.
+    pub fn open(options: StoreOptions) -> Result<Arc<SqliteStore>, StoreError> {
+        SqliteStore::open_with(options, None)
+    }
+
+    /// A store in a temporary directory, removed when it is dropped (tests
+    /// and benches). Panics if the directory cannot be created.
+    pub fn in_memory(node: &str) -> Arc<SqliteStore> {
+        let dir = tempfile::tempdir().expect("creating a temporary directory for the store");
+        let options = StoreOptions {
+            db_path: dir.path().join("switchyard.db"),
+            kek_path: dir.path().join("keys").join("kek.key"),
+            node: node.to_string(),
+        };
+        SqliteStore::open_with(options, Some(dir))
+            .expect("opening a store in a temporary directory")
+    }
+
+    fn open_with(
+        options: StoreOptions,
+        temp: Option<tempfile::TempDir>,
+    ) -> Result<Arc<SqliteStore>, StoreError> {
+        let StoreOptions {
+            db_path,
+            kek_path,
+            node,
+        } = options;
+        for path in [&db_path, &kek_path] {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                files::private_dir(dir)?;
+            }
+        }
+        files::private_file(&db_path)?;
+        for suffix in ["-wal", "-shm", "-journal"] {
+            files::tighten_if_present(&files::with_suffix(&db_path, suffix))?;
+        }
+        let db: Arc<str> = db_path.display().to_string().into();
+        let at = |e: StoreError| match e {
+            StoreError::Sqlite { what, source } => StoreError::Sqlite {
+                what: format!("database {db}: {what}"),
+                source,
+            },
+            other => other,
+        };
+        let mut conn = Connection::open(&db_path).what("opening").map_err(at)?;
+        configure(&conn).map_err(at)?;
+        let found = schema::detect(&conn).map_err(at)?;
+        if let Found::Version(v) = found
+            && v > schema::CURRENT
+        {
+            return Err(StoreError::Migration {
+                from: v,
+                reason: format!("{db} was written by a newer version (schema v{v})"),
+            });
+        }
+        let recorded = schema::recorded_kek(&conn, found).map_err(at)?;
+        let (kek, _) = kek::open(&kek_path, recorded.as_deref())?;
+        let keyring = Arc::new(Keyring::empty(kek));
+        let legacy_path = kek_path.with_file_name("store.key");
+        match found {
+            Found::Empty => schema::create(&mut conn, &keyring).map_err(at)?,
+            Found::V1 => {
+                let legacy = match std::fs::read(&legacy_path) {
+                    Ok(bytes) => Some(LegacySecret::from_master(
+                        bytes
+                            .as_slice()
+                            .try_into()
+                            .map_err(|_| StoreError::KeyFile {
+                                path: legacy_path.display().to_string(),
+                                reason: format!("expected 32 bytes, found {}", bytes.len()),
+                            })?,
+                    )),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                    Err(e) => {
+                        return Err(StoreError::io(&legacy_path, "reading the v1 key file")(e));
+                    }
+                };
+                let values =
+                    schema::migrate_v1(&mut conn, &keyring, legacy.as_ref()).map_err(at)?;
+                tracing::info!(db = %db, kv_values = values, "migrated the store from schema v1");
+            }
+            Found::Version(_) => {}
+        }
+        keyring.reload(&conn).map_err(at)?;
+        if legacy_path.exists() {
+            // Migrated (now, or before a crash): the v1 secret is not needed.
+            files::remove_synced(&legacy_path)?;
+            tracing::info!(path = %legacy_path.display(), "removed the v1 key file");
+        }
+        if keyring.lookup("", Purpose::Counters).is_none() {
+            let tx = conn
+                .transaction()
+                .what("creating the counters key")
+                .map_err(at)?;
+            keyring
+                .create(&tx, "", Purpose::Counters, None)
+                .map_err(at)?;
+            tx.commit().what("creating the counters key").map_err(at)?;
+        }
+        keyring.mark_all_durable();
+        let counters_secret = keyring
+            .lookup("", Purpose::Counters)
+            .expect("created above");
+        let max_id: i64 = conn
+            .query_row("SELECT coalesce(max(id), 0) FROM tranlog", [], |r| r.get(0))
+            .what("reading the last tranlog id")
+            .map_err(at)?;
+        let readers = Readers::open(&db_path).map_err(at)?;
+        for suffix in ["-wal", "-shm"] {
+            files::tighten_if_present(&files::with_suffix(&db_path, suffix))?;
+        }
+        let writer = Writer::start(conn, keyring.clone(), db.clone());
+        tracing::info!(db = %db, node = %node, kek = %keyring.kek().fingerprint, "store open");
+        Ok(Arc::new_cyclic(|me| SqliteStore {
+            db,
+            kek_path,
+            node,
+            writer,
+            readers,
+            keyring,
+            pending: Arc::new(Pending::new()),
+            ids: IdGen::new(0, max_id),
+            kek_rotation: Mutex::new(()),
+            reencrypting: Arc::new(AtomicBool::new(false)),
+            me: me.clone(),
+            counters_secret,
+            _temp: temp,
+        }))
+    }
+
+    /// Runs what is queued, checkpoints and stops the writer thread. Later
+    /// calls fail with [`PortError::Closed`]. Idempotent.
+    pub fn close(&self) {
+        self.writer.close();
+    }
+
+    /// The key [`Counters`](crate::Counters) hash their keys with (stored
+    /// wrapped like every key; the same across restarts).
+    pub fn lookup_secret(&self) -> Secret {
+        self.counters_secret.clone()
+    }
+
+    /// The group commit's counters.
+    pub fn writer_stats(&self) -> WriterStats {
+        self.writer.stats()
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &str {
+        &self.db
+    }
+
+    /// The port error of a store error.
+    pub(crate) fn port(&self, e: StoreError) -> PortError {
+        e.into_port(&self.db)
+    }
+
+    /// A future already resolved.
+    pub(crate) fn ready<T: Send + 'static>(&self, r: Result<T, StoreError>) -> PortFuture<T> {
+        let r = r.map_err(|e| self.port(e));
+        Box::pin(std::future::ready(r))
+    }
+
+    /// Queues `work` on the writer; resolves after its commit.
+    pub(crate) fn durable<T, F>(&self, atomic: bool, work: F) -> PortFuture<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Batch<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = self.db.clone();
+        match self.writer.submit(atomic, work, None) {
+            Ok(rx) => Box::pin(async move {
+                rx.await
+                    .unwrap_or(Err(StoreError::Closed))
+                    .map_err(|e| e.into_port(&db))
+            }),
+            Err(e) => self.ready(Err(e)),
+        }
+    }
+
+    /// Runs a read on a pooled connection; retries when a data key was
+    /// destroyed under an older snapshot (its rows were re-encrypted).
+    pub(crate) fn read<T>(
+        &self,
+        mut f: impl FnMut(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if self.writer.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        let mut tries = 0;
+        loop {
+            let result = f(&self.readers.get());
+            match result {
+                Err(StoreError::KeyDestroyed(_)) if tries < 3 => tries += 1,
+                other => return other,
+            }
+        }
+    }
+
+    /// Creates `tenant`'s keys on its first use (waits for one commit,
+    /// once per tenant).
+    pub(crate) fn ensure_tenant(&self, tenant: &str) -> Result<(), StoreError> {
+        if self.keyring.tenant_ready(tenant) {
+            return Ok(());
+        }
+        let keyring = self.keyring.clone();
+        let t = tenant.to_string();
+        self.writer.run_blocking(true, move |b| {
+            b.keyring.ensure_tenant(b.conn, &t)?;
+            b.on_commit(move || keyring.mark_durable(&t));
+            Ok(())
+        })
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .what("enabling WAL")?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Invalid(format!("journal mode {mode}, not WAL")));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")
+        .what("setting synchronous = FULL")?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .what("setting the busy timeout")?;
+    // Checkpoints every 16 MiB of WAL rather than 4 MiB: fewer fsyncs of
+    // the database file on the writer's path.
+    conn.pragma_update(None, "wal_autocheckpoint", 4096)
+        .what("setting the checkpoint interval")?;
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
+        .what("setting the WAL size limit")?;
+    // 64 MiB of page cache: the tranlog's indexes take random inserts.
+    conn.pragma_update(None, "cache_size", -65536)
+        .what("setting the page cache size")?;
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(())
+}

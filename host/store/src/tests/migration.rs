@@ -1,0 +1,106 @@
+//! Opening a data directory of the v1 layout.
+
+use rusqlite::{Connection, params};
+use switchyard_engine::ports::{KvStore, SwapHistory};
+
+use super::{TEST_PAN, options};
+use crate::legacy::LegacySecret;
+use crate::schema::{V1_SCHEMA, v1_key_hash};
+use crate::{SqliteStore, StoreError};
+
+/// Builds a v1 directory the way v1 wrote it; returns the legacy secret.
+fn v1_directory(dir: &std::path::Path) -> LegacySecret {
+    let data = dir.join("data");
+    std::fs::create_dir_all(data.join("keys")).unwrap();
+    let master = [5u8; 32];
+    std::fs::write(data.join("keys/store.key"), master).unwrap();
+    let legacy = LegacySecret::from_master(&master);
+    let conn = Connection::open(data.join("switchyard.db")).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.execute_batch(V1_SCHEMA).unwrap();
+    for (tenant, plugin, key, value) in [
+        ("acme", "loyalty", TEST_PAN, &b"1200"[..]),
+        ("acme", "coupons", "C1", &b"used"[..]),
+        ("other", "loyalty", TEST_PAN, &b"7"[..]),
+    ] {
+        let hash = v1_key_hash(&legacy, tenant, plugin, key);
+        let sealed = legacy.seal(value, &LegacySecret::aad(tenant, plugin, &hash));
+        conn.execute(
+            "INSERT INTO kv (tenant, plugin, key_hash, value, updated) VALUES (?1, ?2, ?3, ?4, 0)",
+            params![tenant, plugin, &hash[..], sealed],
+        )
+        .unwrap();
+    }
+    conn.execute(
+        "INSERT INTO swaps (at_ms, plugin, action, old_hash, new_hash, actor) VALUES (1, 'p', 'swap', 'a', 'b', 'ops')",
+        [],
+    )
+    .unwrap();
+    legacy
+}
+
+#[test]
+fn a_v1_directory_opens_with_its_kv_data_and_loses_its_master_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    v1_directory(dir.path());
+    {
+        let store = SqliteStore::open(options(dir.path())).unwrap();
+        assert_eq!(
+            store.kv_get("acme", "loyalty", TEST_PAN).unwrap(),
+            Some(b"1200".to_vec())
+        );
+        assert_eq!(
+            store.kv_get("acme", "coupons", "C1").unwrap(),
+            Some(b"used".to_vec())
+        );
+        assert_eq!(
+            store.kv_get("other", "loyalty", TEST_PAN).unwrap(),
+            Some(b"7".to_vec())
+        );
+        assert_eq!(store.swaps(10).unwrap().len(), 1);
+        // New writes to migrated tenants hash alike: the same row.
+        store.kv_set("acme", "loyalty", TEST_PAN, b"1300").unwrap();
+        store.kv_set("new", "loyalty", TEST_PAN, b"1").unwrap();
+    }
+    assert!(!dir.path().join("data/keys/store.key").exists());
+    let conn = Connection::open(dir.path().join("data/switchyard.db")).unwrap();
+    let version: i64 = conn
+        .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+    let rows: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM kv WHERE key_id IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(rows, 4);
+    let store = SqliteStore::open(options(dir.path())).unwrap();
+    assert_eq!(
+        store.kv_get("acme", "loyalty", TEST_PAN).unwrap(),
+        Some(b"1300".to_vec())
+    );
+    assert_eq!(
+        store.kv_get("new", "loyalty", TEST_PAN).unwrap(),
+        Some(b"1".to_vec())
+    );
+}
+
+#[test]
+fn a_v1_directory_without_its_secret_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    v1_directory(dir.path());
+    std::fs::remove_file(dir.path().join("data/keys/store.key")).unwrap();
+    let e = SqliteStore::open(options(dir.path())).unwrap_err();
+    assert!(matches!(e, StoreError::Migration { from: 1, .. }), "{e}");
+    let conn = Connection::open(dir.path().join("data/switchyard.db")).unwrap();
+    let tables: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 0, "the migration rolled back");
+}

@@ -1,0 +1,433 @@
+//! The writer thread: the one connection that writes, and group commit.
+//!
+//! Every write is a job on a channel. The thread takes the first job,
+//! drains what else is queued (at most [`MAX_BATCH`]), runs them all in one
+//! `BEGIN IMMEDIATE … COMMIT` (one fsync for all of them), then answers
+//! every job. A job that fails rolls back only its own writes: a job of
+//! several statements runs inside a savepoint; a one-statement job relies
+//! on SQLite rolling back the failed statement alone. If SQLite rolled the
+//! whole transaction back (disk full, I/O error), or the commit fails,
+//! every job of the batch fails and the keyring is reloaded.
+//!
+//! A job waits at most for the commit in progress when it arrives plus
+//! its own batch's. Its hooks (the pending-row map, key durability) run on
+//! the writer thread right after the commit; its caller is woken by a
+//! notifier thread, so that waking 64 callers does not delay the next batch.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use futures::channel::oneshot;
+use parking_lot::Mutex;
+use rusqlite::Connection;
+
+use crate::StoreError;
+use crate::keyring::Keyring;
+
+/// Most jobs in one transaction.
+pub const MAX_BATCH: usize = 1024;
+
+type Hook = Box<dyn FnOnce() + Send>;
+
+/// What a job sees while it runs: the writer's connection inside the
+/// batch's transaction.
+pub(crate) struct Batch<'a> {
+    /// The write connection.
+    pub(crate) conn: &'a Connection,
+    /// The keyring.
+    pub(crate) keyring: &'a Keyring,
+    hooks: Vec<Hook>,
+    rows: u64,
+}
+
+impl Batch<'_> {
+    /// Runs `hook` after the batch committed, if this job succeeded.
+    pub(crate) fn on_commit(&mut self, hook: impl FnOnce() + Send + 'static) {
+        self.hooks.push(Box::new(hook));
+    }
+
+    /// Counts rows written (stats).
+    pub(crate) fn wrote(&mut self, rows: usize) {
+        self.rows += rows as u64;
+    }
+}
+
+trait Job: Send {
+    /// Runs inside the batch's transaction.
+    fn run(&mut self, batch: &mut Batch<'_>);
+    /// Settles the job once the batch committed (`Ok`) or failed: runs its
+    /// hooks (on the writer thread, before the next batch).
+    fn settle(&mut self, batch: Result<(), &str>);
+    /// Answers the caller (on the notifier thread).
+    fn reply(self: Box<Self>);
+    /// Whether its work failed (stats).
+    fn failed(&self) -> bool;
+}
+
+struct Task<T, F> {
+    work: Option<F>,
+    atomic: bool,
+    outcome: Option<Result<T, StoreError>>,
+    hooks: Vec<Hook>,
+    always: Option<Hook>,
+    reply: Option<oneshot::Sender<Result<T, StoreError>>>,
+}
+
+fn savepoint(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.execute([]))
+        .map(drop)
+        .map_err(StoreError::sqlite("a job's savepoint"))
+}
+
+impl<T, F> Job for Task<T, F>
+where
+    T: Send,
+    F: FnOnce(&mut Batch<'_>) -> Result<T, StoreError> + Send,
+{
+    fn run(&mut self, batch: &mut Batch<'_>) {
+        let Some(work) = self.work.take() else {
+            return;
+        };
+        if self.atomic
+            && let Err(e) = savepoint(batch.conn, "SAVEPOINT job")
+        {
+            self.outcome = Some(Err(e));
+            return;
+        }
+        let rows = batch.rows;
+        let outcome = work(batch);
+        let hooks = std::mem::take(&mut batch.hooks);
+        match &outcome {
+            Ok(_) => {
+                if self.atomic {
+                    let _ = savepoint(batch.conn, "RELEASE job");
+                }
+                self.hooks = hooks;
+            }
+            Err(_) => {
+                batch.rows = rows;
+                if self.atomic && !batch.conn.is_autocommit() {
+                    let _ = savepoint(batch.conn, "ROLLBACK TO job");
+                    let _ = savepoint(batch.conn, "RELEASE job");
+                    // The job may have changed keys in memory before it
+                    // failed: read them back as the transaction has them.
+                    if let Err(e) = batch.keyring.reload(batch.conn) {
+                        tracing::error!(error = %e, "reloading the keyring after a failed job");
+                    }
+                }
+            }
+        }
+        self.outcome = Some(outcome);
+    }
+
+    fn settle(&mut self, batch: Result<(), &str>) {
+        let outcome = match (batch, self.outcome.take()) {
+            (Err(e), _) => Err(StoreError::Batch(e.to_string())),
+            (Ok(()), Some(outcome)) => outcome,
+            (Ok(()), None) => Err(StoreError::Batch("the job did not run".into())),
+        };
+        if outcome.is_ok() {
+            for hook in self.hooks.drain(..) {
+                hook();
+            }
+        }
+        if let Some(always) = self.always.take() {
+            always();
+        }
+        self.outcome = Some(outcome);
+    }
+
+    fn reply(mut self: Box<Self>) {
+        if let (Some(reply), Some(outcome)) = (self.reply.take(), self.outcome.take()) {
+            let _ = reply.send(outcome);
+        }
+    }
+
+    fn failed(&self) -> bool {
+        matches!(self.outcome, Some(Err(_)))
+    }
+}
+
+enum Msg {
+    Job(Box<dyn Job>),
+    Close,
+}
+
+/// The group commit's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Jobs run (committed or failed).
+    pub jobs: u64,
+    /// Jobs whose own work failed (their savepoint rolled back).
+    pub failed_jobs: u64,
+    /// Rows inserted, updated or deleted by committed jobs.
+    pub rows: u64,
+    /// The most jobs in one transaction.
+    pub largest_batch: u64,
+    /// Wall time the writer spent on batches (running, committing, fsync).
+    pub busy: Duration,
+    /// CPU time of the writer thread (Linux; zero elsewhere).
+    pub cpu: Duration,
+}
+
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    jobs: AtomicU64,
+    failed_jobs: AtomicU64,
+    rows: AtomicU64,
+    largest_batch: AtomicU64,
+    busy_ns: AtomicU64,
+}
+
+/// The handle on the writer thread.
+pub(crate) struct Writer {
+    tx: mpsc::Sender<Msg>,
+    closed: AtomicBool,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    counters: Arc<Counters>,
+    cpu_path: Arc<Mutex<Option<PathBuf>>>,
+}
+
+impl Writer {
+    /// Starts the writer thread on `conn`.
+    pub(crate) fn start(conn: Connection, keyring: Arc<Keyring>, db: Arc<str>) -> Writer {
+        let (tx, rx) = mpsc::channel();
+        let counters = Arc::new(Counters::default());
+        let cpu_path = Arc::new(Mutex::new(None));
+        let thread = {
+            let counters = counters.clone();
+            let cpu_path = cpu_path.clone();
+            std::thread::Builder::new()
+                .name("store-writer".into())
+                .spawn(move || {
+                    *cpu_path.lock() = std::fs::read_link("/proc/thread-self")
+                        .ok()
+                        .map(|p| PathBuf::from("/proc").join(p).join("schedstat"));
+                    run(conn, rx, &keyring, &counters, &db);
+                })
+                .expect("spawning the store's writer thread")
+        };
+        Writer {
+            tx,
+            closed: AtomicBool::new(false),
+            thread: Mutex::new(Some(thread)),
+            counters,
+            cpu_path,
+        }
+    }
+
+    /// Queues `work`; the receiver answers after the commit. `atomic`: the
+    /// work has more than one statement (it runs in a savepoint). `always`
+    /// runs after the batch, committed or not.
+    pub(crate) fn submit<T, F>(
+        &self,
+        atomic: bool,
+        work: F,
+        always: Option<Hook>,
+    ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Batch<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let task = Task {
+            work: Some(work),
+            atomic,
+            outcome: None,
+            hooks: Vec::new(),
+            always,
+            reply: Some(reply),
+        };
+        if self.closed.load(Ordering::Acquire) {
+            if let Some(always) = task.always {
+                always();
+            }
+            return Err(StoreError::Closed);
+        }
+        self.tx
+            .send(Msg::Job(Box::new(task)))
+            .map_err(|mpsc::SendError(msg)| {
+                if let Msg::Job(mut job) = msg {
+                    job.settle(Err("the store is closed"));
+                    job.reply();
+                }
+                StoreError::Closed
+            })?;
+        Ok(rx)
+    }
+
+    /// Queues `work` and blocks until it committed.
+    pub(crate) fn run_blocking<T, F>(&self, atomic: bool, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Batch<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let rx = self.submit(atomic, work, None)?;
+        futures::executor::block_on(rx).unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Whether [`Writer::close`] was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Runs what is queued, checkpoints, stops the thread and waits for it.
+    pub(crate) fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let _ = self.tx.send(Msg::Close);
+        if let Some(thread) = self.thread.lock().take() {
+            let _ = thread.join();
+        }
+    }
+
+    /// The counters so far.
+    pub(crate) fn stats(&self) -> WriterStats {
+        let c = &self.counters;
+        let cpu = self
+            .cpu_path
+            .lock()
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .map(Duration::from_nanos)
+            .unwrap_or_default();
+        WriterStats {
+            commits: c.commits.load(Ordering::Relaxed),
+            jobs: c.jobs.load(Ordering::Relaxed),
+            failed_jobs: c.failed_jobs.load(Ordering::Relaxed),
+            rows: c.rows.load(Ordering::Relaxed),
+            largest_batch: c.largest_batch.load(Ordering::Relaxed),
+            busy: Duration::from_nanos(c.busy_ns.load(Ordering::Relaxed)),
+            cpu,
+        }
+    }
+}
+
+fn run(
+    conn: Connection,
+    rx: mpsc::Receiver<Msg>,
+    keyring: &Keyring,
+    counters: &Counters,
+    db: &str,
+) {
+    // Waking the callers (a futex call each) happens on another thread, so
+    // the writer goes on with the next batch meanwhile.
+    let (replies, answered) = mpsc::channel::<Vec<Box<dyn Job>>>();
+    let notifier = std::thread::Builder::new()
+        .name("store-notifier".into())
+        .spawn(move || {
+            for jobs in answered {
+                for job in jobs {
+                    job.reply();
+                }
+            }
+        })
+        .expect("spawning the store's notifier thread");
+    let mut jobs: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+    let mut closing = false;
+    while !closing {
+        match rx.recv() {
+            Ok(Msg::Job(job)) => jobs.push(job),
+            Ok(Msg::Close) | Err(_) => break,
+        }
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(Msg::Job(job)) => jobs.push(job),
+                Ok(Msg::Close) => {
+                    closing = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let n = jobs.len() as u64;
+        let (outcome, rows) = run_batch(&conn, keyring, &mut jobs);
+        if let Err(e) = &outcome {
+            tracing::error!(db, jobs = n, error = %e, "group commit failed");
+            if let Err(e) = keyring.reload(&conn) {
+                tracing::error!(db, error = %e, "reloading the keyring after a failed commit");
+            }
+        }
+        let failed = jobs.iter().filter(|j| j.failed()).count() as u64;
+        for job in &mut jobs {
+            job.settle(outcome.as_ref().map(|_| ()).map_err(String::as_str));
+        }
+        // Counted before the callers hear back, so they see their batch.
+        if outcome.is_ok() {
+            counters.commits.fetch_add(1, Ordering::Relaxed);
+            counters.rows.fetch_add(rows, Ordering::Relaxed);
+        }
+        counters.jobs.fetch_add(n, Ordering::Relaxed);
+        counters.failed_jobs.fetch_add(failed, Ordering::Relaxed);
+        counters.largest_batch.fetch_max(n, Ordering::Relaxed);
+        let busy = started.elapsed();
+        counters
+            .busy_ns
+            .fetch_add(busy.as_nanos() as u64, Ordering::Relaxed);
+        let batch = std::mem::replace(&mut jobs, Vec::with_capacity(MAX_BATCH));
+        if let Err(mpsc::SendError(batch)) = replies.send(batch) {
+            batch.into_iter().for_each(|job| job.reply());
+        }
+        tracing::trace!(
+            db,
+            jobs = n,
+            failed,
+            rows,
+            busy_us = busy.as_micros() as u64,
+            "group commit"
+        );
+    }
+    drop(replies);
+    let _ = notifier.join();
+    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+        tracing::warn!(db, error = %e, "checkpoint at close");
+    }
+    if let Err((_, e)) = conn.close() {
+        tracing::warn!(db, error = %e, "closing the write connection");
+    }
+}
+
+/// Runs one batch: (its outcome, rows written).
+fn run_batch(
+    conn: &Connection,
+    keyring: &Keyring,
+    jobs: &mut [Box<dyn Job>],
+) -> (Result<(), String>, u64) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        return (Err(format!("starting the transaction: {e}")), 0);
+    }
+    let mut batch = Batch {
+        conn,
+        keyring,
+        hooks: Vec::new(),
+        rows: 0,
+    };
+    for job in jobs.iter_mut() {
+        job.run(&mut batch);
+        if conn.is_autocommit() {
+            return (
+                Err("SQLite rolled the transaction back (disk full or I/O error?)".into()),
+                0,
+            );
+        }
+    }
+    let rows = batch.rows;
+    match conn.execute_batch("COMMIT") {
+        Ok(()) => (Ok(()), rows),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            (Err(format!("committing: {e}")), 0)
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Operator tools for the money-safe life cycle: `switchyard tranlog
+//! search|show`, `switchyard saf list|retry`, `switchyard keys
+//! status|rotate`. [`Ops`] answers them from the store's ports; a running
+//! switch serves it through its admin API, and the CLI uses it directly on
+//! the data directory of a stopped switch ([`cli`]).
+
+pub mod cli;
+pub mod views;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, anyhow};
+use switchyard_engine::ports::{Keyring, SafFilter, SafQueue, Tranlog, TxId, TxQuery};
+
+use views::{KeysView, QueueView, RetryResult, RotationView, SafList, SafView, TxLife, TxView};
+
+/// Most rows one search or listing returns.
+pub const MAX_ROWS: usize = 10_000;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The operator tools over the store's ports.
+#[derive(Clone)]
+pub struct Ops {
+    /// The tranlog.
+    pub tranlog: Arc<dyn Tranlog>,
+    /// The store-and-forward queue.
+    pub saf: Arc<dyn SafQueue>,
+    /// The keyring.
+    pub keyring: Arc<dyn Keyring>,
+}
+
+impl Ops {
+    /// `tranlog search`.
+    pub async fn search(&self, mut query: TxQuery) -> anyhow::Result<Vec<TxView>> {
+        query.limit = query.limit.clamp(1, MAX_ROWS);
+        let rows = self.tranlog.search(query).await?;
+        Ok(rows.iter().map(TxView::from).collect())
+    }
+
+    /// `tranlog show ID`.
+    pub async fn show(&self, id: TxId) -> anyhow::Result<Option<TxLife>> {
+        let Some(record) = self.tranlog.get(id).await? else {
+            return Ok(None);
+        };
+        let (request, response) = self
+            .tranlog
+            .messages(id)
+            .await
+            .with_context(|| format!("decrypting transaction {id}"))?;
+        let linked = self.tranlog.linked(id).await?;
+        let saf = self.saf.entries_of(id).await?;
+        let now = now_ms();
+        Ok(Some(TxLife {
+            transaction: TxView::from(&record),
+            request_mti: request.mti_str().to_owned(),
+            request: views::fields(&request),
+            response: response.as_ref().map(views::fields),
+            linked: linked.iter().map(TxView::from).collect(),
+            saf: saf.iter().map(|e| SafView::new(e, now)).collect(),
+        }))
+    }
+
+    /// `saf list`.
+    pub async fn saf_list(&self, mut filter: SafFilter) -> anyhow::Result<SafList> {
+        filter.limit = filter.limit.clamp(1, MAX_ROWS);
+        let now = now_ms();
+        let queues = self
+            .saf
+            .stats()
+            .await?
+            .iter()
+            .filter(|(e, _)| filter.endpoint.as_ref().is_none_or(|f| f == e))
+            .map(|(e, s)| QueueView::new(e, s, now))
+            .collect();
+        let entries = self
+            .saf
+            .list(filter)
+            .await?
+            .iter()
+            .map(|e| SafView::new(e, now))
+            .collect();
+        Ok(SafList { queues, entries })
+    }
+
+    /// `saf retry ID`.
+    pub async fn saf_retry(&self, id: i64) -> anyhow::Result<RetryResult> {
+        let retried = self.saf.retry_now(id).await?;
+        Ok(RetryResult { id, retried })
+    }
+
+    /// `keys status`.
+    pub async fn keys(&self) -> anyhow::Result<KeysView> {
+        Ok(KeysView::new(&self.keyring.status().await?, now_ms()))
+    }
+
+    /// `keys rotate [--tenant T] [--kek]`.
+    pub async fn rotate(&self, tenant: Option<String>, kek: bool) -> anyhow::Result<RotationView> {
+        if kek {
+            let new = self.keyring.rotate_kek().await?;
+            tracing::info!(kek = %new, "key-encryption key rotated; every data key re-wrapped");
+            return Ok(RotationView {
+                new_data_keys: Vec::new(),
+                new_kek: Some(new),
+            });
+        }
+        let ids = self
+            .keyring
+            .rotate(tenant.clone())
+            .await
+            .map_err(|e| anyhow!("rotating data keys: {e}"))?;
+        tracing::info!(tenant = tenant.as_deref().unwrap_or("(every tenant)"), keys = ?ids,
+            "data keys rotated; older rows are re-encrypted in the background");
+        Ok(RotationView {
+            new_data_keys: ids,
+            new_kek: None,
+        })
+    }
+}
