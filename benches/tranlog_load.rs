@@ -293,13 +293,34 @@ fn main() {
             "{:<34} {:>9} {:>10} {:>9} {:>9} {:>9}  codes",
             "phase", "tx", "tx/s", "p50 ms", "p99 ms", "max ms"
         );
+        // TRANLOG_BENCH_ONLY=on runs the closed loop with the tranlog alone (profiling).
+        let only_on = std::env::var("TRANLOG_BENCH_ONLY").is_ok_and(|v| v == "on");
         for (name, off) in [("closed loop, tranlog off", true), ("closed loop, tranlog on", false)] {
+            if only_on && off {
+                continue;
+            }
             let switch = start(off, None).await;
             let addr = switch.addr_of_port(5001).unwrap();
             let _warm = load(addr, connections, window, None, 1).await;
+            let before = switch.store().writer_stats();
             let mut o = load(addr, connections, window, None, seconds).await;
             row(&format!("{name} ({window} in flight)"), &mut o);
+            if !off {
+                let after = switch.store().writer_stats();
+                let commits = after.commits - before.commits;
+                println!(
+                    "  writer: {commits} commits ({:.1} per s), {:.1} rows each; busy {:.0}%, cpu {:.0}% of the phase; {:.1} µs cpu per row",
+                    commits as f64 / o.seconds,
+                    (after.rows - before.rows) as f64 / commits.max(1) as f64,
+                    (after.busy - before.busy).as_secs_f64() / o.seconds * 100.0,
+                    (after.cpu - before.cpu).as_secs_f64() / o.seconds * 100.0,
+                    (after.cpu - before.cpu).as_secs_f64() * 1e6 / (after.rows - before.rows).max(1) as f64,
+                );
+            }
             switch.shutdown().await.unwrap();
+        }
+        if only_on {
+            return;
         }
         let switch = start(false, None).await;
         let addr = switch.addr_of_port(5001).unwrap();

@@ -107,6 +107,7 @@ fn main() {
         db_path: dir.path().join("switchyard.db"),
         kek_path: dir.path().join("keys/kek.key"),
         node: "node-1".into(),
+        duplicate_filter_mib: switchyard_store::DEFAULT_DUPLICATE_FILTER_MIB,
     })
     .unwrap();
     let warm = futures::executor::block_on(store.admit(request(0))).unwrap();

@@ -36,6 +36,11 @@ impl Readers {
                 .what("opening a read connection")?;
             conn.pragma_update(None, "cache_size", -16384)
                 .what("opening a read connection")?;
+            // Pages of the database file through a memory map: after every
+            // commit a reader's page cache is discarded, and the map makes
+            // reading them again cheap (no read() of each page).
+            conn.pragma_update(None, "mmap_size", 1i64 << 30)
+                .what("opening a read connection")?;
             conn.set_prepared_statement_cache_capacity(64);
             conns.push(Mutex::new(conn));
         }

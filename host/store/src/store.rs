@@ -31,7 +31,13 @@ pub struct StoreOptions {
     pub kek_path: PathBuf,
     /// This node's id (`node-1`): rows it handles and leases it holds.
     pub node: String,
+    /// Memory of the filter that spares admission a database read for a
+    /// key never seen (see `recent`), MiB; 0 turns it off.
+    pub duplicate_filter_mib: usize,
 }
+
+/// The default size of the duplicate filter, MiB.
+pub const DEFAULT_DUPLICATE_FILTER_MIB: usize = 64;
 
 /// The SQLite implementation of the engine's ports: [`Tranlog`],
 /// [`SafQueue`], [`Keyring`], [`KvStore`], [`SwapHistory`].
@@ -49,6 +55,8 @@ pub struct SqliteStore {
     pub(crate) readers: Readers,
     pub(crate) keyring: Arc<Keyring>,
     pub(crate) pending: Arc<Pending>,
+    pub(crate) staging: Arc<crate::staging::Staging>,
+    pub(crate) recent: crate::recent::RecentKeys,
     pub(crate) ids: IdGen,
     pub(crate) kek_rotation: Mutex<()>,
     pub(crate) reencrypting: Arc<AtomicBool>,
@@ -80,6 +88,7 @@ impl SqliteStore {
             db_path: dir.path().join("switchyard.db"),
             kek_path: dir.path().join("keys").join("kek.key"),
             node: node.to_string(),
+            duplicate_filter_mib: 4,
         };
         SqliteStore::open_with(options, Some(dir))
             .expect("opening a store in a temporary directory")
@@ -93,6 +102,7 @@ impl SqliteStore {
             db_path,
             kek_path,
             node,
+            duplicate_filter_mib,
         } = options;
         for path in [&db_path, &kek_path] {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -174,11 +184,18 @@ impl SqliteStore {
             .query_row("SELECT coalesce(max(id), 0) FROM tranlog", [], |r| r.get(0))
             .what("reading the last tranlog id")
             .map_err(at)?;
+        let recent = crate::recent::RecentKeys::new(duplicate_filter_mib);
+        crate::tranlog::fill_recent(&conn, &recent).map_err(at)?;
         let readers = Readers::open(&db_path).map_err(at)?;
         for suffix in ["-wal", "-shm"] {
             files::tighten_if_present(&files::with_suffix(&db_path, suffix))?;
         }
-        let writer = Writer::start(conn, keyring.clone(), db.clone());
+        // From here on the writer's syncer makes every commit durable (an
+        // fdatasync of the WAL) before anyone hears of it.
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .what("setting synchronous = NORMAL")
+            .map_err(at)?;
+        let writer = Writer::start(conn, db_path.clone(), keyring.clone(), db.clone());
         tracing::info!(db = %db, node = %node, kek = %keyring.kek().fingerprint, "store open");
         Ok(Arc::new_cyclic(|me| SqliteStore {
             db,
@@ -188,6 +205,8 @@ impl SqliteStore {
             readers,
             keyring,
             pending: Arc::new(Pending::new()),
+            staging: Arc::new(crate::staging::Staging::new()),
+            recent,
             ids: IdGen::new(0, max_id),
             kek_rotation: Mutex::new(()),
             reencrypting: Arc::new(AtomicBool::new(false)),
@@ -295,6 +314,9 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Invalid(format!("journal mode {mode}, not WAL")));
     }
+    // FULL while the store opens (migrations, an interrupted key rotation
+    // settled, keys created: each commit fsynced before the next step);
+    // the writer then runs NORMAL behind its syncer (see `writer`).
     conn.pragma_update(None, "synchronous", "FULL")
         .what("setting synchronous = FULL")?;
     conn.busy_timeout(Duration::from_secs(5))

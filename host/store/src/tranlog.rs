@@ -22,6 +22,7 @@ use switchyard_engine::ports::{
 
 use crate::error::SqlContext;
 use crate::keyring::{Purpose, aad};
+use crate::staging::{Additions, InsertReply};
 use crate::store::SqliteStore;
 use crate::writer::Batch;
 use crate::{StoreError, codec, followup, query, saf};
@@ -41,6 +42,41 @@ pub(crate) fn candidate(kind: TxKind) -> bool {
         kind,
         TxKind::Original | TxKind::Reversal | TxKind::Completion
     )
+}
+
+/// Fills the duplicate filter with the keys of the last 24 hours' rows
+/// that a request can match (at open, before any admission).
+pub(crate) fn fill_recent(
+    conn: &rusqlite::Connection,
+    recent: &crate::recent::RecentKeys,
+) -> Result<(), StoreError> {
+    if !recent.enabled() {
+        return Ok(());
+    }
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+        - MATCH_WINDOW_MS;
+    let mut statement = conn
+        .prepare(
+            "SELECT match_hash, received_ms FROM tranlog
+             WHERE id >= ?1 AND match_hash IS NOT NULL
+               AND kind IN ('original', 'reversal', 'completion')",
+        )
+        .what("reading the last day's keys")?;
+    let mut rows = statement
+        .query([crate::ids::floor_of(since)])
+        .what("reading the last day's keys")?;
+    let mut n = 0u64;
+    while let Some(r) = rows.next().what("reading the last day's keys")? {
+        recent.insert(
+            r.get(0).what("reading the last day's keys")?,
+            r.get(1).what("reading the last day's keys")?,
+        );
+        n += 1;
+    }
+    tracing::debug!(keys = n, "duplicate filter filled from the last 24 hours");
+    Ok(())
 }
 
 /// The indexed hash of a match key: the first 8 bytes of its SHA-256.
@@ -119,21 +155,69 @@ struct NewRow {
     request: Vec<u8>,
 }
 
-fn insert(b: &mut Batch<'_>, row: NewRow) -> Result<(), StoreError> {
+/// Writes an admitted row as it stands: as received, or with what its
+/// transaction added while it was staged (the send, the outcome — and the
+/// reversal queued with the outcome, in the same savepoint).
+fn insert(b: &mut Batch<'_>, row: NewRow, add: Additions) -> Result<Option<SafId>, StoreError> {
+    let reversal = add.finished.as_ref().and_then(|f| f.reversal.clone());
+    if reversal.is_none() {
+        return insert_row(b, &row, add).map(|()| None);
+    }
+    b.conn
+        .execute_batch("SAVEPOINT staged")
+        .what("recording a transaction")?;
+    let written = insert_row(b, &row, add).and_then(|()| {
+        saf::queue_once(b, &row.tenant, reversal.as_ref().expect("checked")).map(Some)
+    });
+    let end = match &written {
+        Ok(_) => "RELEASE staged",
+        Err(_) => "ROLLBACK TO staged; RELEASE staged",
+    };
+    b.conn.execute_batch(end).what("recording a transaction")?;
+    written
+}
+
+fn insert_row(b: &mut Batch<'_>, row: &NewRow, add: Additions) -> Result<(), StoreError> {
     let (key_id, request) = b.keyring.seal(
         &row.tenant,
         &identity("request", &row.tenant, row.id),
         &row.request,
     )?;
+    let f = add.finished;
+    let response = match f.as_ref().and_then(|f| f.response.as_ref()) {
+        Some(m) => Some(
+            b.keyring
+                .seal(
+                    &row.tenant,
+                    &identity("response", &row.tenant, row.id),
+                    &codec::encode(m).0,
+                )?
+                .1,
+        ),
+        None => None,
+    };
+    let state = match (&f, &add.sent) {
+        (Some(f), _) => f.state,
+        (None, Some(_)) => TxState::Sent,
+        (None, None) => TxState::Received,
+    };
+    let participants = match &f {
+        Some(f) => query::join_participants(&f.participants)?,
+        None => None,
+    };
+    let endpoint = f.as_ref().and_then(|f| f.endpoint.clone()).or(add.sent);
+    let kind = f.as_ref().and_then(|f| f.kind).unwrap_or(row.kind);
     let c = &row.columns;
     let n = b
         .conn
         .prepare_cached(
             "INSERT INTO tranlog (id, tenant, listener, node, kind, mti, class, processing_code,
                 amount, currency, stan, transmitted, rrn, terminal, merchant, acquirer, match_key,
-                match_hash, pan_token, pan_masked, state, received_ms, key_id, request)
+                match_hash, pan_token, pan_masked, state, received_ms, key_id, request,
+                rc, approval, response, endpoint, upstream, total_us, external_us, participants,
+                original_id)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                ?18, ?19, ?20, 'received', ?21, ?22, ?23)",
+                ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)",
         )
         .and_then(|mut s| {
             s.execute(params![
@@ -141,7 +225,7 @@ fn insert(b: &mut Batch<'_>, row: NewRow) -> Result<(), StoreError> {
                 row.tenant,
                 row.listener,
                 row.node,
-                row.kind.name(),
+                kind.name(),
                 row.mti,
                 row.class,
                 c.processing_code,
@@ -157,9 +241,20 @@ fn insert(b: &mut Batch<'_>, row: NewRow) -> Result<(), StoreError> {
                 row.key.as_ref().map(|k| k.1),
                 row.pan.as_ref().map(|p| &p.0[..]),
                 row.pan.as_ref().map(|p| &p.1),
+                state.name(),
                 row.received_ms,
                 key_id,
                 request,
+                f.as_ref().and_then(|f| f.rc.clone()),
+                f.as_ref().and_then(|f| f.approval.clone()),
+                response,
+                endpoint,
+                f.as_ref().map(|f| f.upstream.name()),
+                f.as_ref().map(|f| f.total.as_micros() as i64),
+                f.as_ref()
+                    .and_then(|f| f.external.map(|d| d.as_micros() as i64)),
+                participants,
+                f.as_ref().and_then(|f| f.original),
             ])
         })
         .what("recording a request in the tranlog")?;
@@ -232,9 +327,12 @@ impl SqliteStore {
                 });
                 let matched = match pending {
                     Some(m) => Some(m),
+                    // Never seen in the last 24 hours: no read.
+                    None if !self.recent.may_contain(hash) => None,
                     None => self.recorded(hash, &row.tenant, &key, since)?,
                 };
                 if candidate(row.kind) {
+                    self.recent.insert(hash, row.received_ms);
                     shard.entry(hash).or_default().push(PendingRow {
                         id: row.id,
                         tenant: row.tenant.clone(),
@@ -251,17 +349,27 @@ impl SqliteStore {
         };
         let id = row.id;
         let db = self.db.clone();
-        // Not awaited: the next durable write of this transaction (same
-        // channel, so after this insert) makes it durable.
-        drop(self.writer.submit(
+        // Not awaited: the next durable write of this transaction waits for
+        // it (see `staging`).
+        self.staging.stage(id);
+        let staging = Arc::clone(&self.staging);
+        let reply = self.writer.submit(
             false,
             move |b| {
-                insert(b, row).inspect_err(|e| {
+                let add = staging.take(id);
+                insert(b, row, add).inspect_err(|e| {
                     tracing::error!(db = %db, id, error = %e, "recording a request in the tranlog");
                 })
             },
             always,
-        )?);
+        );
+        match reply {
+            Ok(reply) => self.staging.arm(id, reply),
+            Err(e) => {
+                self.staging.take(id);
+                return Err(e);
+            }
+        }
         Ok(Admitted { id, matched })
     }
 
@@ -430,6 +538,24 @@ fn finish(b: &mut Batch<'_>, id: TxId, f: Finished) -> Result<Option<SafId>, Sto
     }
 }
 
+impl SqliteStore {
+    /// Resolves once a staged row's INSERT committed (with what was added).
+    fn after_insert<T: Send + 'static>(
+        &self,
+        inserted: InsertReply,
+        map: impl FnOnce(Option<SafId>) -> T + Send + 'static,
+    ) -> PortFuture<T> {
+        let db = self.db.clone();
+        Box::pin(async move {
+            inserted
+                .await
+                .unwrap_or(Err(StoreError::Closed))
+                .map(map)
+                .map_err(|e| e.into_port(&db))
+        })
+    }
+}
+
 impl Tranlog for SqliteStore {
     fn admit(&self, request: Received) -> PortFuture<Admitted> {
         let result = self.admit_now(request).map_err(|e| self.port(e));
@@ -438,6 +564,9 @@ impl Tranlog for SqliteStore {
 
     fn mark_sent(&self, id: TxId, endpoint: &str) -> PortFuture<()> {
         let endpoint = endpoint.to_string();
+        if let Some(inserted) = self.staging.add(id, |a| a.sent = Some(endpoint.clone())) {
+            return self.after_insert(inserted, |_| ());
+        }
         self.durable(false, move |b| {
             let n = b
                 .conn
@@ -457,6 +586,17 @@ impl Tranlog for SqliteStore {
     }
 
     fn finish(&self, id: TxId, finished: Finished) -> PortFuture<Option<SafId>> {
+        // A participant list the row cannot hold fails here, leaving the
+        // row as it was.
+        if let Err(e) = query::join_participants(&finished.participants) {
+            return self.ready(Err(e));
+        }
+        // Still staged: written with its INSERT.
+        let mut finished = Some(finished);
+        if let Some(inserted) = self.staging.add(id, |a| a.finished = finished.take()) {
+            return self.after_insert(inserted, |saf| saf);
+        }
+        let finished = finished.expect("not taken");
         // One write statement unless a reversal is queued with it: only then
         // does it need a savepoint.
         let atomic = finished.reversal.is_some();

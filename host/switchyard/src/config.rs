@@ -90,14 +90,25 @@ pub struct TranlogSection {
     /// entry needs is kept).
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
+    /// Memory of the filter that spares each new original a database read
+    /// (duplicate and repeat detection), MiB; 0 turns it off. It stays
+    /// exact at any size; past about a million new keys per six hours per
+    /// 10 MiB it saves fewer reads.
+    #[serde(default = "default_duplicate_filter_mib")]
+    pub duplicate_filter_mib: usize,
 }
 
 impl Default for TranlogSection {
     fn default() -> TranlogSection {
         TranlogSection {
             retention_days: default_retention_days(),
+            duplicate_filter_mib: default_duplicate_filter_mib(),
         }
     }
+}
+
+fn default_duplicate_filter_mib() -> usize {
+    switchyard_store::DEFAULT_DUPLICATE_FILTER_MIB
 }
 
 fn default_retention_days() -> u32 {
@@ -916,6 +927,9 @@ impl Config {
         }
         if !(1..=36_500).contains(&self.tranlog.retention_days) {
             problems.push("tranlog.retention_days: must be 1..=36500".into());
+        }
+        if self.tranlog.duplicate_filter_mib > 16_384 {
+            problems.push("tranlog.duplicate_filter_mib: must be 0..=16384".into());
         }
         if !(1..=1024).contains(&self.saf.concurrency) {
             problems.push("saf.concurrency: must be 1..=1024".into());

@@ -88,6 +88,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
         db_path: config.db_path(),
         kek_path: config.kek_path(),
         node: config.switch.node_id.clone(),
+        duplicate_filter_mib: config.tranlog.duplicate_filter_mib,
     };
     SqliteStore::open(options).with_context(|| {
         format!(

@@ -32,6 +32,7 @@ pub(crate) fn options(dir: &Path) -> StoreOptions {
         db_path: dir.join("data").join("switchyard.db"),
         kek_path: dir.join("data").join("keys").join("kek.key"),
         node: "node-1".into(),
+        duplicate_filter_mib: 4,
     }
 }
 

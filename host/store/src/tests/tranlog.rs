@@ -224,7 +224,8 @@ fn a_failing_job_fails_alone_in_its_batch() {
         })
         .collect();
     // Queue many finishes and, among them, ones for rows that do not exist
-    // and one with an invalid participant name (fails after its SELECT).
+    // (they fail in the writer) and one with an invalid participant name
+    // (refused before it is queued; its row stays as it was).
     let mut futures = Vec::new();
     for (i, id) in ids.iter().enumerate() {
         let mut f = answered("00", None);
@@ -253,7 +254,7 @@ fn a_failing_job_fails_alone_in_its_batch() {
         TxState::Answered
     );
     let stats = store.writer_stats();
-    assert!(stats.failed_jobs >= 6, "{stats:?}");
+    assert!(stats.failed_jobs >= 5, "{stats:?}");
     assert!(stats.commits < stats.jobs, "batched: {stats:?}");
 }
 
