@@ -412,3 +412,56 @@ fn the_hot_and_recovery_queries_use_their_indexes() {
         assert!(p.contains(index), "{sql}: {p}");
     }
 }
+
+#[test]
+fn a_row_answered_before_the_writer_gets_to_it_is_written_once_in_its_final_state() {
+    let store = SqliteStore::in_memory("node-1");
+    // Many transactions admitted and finished at once: most finishes find
+    // their row still staged.
+    let admitted: Vec<_> = (0..200)
+        .map(|i| {
+            wait(store.admit(request("acme", "0200", &format!("{:06}", 500 + i))))
+                .unwrap()
+                .id
+        })
+        .collect();
+    let before = store.writer_stats();
+    let finishes: Vec<_> = admitted
+        .iter()
+        .map(|id| store.finish(*id, answered("00", None)))
+        .collect();
+    for f in finishes {
+        wait(f).unwrap();
+    }
+    for id in &admitted {
+        let row = wait(store.get(*id)).unwrap().unwrap();
+        assert_eq!(row.state, TxState::Answered);
+        assert_eq!(row.rc.as_deref(), Some("00"));
+        let (_, response) = wait(store.messages(*id)).unwrap();
+        assert!(response.is_some(), "the response was written with the row");
+    }
+    let after = store.writer_stats();
+    assert!(
+        after.rows < 2 * 200,
+        "fewer row writes than an INSERT and an UPDATE each: {before:?} → {after:?}"
+    );
+    assert_eq!(store.staging.len(), 0, "nothing stays staged");
+}
+
+#[test]
+fn a_send_and_an_outcome_after_the_insert_update_the_row() {
+    let store = SqliteStore::in_memory("node-1");
+    let a = wait(store.admit(request("acme", "0200", "000900"))).unwrap();
+    // The send waits for the INSERT (with the send in it)...
+    wait(store.mark_sent(a.id, "xxx")).unwrap();
+    assert_eq!(wait(store.get(a.id)).unwrap().unwrap().state, TxState::Sent);
+    // ... so the outcome is an UPDATE of the written row.
+    wait(store.finish(a.id, answered("05", None))).unwrap();
+    let row = wait(store.get(a.id)).unwrap().unwrap();
+    assert_eq!(
+        (row.state, row.rc.as_deref()),
+        (TxState::Answered, Some("05"))
+    );
+    assert_eq!(row.endpoint.as_deref(), Some("xxx"));
+    assert_eq!(store.staging.len(), 0);
+}
