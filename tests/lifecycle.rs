@@ -462,3 +462,156 @@ async fn a_local_reversal_undoes_the_local_effect() {
     );
     sw.switch.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saf_retry_sends_at_once_and_a_graceful_stop_keeps_the_queue_for_the_next_start() {
+    // Nothing is ever acknowledged until the switch restarts.
+    let fake = FakeEndpoint::start(Box::new(|_, _| Reply::Silence)).await;
+    let dir = data_dir("retry");
+    let sw = TestSwitch::start(config(&dir, fake.addr)).await;
+    assert_eq!(
+        exchange(&sw, &fin(1_000, 901).build().unwrap())
+            .await
+            .get_str(39),
+        Some("91")
+    );
+    let ops = sw.switch.ops().unwrap().clone();
+    let pending = |min_attempts: u32| {
+        let ops = ops.clone();
+        async move {
+            let until = Instant::now() + Duration::from_secs(20);
+            loop {
+                let list = ops
+                    .saf_list(SafFilter {
+                        limit: 10,
+                        ..SafFilter::default()
+                    })
+                    .await
+                    .unwrap();
+                let e = list.entries[0].clone();
+                // Settled: the attempt's failure is recorded (next attempt due).
+                if e.attempts >= min_attempts && e.leased_by.is_none() || Instant::now() > until {
+                    return e;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    // 0420, then 0421 a second later; the next is due 2 s after that.
+    let second = pending(2).await;
+    assert_eq!(second.attempts, 2, "{second:?}");
+    let asked = Instant::now();
+    let retried = ops.saf_retry(second.id).await.unwrap();
+    assert!(retried.retried);
+    assert!(
+        fake.wait_for(Duration::from_millis(1_500), |r| r.len() >= 4)
+            .await,
+        "the retried attempt goes at once, not at its 2 s backoff: {:?} after asking",
+        asked.elapsed()
+    );
+    // Stopped gracefully: the entry stays pending for the next start.
+    sw.switch.shutdown().await.unwrap();
+    fake.script(Box::new(|m, _| {
+        if m.mti_str().starts_with("042") {
+            Reply::Code("00")
+        } else {
+            Reply::Silence
+        }
+    }));
+    let sw = TestSwitch::start(config(&dir, fake.addr)).await;
+    assert!(
+        wait_state(&sw, "000901", "reversed").await,
+        "acknowledged after the restart"
+    );
+    let mtis: Vec<String> = fake
+        .received()
+        .iter()
+        .map(|r| r.message.mti_str().to_owned())
+        .collect();
+    assert_eq!(mtis[0], "0200");
+    assert!(
+        mtis[1..].iter().all(|m| m == "0420" || m == "0421"),
+        "{mtis:?}"
+    );
+    assert_eq!(mtis[1], "0420");
+    assert!(
+        mtis[2..].iter().all(|m| m == "0421"),
+        "retransmissions are 0421: {mtis:?}"
+    );
+    sw.switch.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_while_traffic_runs_with_no_decrypt_failure() {
+    let dir = data_dir("rotate");
+    let sw = TestSwitch::start(default_config(&dir)).await;
+    let ops = sw.switch.ops().unwrap().clone();
+    let addr = sw.addr(5001);
+    let mut load = Vec::new();
+    for c in 0..4u32 {
+        load.push(tokio::spawn(async move {
+            let mut conn = Connection::connect(addr).await.unwrap();
+            let mut codes = Vec::new();
+            for i in 0..150u32 {
+                let r = conn
+                    .exchange(
+                        &fin(1_000, 10_000 + c * 1_000 + i).build().unwrap(),
+                        RESPONSE_TIMEOUT,
+                    )
+                    .await
+                    .unwrap();
+                codes.push(r.get_str(39).unwrap().to_owned());
+            }
+            codes
+        }));
+    }
+    // Two rotations while the load runs.
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let r = ops.rotate(None, false).await.unwrap();
+        assert_eq!(r.new_data_keys.len(), 1);
+    }
+    for l in load {
+        assert!(
+            l.await.unwrap().iter().all(|c| c == "00"),
+            "every request approved"
+        );
+    }
+    // Re-encrypted in the background: the retired keys end destroyed.
+    let until = Instant::now() + Duration::from_secs(30);
+    let keys = loop {
+        let keys = ops.keys().await.unwrap();
+        let left: u64 = keys
+            .data_keys
+            .iter()
+            .filter(|k| k.state != "active")
+            .map(|k| k.rows)
+            .sum();
+        if left == 0 || Instant::now() > until {
+            break keys;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        keys.data_keys
+            .iter()
+            .filter(|k| k.state != "active")
+            .all(|k| k.state == "destroyed" && k.rows == 0),
+        "{keys:?}"
+    );
+    // Every row decrypts.
+    let rows = ops
+        .search(TxQuery {
+            limit: 10_000,
+            ..TxQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 600);
+    for r in &rows {
+        let life = ops.show(r.id).await.unwrap().expect("the row");
+        assert!(life.response.is_some(), "row {} decrypts", r.id);
+    }
+    sw.switch.shutdown().await.unwrap();
+    assert_no_card_data(&dir, TEST_PAN);
+}

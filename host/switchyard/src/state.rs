@@ -105,5 +105,6 @@ pub fn ops_of(store: &Arc<SqliteStore>) -> Ops {
         tranlog: store.clone(),
         saf: store.clone(),
         keyring: store.clone(),
+        wake: None,
     }
 }

@@ -114,7 +114,10 @@ impl Switch {
         let endpoints = start_endpoints(&config, &options, &registry, &store, &tasks).await?;
         let steps = build_steps(&config, &registry, &endpoints, lifecycle.as_ref())?;
         let pipelines = build_pipelines(&config, &registry, &steps)?;
-        let ops = lifecycle.is_some().then(|| ops_of(&store));
+        let ops = lifecycle.is_some().then(|| Ops {
+            wake: Some(waker_of(&wakers)),
+            ..ops_of(&store)
+        });
         let admin = match config.admin.enabled {
             true => Some(
                 Admin::start(

@@ -33,6 +33,9 @@ pub struct Ops {
     pub saf: Arc<dyn SafQueue>,
     /// The keyring.
     pub keyring: Arc<dyn Keyring>,
+    /// Wakes the running switch's forwarders (`saf retry` is then sent at
+    /// once); `None` on a stopped switch's data directory.
+    pub wake: Option<switchyard_engine::lifecycle::SafWaker>,
 }
 
 impl Ops {
@@ -91,6 +94,9 @@ impl Ops {
     /// `saf retry ID`.
     pub async fn saf_retry(&self, id: i64) -> anyhow::Result<RetryResult> {
         let retried = self.saf.retry_now(id).await?;
+        if retried && let Some(wake) = &self.wake {
+            wake("");
+        }
         Ok(RetryResult { id, retried })
     }
 

@@ -218,6 +218,8 @@ pub struct SafView {
     pub escalated: bool,
     /// When acknowledged (UTC).
     pub acked: Option<String>,
+    /// An attempt in flight: who holds the entry, until when (UTC).
+    pub leased_by: Option<String>,
 }
 
 impl SafView {
@@ -241,6 +243,11 @@ impl SafView {
             last_result: e.last_result.clone(),
             escalated: e.escalated,
             acked: e.acked_ms.map(utc),
+            leased_by: e
+                .lease
+                .as_ref()
+                .filter(|(_, until)| *until > now_ms)
+                .map(|(owner, until)| format!("{owner} until {}", utc(*until))),
         }
     }
 }
