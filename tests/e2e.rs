@@ -9,7 +9,7 @@ use switchyard::client::{Connection, RequestSpec};
 use switchyard::demo::{Script, cases, malformed_frame};
 use switchyard_tests::{
     BAD_LUHN_PAN, RESPONSE_TIMEOUT, TEST_PAN, TestSwitch, default_config, shared_data_dir,
-    with_faulty_plugin,
+    with_faulty_plugin, with_loyalty_plugin,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -279,28 +279,7 @@ async fn shutdown_finishes_in_flight_transactions() {
 async fn granted_capabilities_work_end_to_end_and_kv_survives_a_restart() {
     let data_dir = shared_data_dir().join(format!("capabilities-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
-    let config = || {
-        let mut c = default_config(&data_dir);
-        let path = switchyard_bundled_plugins::plugin_path("test-capabilities");
-        c.plugins.insert(
-            "loyalty".into(),
-            toml::from_str(&format!(
-                "file = {:?}\ngrants = [\"transaction\", \"config\", \"log\", \"clock\", \"counters\", \"kv\"]",
-                path.display().to_string()
-            ))
-            .unwrap(),
-        );
-        c.participants.insert(
-            "loyalty".into(),
-            toml::from_str("plugin = \"loyalty\"").unwrap(),
-        );
-        c.participants
-            .get_mut("by-port")
-            .unwrap()
-            .config
-            .insert("case 5001".into(), "loyalty local-auth close send".into());
-        c
-    };
+    let config = || with_loyalty_plugin(default_config(&data_dir));
     let sw = TestSwitch::start(config()).await;
     for (stan, expected) in [(81, "n=1;p=10"), (82, "n=2;p=20")] {
         let r = sw.exchange(5001, &fin(1_000, stan)).await;

@@ -13,7 +13,9 @@ use switchyard_iso8583::Message;
 use switchyard_tests::fake_endpoint::{
     FAKE_APPROVAL, FakeEndpoint, PIN_BLOCK, Reply, assert_no_card_data,
 };
-use switchyard_tests::{RESPONSE_TIMEOUT, TEST_PAN, TestSwitch, default_config, shared_data_dir};
+use switchyard_tests::{
+    RESPONSE_TIMEOUT, TEST_PAN, TestSwitch, default_config, shared_data_dir, with_loyalty_plugin,
+};
 
 /// The endpoint timeout of these tests.
 const TIMEOUT_MS: u64 = 300;
@@ -64,6 +66,17 @@ fn de90(original: &Message) -> String {
     )
 }
 
+/// Every store-and-forward entry, acknowledged ones too.
+async fn entries(sw: &TestSwitch) -> Vec<switchyard::operate::views::SafView> {
+    let ops = sw.switch.ops().expect("a tranlog");
+    let filter = SafFilter {
+        include_done: true,
+        limit: 100,
+        ..SafFilter::default()
+    };
+    ops.saf_list(filter).await.unwrap().entries
+}
+
 /// Waits until the tranlog row of STAN `stan` is in `state`.
 async fn wait_state(sw: &TestSwitch, stan: &str, state: &str) -> bool {
     let ops = sw.switch.ops().expect("a tranlog");
@@ -104,17 +117,9 @@ async fn a_timeout_is_reversed_0420_then_0421_with_backoff_until_acknowledged() 
     let r = exchange(&sw, &original).await;
     assert_eq!(r.get_str(39), Some("91"));
     // Durably queued before the 91 was written.
-    let ops = sw.switch.ops().unwrap();
-    let queued = ops
-        .saf_list(SafFilter {
-            include_done: true,
-            limit: 10,
-            ..SafFilter::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(queued.entries.len(), 1, "{queued:?}");
-    assert_eq!(queued.entries[0].kind, "reversal");
+    let queued = entries(&sw).await;
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0].kind, "reversal");
     assert!(
         fake.wait_for(Duration::from_secs(20), |r| r
             .iter()
@@ -274,16 +279,8 @@ async fn an_unreachable_endpoint_is_answered_91_with_nothing_to_reverse() {
     let sw = TestSwitch::start(config(&dir, nowhere)).await;
     let r = exchange(&sw, &fin(1_000, 501).build().unwrap()).await;
     assert_eq!(r.get_str(39), Some("91"));
+    assert!(entries(&sw).await.is_empty());
     let ops = sw.switch.ops().unwrap();
-    let list = ops
-        .saf_list(SafFilter {
-            include_done: true,
-            limit: 10,
-            ..SafFilter::default()
-        })
-        .await
-        .unwrap();
-    assert!(list.entries.is_empty(), "{list:?}");
     let rows = ops
         .search(TxQuery {
             stan: Some("000501".into()),
@@ -423,26 +420,7 @@ async fn acquirer_reversals_found_not_found_and_twice_and_completions() {
 async fn a_local_reversal_undoes_the_local_effect() {
     let dir = data_dir("local");
     let fake = FakeEndpoint::start(Box::new(|_, _| Reply::Code("00"))).await;
-    let mut c = config(&dir, fake.addr);
-    let path = switchyard_bundled_plugins::plugin_path("test-capabilities");
-    c.plugins.insert(
-        "loyalty".into(),
-        toml::from_str(&format!(
-            "file = {:?}\ngrants = [\"transaction\", \"config\", \"log\", \"clock\", \"counters\", \"kv\"]",
-            path.display().to_string()
-        ))
-        .unwrap(),
-    );
-    c.participants.insert(
-        "loyalty".into(),
-        toml::from_str("plugin = \"loyalty\"").unwrap(),
-    );
-    c.participants
-        .get_mut("by-port")
-        .unwrap()
-        .config
-        .insert("case 5001".into(), "loyalty local-auth close send".into());
-    let sw = TestSwitch::start(c).await;
+    let sw = TestSwitch::start(with_loyalty_plugin(config(&dir, fake.addr))).await;
     let first = fin(1_000, 801).build().unwrap();
     let mut conn = sw.connect(5001).await;
     let r = conn.exchange(&first, RESPONSE_TIMEOUT).await.unwrap();

@@ -189,7 +189,7 @@ async fn serve(
         }
         complete_response(&message, code, &mut response);
         let mut out = BytesMut::new();
-        out.extend_from_slice(&[tpdu[0], tpdu[3], tpdu[4], tpdu[1], tpdu[2]]);
+        out.extend_from_slice(&switchyard_net::simulator::swap_tpdu(&tpdu));
         out.extend_from_slice(&spec.encode(&response).unwrap());
         let out = out.freeze();
         match delay {

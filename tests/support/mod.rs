@@ -93,6 +93,32 @@ pub fn with_faulty_plugin(mut c: Config, mode: &str) -> Config {
     c
 }
 
+/// Adds the `test-capabilities` plugin (counters and kv granted) as
+/// participant `loyalty` in front of `local-auth` on port 5001: it answers
+/// `n=<count>;p=<points>` in DE44, and gives the points back when the
+/// transaction is reversed.
+pub fn with_loyalty_plugin(mut c: Config) -> Config {
+    let path = switchyard_bundled_plugins::plugin_path("test-capabilities");
+    c.plugins.insert(
+        "loyalty".into(),
+        toml::from_str(&format!(
+            "file = {:?}\ngrants = [\"transaction\", \"config\", \"log\", \"clock\", \"counters\", \"kv\"]",
+            path.display().to_string()
+        ))
+        .unwrap(),
+    );
+    c.participants.insert(
+        "loyalty".into(),
+        toml::from_str("plugin = \"loyalty\"").unwrap(),
+    );
+    c.participants
+        .get_mut("by-port")
+        .unwrap()
+        .config
+        .insert("case 5001".into(), "loyalty local-auth close send".into());
+    c
+}
+
 /// A switch running on free ports, with the traces of its transactions.
 pub struct TestSwitch {
     pub switch: Switch,
