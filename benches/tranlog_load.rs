@@ -15,7 +15,8 @@
 //!
 //! `cargo bench -p switchyard-benches --bench tranlog_load`; environment
 //! `TRANLOG_BENCH_SECONDS` (default 5), `TRANLOG_BENCH_CONNECTIONS` (8),
-//! `TRANLOG_BENCH_WINDOW` (8), `TRANLOG_BENCH_RATE` (20000).
+//! `TRANLOG_BENCH_WINDOW` (8), `TRANLOG_BENCH_RATE` (20000);
+//! `TRANLOG_BENCH_ONLY=on|off` runs one closed loop alone (for a profiler).
 
 #[path = "../tests/support/fake_endpoint.rs"]
 mod fake_endpoint;
@@ -293,10 +294,10 @@ fn main() {
             "{:<34} {:>9} {:>10} {:>9} {:>9} {:>9}  codes",
             "phase", "tx", "tx/s", "p50 ms", "p99 ms", "max ms"
         );
-        // TRANLOG_BENCH_ONLY=on runs the closed loop with the tranlog alone (profiling).
-        let only_on = std::env::var("TRANLOG_BENCH_ONLY").is_ok_and(|v| v == "on");
+        // TRANLOG_BENCH_ONLY=on|off runs one closed loop alone (profiling).
+        let only = std::env::var("TRANLOG_BENCH_ONLY").ok();
         for (name, off) in [("closed loop, tranlog off", true), ("closed loop, tranlog on", false)] {
-            if only_on && off {
+            if only.as_deref().is_some_and(|o| o != if off { "off" } else { "on" }) {
                 continue;
             }
             let switch = start(off, None).await;
@@ -319,7 +320,7 @@ fn main() {
             }
             switch.shutdown().await.unwrap();
         }
-        if only_on {
+        if only.is_some() {
             return;
         }
         let switch = start(false, None).await;

@@ -173,6 +173,8 @@ where
 
 enum Msg {
     Job(Box<dyn Job>),
+    /// The syncer made the last commit durable.
+    Synced,
     Close,
 }
 
@@ -228,13 +230,14 @@ impl Writer {
         let thread = {
             let counters = counters.clone();
             let cpu_path = cpu_path.clone();
+            let syncer_tx = tx.clone();
             std::thread::Builder::new()
                 .name("store-writer".into())
                 .spawn(move || {
                     *cpu_path.lock() = std::fs::read_link("/proc/thread-self")
                         .ok()
                         .map(|p| PathBuf::from("/proc").join(p).join("schedstat"));
-                    run(conn, &path, rx, &keyring, &counters, &db);
+                    run(conn, &path, syncer_tx, rx, &keyring, &counters, &db);
                 })
                 .expect("spawning the store's writer thread")
         };
@@ -338,7 +341,12 @@ impl Writer {
 
 /// Makes committed batches durable, then answers their jobs: every batch
 /// that arrived while the previous fsync ran shares the next one.
-fn sync_and_reply(answered: mpsc::Receiver<Vec<Box<dyn Job>>>, wal: PathBuf, db: Arc<str>) {
+fn sync_and_reply(
+    answered: mpsc::Receiver<Vec<Box<dyn Job>>>,
+    writer: mpsc::Sender<Msg>,
+    wal: PathBuf,
+    db: Arc<str>,
+) {
     let mut file: Option<std::fs::File> = None;
     while let Ok(first) = answered.recv() {
         let mut batches = vec![first];
@@ -360,6 +368,8 @@ fn sync_and_reply(answered: mpsc::Receiver<Vec<Box<dyn Job>>>, wal: PathBuf, db:
             }
             file = None;
         }
+        // The writer may commit its next batch now.
+        let _ = writer.send(Msg::Synced);
         for job in batches.into_iter().flatten() {
             job.reply();
         }
@@ -369,75 +379,57 @@ fn sync_and_reply(answered: mpsc::Receiver<Vec<Box<dyn Job>>>, wal: PathBuf, db:
 fn run(
     conn: Connection,
     path: &std::path::Path,
+    tx: mpsc::Sender<Msg>,
     rx: mpsc::Receiver<Msg>,
     keyring: &Keyring,
     counters: &Counters,
     db: &str,
 ) {
     // Making commits durable and waking the callers (a futex call each)
-    // happen on another thread, so the writer goes on with the next batch
-    // meanwhile.
+    // happen on another thread; while it fsyncs one commit, the next batch
+    // runs and grows here, and commits when the fsync is done.
     let (replies, answered) = mpsc::channel::<Vec<Box<dyn Job>>>();
     let wal = crate::files::with_suffix(path, "-wal");
     let db_name: Arc<str> = db.into();
     let syncer = std::thread::Builder::new()
         .name("store-syncer".into())
-        .spawn(move || sync_and_reply(answered, wal, db_name))
+        .spawn(move || sync_and_reply(answered, tx, wal, db_name))
         .expect("spawning the store's syncer thread");
-    let mut jobs: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+    let mut syncing = false;
     let mut closing = false;
     while !closing {
-        match rx.recv() {
-            Ok(Msg::Job(job)) => jobs.push(job),
+        let first = match rx.recv() {
+            Ok(Msg::Job(job)) => job,
+            Ok(Msg::Synced) => {
+                syncing = false;
+                continue;
+            }
             Ok(Msg::Close) | Err(_) => break,
-        }
-        while jobs.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(Msg::Job(job)) => jobs.push(job),
+        };
+        let mut open = OpenBatch::begin(&conn, keyring);
+        open.run(first);
+        // Gather more while the previous commit is being made durable.
+        while !open.full() {
+            let next = if syncing {
+                rx.recv().map_err(|_| ())
+            } else {
+                rx.try_recv().map_err(|_| ())
+            };
+            match next {
+                Ok(Msg::Job(job)) => open.run(job),
+                Ok(Msg::Synced) => syncing = false,
                 Ok(Msg::Close) => {
                     closing = true;
                     break;
                 }
-                Err(_) => break,
+                Err(()) => break,
             }
         }
-        let started = Instant::now();
-        let n = jobs.len() as u64;
-        let (outcome, rows) = run_batch(&conn, keyring, &mut jobs);
-        if let Err(e) = &outcome {
-            tracing::error!(db, jobs = n, error = %e, "group commit failed");
-            if let Err(e) = keyring.reload(&conn) {
-                tracing::error!(db, error = %e, "reloading the keyring after a failed commit");
-            }
-        }
-        let failed = jobs.iter().filter(|j| j.failed()).count() as u64;
-        for job in &mut jobs {
-            job.settle(outcome.as_ref().map(|_| ()).map_err(String::as_str));
-        }
-        // Counted before the callers hear back, so they see their batch.
-        if outcome.is_ok() {
-            counters.commits.fetch_add(1, Ordering::Relaxed);
-            counters.rows.fetch_add(rows, Ordering::Relaxed);
-        }
-        counters.jobs.fetch_add(n, Ordering::Relaxed);
-        counters.failed_jobs.fetch_add(failed, Ordering::Relaxed);
-        counters.largest_batch.fetch_max(n, Ordering::Relaxed);
-        let busy = started.elapsed();
-        counters
-            .busy_ns
-            .fetch_add(busy.as_nanos() as u64, Ordering::Relaxed);
-        let batch = std::mem::replace(&mut jobs, Vec::with_capacity(MAX_BATCH));
-        if let Err(mpsc::SendError(batch)) = replies.send(batch) {
+        let jobs = open.commit(keyring, counters, db);
+        syncing = true;
+        if let Err(mpsc::SendError(batch)) = replies.send(jobs) {
             batch.into_iter().for_each(|job| job.reply());
         }
-        tracing::trace!(
-            db,
-            jobs = n,
-            failed,
-            rows,
-            busy_us = busy.as_micros() as u64,
-            "group commit"
-        );
     }
     drop(replies);
     let _ = syncer.join();
@@ -449,36 +441,97 @@ fn run(
     }
 }
 
-/// Runs one batch: (its outcome, rows written).
-fn run_batch(
-    conn: &Connection,
-    keyring: &Keyring,
-    jobs: &mut [Box<dyn Job>],
-) -> (Result<(), String>, u64) {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        return (Err(format!("starting the transaction: {e}")), 0);
-    }
-    let mut batch = Batch {
-        conn,
-        keyring,
-        hooks: Vec::new(),
-        rows: 0,
-    };
-    for job in jobs.iter_mut() {
-        job.run(&mut batch);
-        if conn.is_autocommit() {
-            return (
-                Err("SQLite rolled the transaction back (disk full or I/O error?)".into()),
-                0,
-            );
+/// A batch being run: the writer's transaction and its jobs so far.
+struct OpenBatch<'a> {
+    batch: Batch<'a>,
+    jobs: Vec<Box<dyn Job>>,
+    /// Why the transaction is gone (its start failed, or SQLite rolled it
+    /// back): every job of the batch fails.
+    broken: Option<String>,
+    busy: Duration,
+}
+
+impl<'a> OpenBatch<'a> {
+    fn begin(conn: &'a Connection, keyring: &'a Keyring) -> OpenBatch<'a> {
+        let started = Instant::now();
+        let broken = conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .err()
+            .map(|e| format!("starting the transaction: {e}"));
+        OpenBatch {
+            batch: Batch {
+                conn,
+                keyring,
+                hooks: Vec::new(),
+                rows: 0,
+            },
+            jobs: Vec::with_capacity(64),
+            broken,
+            busy: started.elapsed(),
         }
     }
-    let rows = batch.rows;
-    match conn.execute_batch("COMMIT") {
-        Ok(()) => (Ok(()), rows),
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            (Err(format!("committing: {e}")), 0)
+
+    fn full(&self) -> bool {
+        self.broken.is_some() || self.jobs.len() >= MAX_BATCH
+    }
+
+    fn run(&mut self, mut job: Box<dyn Job>) {
+        let started = Instant::now();
+        if self.broken.is_none() {
+            job.run(&mut self.batch);
+            if self.batch.conn.is_autocommit() {
+                self.broken =
+                    Some("SQLite rolled the transaction back (disk full or I/O error?)".into());
+            }
         }
+        self.jobs.push(job);
+        self.busy += started.elapsed();
+    }
+
+    /// Commits; settles every job (their hooks run) and returns them to
+    /// be answered once durable.
+    fn commit(mut self, keyring: &Keyring, counters: &Counters, db: &str) -> Vec<Box<dyn Job>> {
+        let started = Instant::now();
+        let conn = self.batch.conn;
+        let outcome = match self.broken.take() {
+            Some(e) => Err(e),
+            None => conn.execute_batch("COMMIT").map_err(|e| {
+                let _ = conn.execute_batch("ROLLBACK");
+                format!("committing: {e}")
+            }),
+        };
+        let n = self.jobs.len() as u64;
+        if let Err(e) = &outcome {
+            tracing::error!(db, jobs = n, error = %e, "group commit failed");
+            if let Err(e) = keyring.reload(conn) {
+                tracing::error!(db, error = %e, "reloading the keyring after a failed commit");
+            }
+        }
+        let failed = self.jobs.iter().filter(|j| j.failed()).count() as u64;
+        for job in &mut self.jobs {
+            job.settle(outcome.as_ref().map(|_| ()).map_err(String::as_str));
+        }
+        // Counted before the callers hear back, so they see their batch.
+        let rows = self.batch.rows;
+        if outcome.is_ok() {
+            counters.commits.fetch_add(1, Ordering::Relaxed);
+            counters.rows.fetch_add(rows, Ordering::Relaxed);
+        }
+        counters.jobs.fetch_add(n, Ordering::Relaxed);
+        counters.failed_jobs.fetch_add(failed, Ordering::Relaxed);
+        counters.largest_batch.fetch_max(n, Ordering::Relaxed);
+        let busy = self.busy + started.elapsed();
+        counters
+            .busy_ns
+            .fetch_add(busy.as_nanos() as u64, Ordering::Relaxed);
+        tracing::trace!(
+            db,
+            jobs = n,
+            failed,
+            rows,
+            busy_us = busy.as_micros() as u64,
+            "group commit"
+        );
+        self.jobs
     }
 }
