@@ -165,39 +165,50 @@ impl Forwarder {
         Box::pin(async move {
             stats.attempts.fetch_add(1, Ordering::Relaxed);
             let delivery = deliver.deliver(&entry).await;
-            let attempt = match delivery {
-                Delivery::Acked(code) => {
+            let attempt = record(&entry, delivery, now_ms());
+            match &attempt {
+                Attempt::Acked(code) => {
                     stats.acked.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(endpoint = %entry.endpoint, saf = entry.id, kind = entry.kind.name(),
                         original = entry.original, attempts = entry.attempts, rc = %code, "store-and-forward entry acknowledged");
-                    Attempt::Acked(code)
                 }
-                Delivery::Failed(result) => {
-                    let escalate = !entry.escalated && entry.attempts >= ESCALATE_AFTER;
-                    if escalate {
-                        stats.escalated.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!(target: "switchyard::saf", event = "saf.escalated",
-                            endpoint = %entry.endpoint, saf = entry.id, kind = entry.kind.name(),
-                            original = entry.original, attempts = entry.attempts, last = %result,
-                            "store-and-forward entry still unacknowledged after {ESCALATE_AFTER} attempts: escalated; it goes on every {} s",
-                            backoff(u32::MAX).as_secs());
-                    } else {
-                        tracing::warn!(endpoint = %entry.endpoint, saf = entry.id, kind = entry.kind.name(),
-                            attempts = entry.attempts, result = %result, "store-and-forward attempt not acknowledged; retried");
-                    }
-                    let next_ms = now_ms() + backoff(entry.attempts).as_millis() as i64;
-                    Attempt::Failed {
-                        result,
-                        next_ms,
-                        escalate,
-                    }
+                Attempt::Failed {
+                    result,
+                    escalate: true,
+                    ..
+                } => {
+                    stats.escalated.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(target: "switchyard::saf", event = "saf.escalated",
+                        endpoint = %entry.endpoint, saf = entry.id, kind = entry.kind.name(),
+                        original = entry.original, attempts = entry.attempts, last = %result,
+                        "store-and-forward entry still unacknowledged after {ESCALATE_AFTER} attempts: escalated; it goes on every {} s",
+                        backoff(u32::MAX).as_secs());
                 }
-            };
+                Attempt::Failed { result, .. } => {
+                    tracing::warn!(endpoint = %entry.endpoint, saf = entry.id, kind = entry.kind.name(),
+                        attempts = entry.attempts, result = %result, "store-and-forward attempt not acknowledged; retried");
+                }
+            }
             if let Err(e) = queue.attempted(entry.id, attempt).await {
                 tracing::error!(endpoint = %entry.endpoint, saf = entry.id, error = %e,
                     "store-and-forward: recording an attempt failed (its lease will lapse and it is retried)");
             }
         })
+    }
+}
+
+/// What an attempt of `entry` (its `attempts` sends counted, this one
+/// included) at `now_ms` records: done when acknowledged; otherwise due
+/// again after the backoff of that many failures, escalated once when it
+/// reaches [`ESCALATE_AFTER`].
+pub fn record(entry: &SafEntry, delivery: Delivery, now_ms: i64) -> Attempt {
+    match delivery {
+        Delivery::Acked(code) => Attempt::Acked(code),
+        Delivery::Failed(result) => Attempt::Failed {
+            result,
+            next_ms: now_ms + backoff(entry.attempts).as_millis() as i64,
+            escalate: !entry.escalated && entry.attempts >= ESCALATE_AFTER,
+        },
     }
 }
 
@@ -278,5 +289,73 @@ impl Deliver for EndpointDelivery {
                 Err(why) => Delivery::Failed(why),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_engine::ports::SafState;
+
+    fn entry(attempts: u32, escalated: bool) -> SafEntry {
+        SafEntry {
+            id: 1,
+            tenant: "default".into(),
+            kind: SafKind::Reversal,
+            endpoint: "xxx".into(),
+            source: 7,
+            original: 7,
+            reason: "68".into(),
+            state: SafState::Pending,
+            attempts,
+            created_ms: 0,
+            next_ms: 0,
+            last_attempt_ms: None,
+            last_result: None,
+            escalated,
+            acked_ms: None,
+            lease: None,
+        }
+    }
+
+    fn failed(attempts: u32, escalated: bool) -> (i64, bool) {
+        match record(
+            &entry(attempts, escalated),
+            Delivery::Failed("silence".into()),
+            0,
+        ) {
+            Attempt::Failed {
+                next_ms, escalate, ..
+            } => (next_ms, escalate),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn retried_after_1_2_4_s_capped_at_60_and_escalated_once_at_the_tenth() {
+        let schedule: Vec<(i64, bool)> = (1..=12).map(|n| failed(n, n > 10)).collect();
+        assert_eq!(
+            schedule,
+            [
+                (1_000, false),
+                (2_000, false),
+                (4_000, false),
+                (8_000, false),
+                (16_000, false),
+                (32_000, false),
+                (60_000, false),
+                (60_000, false),
+                (60_000, false),
+                (60_000, true),
+                (60_000, false),
+                (60_000, false),
+            ]
+        );
+        // Not escalated again once it is.
+        assert!(!failed(10, true).1);
+        assert_eq!(
+            record(&entry(3, false), Delivery::Acked("21".into()), 5),
+            Attempt::Acked("21".into())
+        );
     }
 }
