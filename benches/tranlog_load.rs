@@ -5,8 +5,8 @@
 //! 1. **closed loop** on 5001 (local authorization): `CONNECTIONS` ×
 //!    `WINDOW` requests in flight for `SECONDS`, with the tranlog off (a
 //!    bench-only start option) and on — throughput, p50, p99;
-//! 2. **open loop** on 5001 at `RATE` requests/s with the tranlog on:
-//!    throughput and p50/p99/max latency;
+//! 2. **open loop** on 5001 at `RATE` requests/s, with the tranlog off
+//!    and on: throughput and p50/p99/max latency;
 //! 3. **timeout → reversal**: requests on 5002 to an endpoint that never
 //!    answers originals (timeout `TIMEOUT_MS`) and acknowledges reversals
 //!    at once — how long after its deadline the 91 reaches the acquirer
@@ -33,6 +33,10 @@ use switchyard_engine::ports::TxQuery;
 use switchyard_tests::{TEST_PAN, default_config, shared_data_dir};
 
 use fake_endpoint::{FakeEndpoint, Reply};
+
+/// The binary's allocator (see `host/switchyard/src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const TIMEOUT_MS: u64 = 100;
 
@@ -323,11 +327,19 @@ fn main() {
         if only.is_some() {
             return;
         }
-        let switch = start(false, None).await;
-        let addr = switch.addr_of_port(5001).unwrap();
-        let _warm = load(addr, connections, window, None, 1).await;
-        let mut o = load(addr, connections, 1 << 20, Some(rate), seconds).await;
-        row(&format!("open loop {rate}/s, tranlog on"), &mut o);
+        // The same open loop without the tranlog first: the tail the machine
+        // and the client have anyway.
+        let open_loop = async |off: bool| {
+            let switch = start(off, None).await;
+            let addr = switch.addr_of_port(5001).unwrap();
+            let _warm = load(addr, connections, window, None, 1).await;
+            let mut o = load(addr, connections, 1 << 20, Some(rate), seconds).await;
+            let state = if off { "off" } else { "on" };
+            row(&format!("open loop {rate}/s, tranlog {state}"), &mut o);
+            switch
+        };
+        open_loop(true).await.shutdown().await.unwrap();
+        let switch = open_loop(false).await;
         let stats = switch.store().writer_stats();
         println!(
             "group commit: {} rows in {} commits ({:.1} rows per commit), largest batch {}",

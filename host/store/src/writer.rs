@@ -411,7 +411,10 @@ fn run(
         // Gather more while the previous commit is being made durable.
         while !open.full() {
             let next = if syncing {
-                rx.recv().map_err(|_| ())
+                let waiting = Instant::now();
+                let next = rx.recv().map_err(|_| ());
+                open.waited += waiting.elapsed();
+                next
             } else {
                 rx.try_recv().map_err(|_| ())
             };
@@ -448,7 +451,9 @@ struct OpenBatch<'a> {
     /// Why the transaction is gone (its start failed, or SQLite rolled it
     /// back): every job of the batch fails.
     broken: Option<String>,
-    busy: Duration,
+    started: Instant,
+    /// Time spent waiting for jobs (not busy).
+    waited: Duration,
 }
 
 impl<'a> OpenBatch<'a> {
@@ -467,7 +472,8 @@ impl<'a> OpenBatch<'a> {
             },
             jobs: Vec::with_capacity(64),
             broken,
-            busy: started.elapsed(),
+            started,
+            waited: Duration::ZERO,
         }
     }
 
@@ -476,7 +482,6 @@ impl<'a> OpenBatch<'a> {
     }
 
     fn run(&mut self, mut job: Box<dyn Job>) {
-        let started = Instant::now();
         if self.broken.is_none() {
             job.run(&mut self.batch);
             if self.batch.conn.is_autocommit() {
@@ -485,13 +490,11 @@ impl<'a> OpenBatch<'a> {
             }
         }
         self.jobs.push(job);
-        self.busy += started.elapsed();
     }
 
     /// Commits; settles every job (their hooks run) and returns them to
     /// be answered once durable.
     fn commit(mut self, keyring: &Keyring, counters: &Counters, db: &str) -> Vec<Box<dyn Job>> {
-        let started = Instant::now();
         let conn = self.batch.conn;
         let outcome = match self.broken.take() {
             Some(e) => Err(e),
@@ -520,7 +523,7 @@ impl<'a> OpenBatch<'a> {
         counters.jobs.fetch_add(n, Ordering::Relaxed);
         counters.failed_jobs.fetch_add(failed, Ordering::Relaxed);
         counters.largest_batch.fetch_max(n, Ordering::Relaxed);
-        let busy = self.busy + started.elapsed();
+        let busy = self.started.elapsed().saturating_sub(self.waited);
         counters
             .busy_ns
             .fetch_add(busy.as_nanos() as u64, Ordering::Relaxed);

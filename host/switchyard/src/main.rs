@@ -15,6 +15,11 @@ use switchyard_net::{Framing, Simulator, SimulatorOptions};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc: the tranlog's writer thread frees what the transaction tasks
+/// allocated, which glibc's arenas handle slowly.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "switchyard",
