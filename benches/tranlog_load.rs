@@ -48,11 +48,14 @@ fn env(name: &str, default: u64) -> u64 {
 }
 
 /// STANs unique across the whole run (the tranlog would answer a reused
-/// key within the same second 94).
+/// key within the same second 94), in a scattered order: the STAN index
+/// takes inserts all over, as it does from thousands of terminals.
 static NEXT_STAN: AtomicU32 = AtomicU32::new(1);
 
 fn request(terminal: &str, amount: u64) -> switchyard_iso8583::Message {
-    let stan = NEXT_STAN.fetch_add(1, Ordering::Relaxed) % 1_000_000;
+    // A permutation of 1..=999_983 (a prime modulus, a multiplier prime to it).
+    let n = u64::from(NEXT_STAN.fetch_add(1, Ordering::Relaxed));
+    let stan = ((n * 387_421) % 999_983 + 1) as u32;
     let mut r = RequestSpec::financial("0200", TEST_PAN, amount, stan);
     r.terminal = Some(terminal.into());
     r.build().unwrap()

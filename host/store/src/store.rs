@@ -158,6 +158,10 @@ impl SqliteStore {
                     schema::migrate_v1(&mut conn, &keyring, legacy.as_ref()).map_err(at)?;
                 tracing::info!(db = %db, kv_values = values, "migrated the store from schema v1");
             }
+            Found::Version(2) => {
+                schema::migrate_v2(&mut conn).map_err(at)?;
+                tracing::info!(db = %db, "migrated the store from schema v2");
+            }
             Found::Version(_) => {}
         }
         keyring.reload(&conn).map_err(at)?;

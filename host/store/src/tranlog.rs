@@ -329,7 +329,7 @@ impl SqliteStore {
                     Some(m) => Some(m),
                     // Never seen in the last 24 hours: no read.
                     None if !self.recent.may_contain(hash) => None,
-                    None => self.recorded(hash, &row.tenant, &key, since)?,
+                    None => self.recorded(row.columns.stan.as_deref(), &row.tenant, &key, since)?,
                 };
                 if candidate(row.kind) {
                     self.recent.insert(hash, row.received_ms);
@@ -373,10 +373,11 @@ impl SqliteStore {
         Ok(Admitted { id, matched })
     }
 
-    /// The newest committed row of this key that a request can match.
+    /// The newest committed row of this key that a request can match,
+    /// found through the STAN index (`stan`: the key's DE11).
     fn recorded(
         &self,
-        hash: i64,
+        stan: Option<&str>,
         tenant: &str,
         key: &str,
         since: i64,
@@ -385,12 +386,12 @@ impl SqliteStore {
             let found = conn
                 .prepare_cached(
                     "SELECT id, kind, state, node, rc, response, received_ms FROM tranlog
-                     WHERE match_hash = ?1 AND tenant = ?2 AND match_key = ?3
+                     WHERE stan IS ?1 AND tenant = ?2 AND match_key = ?3
                        AND kind IN ('original', 'reversal', 'completion') AND received_ms >= ?4
                      ORDER BY id DESC LIMIT 1",
                 )
                 .and_then(|mut s| {
-                    s.query_row(params![hash, tenant, key, since], |r| {
+                    s.query_row(params![stan, tenant, key, since], |r| {
                         Ok((
                             r.get::<_, i64>(0)?,
                             r.get::<_, String>(1)?,

@@ -1,4 +1,4 @@
-//! Opening a data directory of the v1 layout.
+//! Opening a data directory of an older layout (v1, v2).
 
 use rusqlite::{Connection, params};
 use switchyard_engine::ports::{KvStore, SwapHistory};
@@ -65,9 +65,9 @@ fn a_v1_directory_opens_with_its_kv_data_and_loses_its_master_secret() {
     assert!(!dir.path().join("data/keys/store.key").exists());
     let conn = Connection::open(dir.path().join("data/switchyard.db")).unwrap();
     let version: i64 = conn
-        .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+        .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let rows: i64 = conn
         .query_row(
             "SELECT count(*) FROM kv WHERE key_id IS NOT NULL",
@@ -103,4 +103,45 @@ fn a_v1_directory_without_its_secret_is_refused_untouched() {
         )
         .unwrap();
     assert_eq!(tables, 0, "the migration rolled back");
+}
+
+#[test]
+fn a_v2_database_gets_the_v3_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(SqliteStore::open(options(dir.path())).unwrap());
+    let db = dir.path().join("data/switchyard.db");
+    let indexes = |conn: &Connection| -> Vec<String> {
+        conn.prepare(
+            "SELECT name || ' ' || sql FROM sqlite_master
+             WHERE type = 'index' AND name IN ('tranlog_match', 'tranlog_stan') ORDER BY name",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    };
+    {
+        // Back to the v2 layout.
+        let conn = Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "DROP INDEX tranlog_stan;
+             CREATE INDEX tranlog_match ON tranlog (match_hash) WHERE match_hash IS NOT NULL;
+             CREATE INDEX tranlog_stan ON tranlog (stan) WHERE kind = 'original';
+             DELETE FROM schema_version;
+             INSERT INTO schema_version (version) VALUES (2);",
+        )
+        .unwrap();
+        assert_eq!(indexes(&conn).len(), 2);
+    }
+    drop(SqliteStore::open(options(dir.path())).unwrap());
+    let conn = Connection::open(&db).unwrap();
+    let version: i64 = conn
+        .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 3);
+    assert_eq!(
+        indexes(&conn),
+        ["tranlog_stan CREATE INDEX tranlog_stan ON tranlog (stan)"]
+    );
 }
