@@ -386,12 +386,14 @@ impl SqliteStore {
             let found = conn
                 .prepare_cached(
                     "SELECT id, kind, state, node, rc, response, received_ms FROM tranlog
-                     WHERE stan IS ?1 AND tenant = ?2 AND match_key = ?3
+                     WHERE stan IS ?1 AND id >= ?5 AND tenant = ?2 AND match_key = ?3
                        AND kind IN ('original', 'reversal', 'completion') AND received_ms >= ?4
                      ORDER BY id DESC LIMIT 1",
                 )
                 .and_then(|mut s| {
-                    s.query_row(params![stan, tenant, key, since], |r| {
+                    // Ids grow with time: the window bounds the index range.
+                    let floor = crate::ids::floor_of(since);
+                    s.query_row(params![stan, tenant, key, since, floor], |r| {
                         Ok((
                             r.get::<_, i64>(0)?,
                             r.get::<_, String>(1)?,

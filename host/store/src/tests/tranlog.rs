@@ -383,10 +383,10 @@ fn the_hot_and_recovery_queries_use_their_indexes() {
     };
     for (sql, index) in [
         (
-            "SELECT id FROM tranlog WHERE stan IS '1' AND tenant = 'a' AND match_key = 'k'
+            "SELECT id FROM tranlog WHERE stan IS '1' AND id >= 5 AND tenant = 'a' AND match_key = 'k'
                AND kind IN ('original', 'reversal', 'completion') AND received_ms >= 0
              ORDER BY id DESC LIMIT 1",
-            "tranlog_stan",
+            "tranlog_stan (stan=? AND rowid>?)",
         ),
         (
             "SELECT id FROM tranlog WHERE kind = 'original' AND stan = '1' AND tenant = 'a'
