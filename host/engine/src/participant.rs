@@ -75,6 +75,10 @@ pub struct Failure {
     pub kind: FailureKind,
     /// What happened, for the log (never card data).
     pub message: String,
+    /// Whether whoever raised it has logged it already (the runtime logs a
+    /// plugin's traps and deadlines, rate-limited); the pipeline then does
+    /// not log it again above debug.
+    pub logged: bool,
 }
 
 /// Classes of participant failure.
@@ -101,6 +105,7 @@ impl Failure {
         Failure {
             kind,
             message: message.into(),
+            logged: false,
         }
     }
 }

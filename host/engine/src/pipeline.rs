@@ -386,8 +386,14 @@ impl Pipeline {
         aborting: &mut bool,
     ) {
         let name = &self.nodes[id as usize].name;
-        tracing::debug!(pipeline = %self.name, participant = %name, kind = ?failure.kind,
-            error = %failure.message, "participant failed; transaction aborts with 96");
+        if failure.logged {
+            tracing::debug!(pipeline = %self.name, participant = %name, kind = ?failure.kind,
+                error = %failure.message, "participant failed; transaction aborts with 96");
+        } else {
+            tracing::warn!(pipeline = %self.name, participant = %name, kind = ?failure.kind,
+                stan = ctx.request.get_str(11).unwrap_or(""), error = %failure.message,
+                "participant failed; transaction aborts with 96");
+        }
         if !*aborting {
             ctx.set_result_code(rc::SYSTEM_ERROR);
             *aborting = true;

@@ -363,9 +363,27 @@ impl ConnectionResponder {
         if let Some(t) = &self.tpdu {
             out.extend_from_slice(t.as_bytes());
         }
-        self.spec.encode_into(m, &mut out)?;
+        match action_code(&self.spec, m) {
+            Some(mapped) => self.spec.encode_into(&mapped, &mut out)?,
+            None => self.spec.encode_into(m, &mut out)?,
+        }
         Ok(out.freeze())
     }
+}
+
+/// `m` with its two-character response code as the ISO 8583:1993 action
+/// code, when `spec`'s DE39 is three digits (the `iso93-*` specs); `None`
+/// when nothing needs to change. A code without an equivalent becomes 909
+/// (system malfunction).
+pub fn action_code(spec: &Spec, m: &Message) -> Option<Message> {
+    let code = m.get_str(39).filter(|c| c.len() == 2)?;
+    if spec.field(39)?.max_len() != 3 {
+        return None;
+    }
+    let action = rc::action_code_1993(code).unwrap_or("909");
+    let mut mapped = m.clone();
+    mapped.set(39, Bytes::from_static(action.as_bytes()));
+    Some(mapped)
 }
 
 impl ConnectionResponder {

@@ -1,13 +1,16 @@
-//! The endpoint simulator of the default wire contract.
+//! The endpoint simulator of the default wire contract, or of a user's rules.
 //!
-//! Answers each original request by the last two digits of DE4: `51` → 51,
-//! `05` → 05, `91` → never answers, `77` → approves after 250 ms, anything
-//! else → 00 with a DE38 authorization code. Reversals and advices (0420,
-//! 0421, 0220, 0221) are acknowledged at once with 00 (0430, 0230; no DE38)
-//! whatever the amount, so that the default config's store-and-forward queue
-//! drains. Network management (08xx) → 00. A reply's MTI always ends in 0
-//! (0421 → 0430). With a TPDU, the reply's TPDU has source and destination
-//! swapped.
+//! By default ([`Rules::contract`]) it answers each original request by the
+//! last two digits of DE4: `51` → 51, `05` → 05, `91` → never answers, `77` →
+//! approves after 250 ms, anything else → 00 with a DE38 authorization code.
+//! Reversals and advices (0420, 0421, 0220, 0221) are acknowledged at once
+//! with 00 (0430, 0230; no DE38) whatever the amount, so that the default
+//! config's store-and-forward queue drains. Network management (08xx) → 00.
+//! [`Rules`] replace the amount rules, the default code and the reversal
+//! acknowledgement. A reply's MTI always ends in 0 (0421 → 0430). With a
+//! TPDU, the reply's TPDU has source and destination swapped. With a spec
+//! whose DE39 is three digits (ISO 8583:1993) a two-character code is sent
+//! as its action code (00 → 000, 51 → 116, …).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,19 +44,97 @@ pub struct SimulatorOptions {
     pub spec: Arc<Spec>,
     /// Largest accepted frame.
     pub max_frame: usize,
-    /// How long a `77` request waits before its approval.
-    pub slow_delay: Duration,
+    /// How requests are answered.
+    pub rules: Arc<Rules>,
 }
 
 /// What the simulator decides for a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Answer at once with this result code.
-    Answer(&'static str),
-    /// Approve after a delay.
-    Delayed(Duration),
+    /// Answer with this result code, after `after` when given.
+    Answer {
+        /// DE39.
+        code: String,
+        /// How long to wait first.
+        after: Option<Duration>,
+    },
     /// Never answer.
     Silence,
+}
+
+impl Decision {
+    /// Answer at once with `code`.
+    pub fn answer(code: &str) -> Decision {
+        Decision::Answer {
+            code: code.into(),
+            after: None,
+        }
+    }
+}
+
+/// One rule: an original request whose DE4 ends in `amount_suffix` gets
+/// `decision`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// The last digits of DE4 (1 to 12 digits).
+    pub amount_suffix: String,
+    /// What such a request gets.
+    pub decision: Decision,
+}
+
+/// How the simulator answers: the first rule whose suffix DE4 ends in wins;
+/// no match → `default_code`. Reversals and advices get `reversal_code`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    /// In order; the first match wins.
+    pub rules: Vec<Rule>,
+    /// An original no rule matches.
+    pub default_code: String,
+    /// Every reversal and advice, whatever its amount.
+    pub reversal_code: String,
+}
+
+impl Rules {
+    /// The rules of the default wire contract: `51` → 51, `05` → 05, `91` →
+    /// silence, `77` → 00 after `slow_delay`, else 00; reversals → 00.
+    pub fn contract(slow_delay: Duration) -> Rules {
+        let rule = |suffix: &str, decision| Rule {
+            amount_suffix: suffix.into(),
+            decision,
+        };
+        Rules {
+            rules: vec![
+                rule("51", Decision::answer("51")),
+                rule("05", Decision::answer("05")),
+                rule("91", Decision::Silence),
+                rule(
+                    "77",
+                    Decision::Answer {
+                        code: "00".into(),
+                        after: Some(slow_delay),
+                    },
+                ),
+            ],
+            default_code: "00".into(),
+            reversal_code: "00".into(),
+        }
+    }
+
+    /// The decision for `request`: reversals and advices get the reversal
+    /// code; originals the first rule their DE4 matches.
+    pub fn decide(&self, request: &Message) -> Decision {
+        if is_reversal_or_advice(request.mti()) {
+            return Decision::answer(&self.reversal_code);
+        }
+        let amount = request.get(4).unwrap_or_default();
+        self.rules
+            .iter()
+            .find(|r| amount.ends_with(r.amount_suffix.as_bytes()))
+            .map_or_else(
+                || Decision::answer(&self.default_code),
+                |r| r.decision.clone(),
+            )
+    }
 }
 
 /// Whether `mti` is a reversal or an advice (x42x, x22x): a
@@ -62,21 +143,9 @@ pub fn is_reversal_or_advice(mti: Mti) -> bool {
     matches!(&mti.as_bytes()[1..3], b"42" | b"22")
 }
 
-/// The rule of the default wire contract for `request`: reversals and
-/// advices are acknowledged (00); originals are decided by the last two
-/// digits of DE4.
+/// The rule of the default wire contract for `request` (see [`Rules::contract`]).
 pub fn decide(request: &Message, slow_delay: Duration) -> Decision {
-    if is_reversal_or_advice(request.mti()) {
-        return Decision::Answer("00");
-    }
-    let amount = request.get(4).unwrap_or_default();
-    match amount.len().checked_sub(2).map(|i| &amount[i..]) {
-        Some(b"51") => Decision::Answer("51"),
-        Some(b"05") => Decision::Answer("05"),
-        Some(b"91") => Decision::Silence,
-        Some(b"77") => Decision::Delayed(slow_delay),
-        _ => Decision::Answer("00"),
-    }
+    Rules::contract(slow_delay).decide(request)
 }
 
 /// A bound simulator.
@@ -180,19 +249,26 @@ async fn connection(
             }
         };
         let decision = if request.mti().as_bytes()[1] == b'8' {
-            Decision::Answer("00")
+            Decision::answer("00")
         } else {
-            decide(&request, opts.slow_delay)
+            opts.rules.decide(&request)
         };
         let (code, delay) = match decision {
             Decision::Silence => continue,
-            Decision::Answer(code) => (code, None),
-            Decision::Delayed(d) => ("00", Some(d)),
+            Decision::Answer { code, after } => (code, after),
         };
-        let approval =
-            (code == "00" && request.contains(4) && !is_reversal_or_advice(request.mti()))
-                .then(|| approvals.fetch_add(1, Ordering::Relaxed) % 100_000);
-        let response = reply(&request, code, approval);
+        let approved = code == "00" || code == "000";
+        let approval = (approved && request.contains(4) && !is_reversal_or_advice(request.mti()))
+            .then(|| approvals.fetch_add(1, Ordering::Relaxed) % 100_000);
+        let code = match opts.spec.field(39) {
+            Some(f) if f.max_len() == 3 && code.len() == 2 => {
+                switchyard_engine::rc::action_code_1993(&code)
+                    .unwrap_or("909")
+                    .to_owned()
+            }
+            _ => code,
+        };
+        let response = reply(&request, &code, approval);
         let encoded = match opts.spec.encode(&response) {
             Ok(b) => b,
             Err(e) => {
@@ -271,7 +347,7 @@ mod tests {
             ] {
                 assert_eq!(
                     decide(&message(mti, amount), d),
-                    Decision::Answer("00"),
+                    Decision::answer("00"),
                     "{mti} {amount}"
                 );
             }
@@ -285,7 +361,7 @@ mod tests {
             );
             assert_eq!(
                 decide(&message(mti, "000000001051"), d),
-                Decision::Answer("51"),
+                Decision::answer("51"),
                 "{mti}"
             );
         }
@@ -320,20 +396,57 @@ mod tests {
         let d = Duration::from_millis(250);
         assert_eq!(
             decide(&with_amount("000000001051"), d),
-            Decision::Answer("51")
+            Decision::answer("51")
         );
         assert_eq!(
             decide(&with_amount("000000001005"), d),
-            Decision::Answer("05")
+            Decision::answer("05")
         );
         assert_eq!(decide(&with_amount("000000001091"), d), Decision::Silence);
         assert_eq!(
             decide(&with_amount("000000001077"), d),
-            Decision::Delayed(d)
+            Decision::Answer {
+                code: "00".into(),
+                after: Some(d)
+            }
         );
         assert_eq!(
             decide(&with_amount("000000001000"), d),
-            Decision::Answer("00")
+            Decision::answer("00")
+        );
+    }
+
+    #[test]
+    fn the_first_matching_rule_wins_and_reversals_get_their_own_code() {
+        let rules = Rules {
+            rules: vec![
+                Rule {
+                    amount_suffix: "123".into(),
+                    decision: Decision::answer("05"),
+                },
+                Rule {
+                    amount_suffix: "23".into(),
+                    decision: Decision::Silence,
+                },
+            ],
+            default_code: "51".into(),
+            reversal_code: "96".into(),
+        };
+        assert_eq!(
+            rules.decide(&with_amount("000000000123")),
+            Decision::answer("05")
+        );
+        assert_eq!(
+            rules.decide(&with_amount("000000000023")),
+            Decision::Silence
+        );
+        assert_eq!(
+            rules.decide(&with_amount("000000000100")),
+            Decision::answer("51")
+        );
+        assert_eq!(
+            rules.decide(&message("0420", "000000000123")),
+            Decision::answer("96")
         );
     }
 

@@ -498,11 +498,12 @@ impl Plugin {
             }
             None => (FailureKind::Host, e.root_cause().to_string()),
         };
-        let failure = Failure::new(
+        let mut failure = Failure::new(
             kind,
             format!("plugin {} {}: {cause}", self.name, self.version()),
         );
         self.log_failure(store.data().tenant(), &failure);
+        failure.logged = true;
         failure
     }
 

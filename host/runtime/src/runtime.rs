@@ -350,10 +350,20 @@ impl Runtime {
         digest: &str,
         wasm: &[u8],
     ) -> Result<Component, LoadError> {
+        if let Some(reason) = not_a_component(wasm) {
+            return Err(LoadError::Compile {
+                plugin: name.into(),
+                reason,
+            });
+        }
         let compile = || {
             Component::new(&entry.engine, wasm).map_err(|e| LoadError::Compile {
                 plugin: name.into(),
-                reason: format!("{e:#}"),
+                // wasmtime's reasons may span lines (debug dumps): one line.
+                reason: format!("{e:#}")
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" "),
             })
         };
         let Some(dir) = &self.inner.cache_dir else {
@@ -465,6 +475,27 @@ fn parse_import(name: &str) -> Option<(&str, &str, u32, u32)> {
     let major = v.next()?.parse().ok()?;
     let minor = v.next()?.parse().ok()?;
     Some((package, iface, major, minor))
+}
+
+/// Why `wasm` is plainly not a component, from its header: not WebAssembly
+/// at all, or a core module (built for another target). `None`: it may be
+/// one (wasmtime decides).
+fn not_a_component(wasm: &[u8]) -> Option<String> {
+    const MAGIC: &[u8] = b"\0asm";
+    const CORE_MODULE: [u8; 4] = [1, 0, 0, 0];
+    if wasm.len() < 8 || &wasm[..4] != MAGIC {
+        return Some(format!(
+            "the file is not WebAssembly ({} bytes without the \\0asm header); give the .wasm \
+             component a build wrote, e.g. target/wasm32-wasip2/release/NAME.wasm",
+            wasm.len()
+        ));
+    }
+    (wasm[4..8] == CORE_MODULE).then(|| {
+        "the file is a core WebAssembly module, not a component: build the plugin for \
+         wasm32-wasip2 (cargo build --release --target wasm32-wasip2), or wrap the module \
+         with `wasm-tools component new`"
+            .to_owned()
+    })
 }
 
 #[cfg(test)]

@@ -3,14 +3,16 @@
 //! demo and the tests.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, anyhow, bail};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
+use switchyard_iso8583::tpdu::{LEN as TPDU_LEN, Tpdu};
 use switchyard_iso8583::{Message, Mti, Spec, mask_pan};
 use tokio::net::TcpStream;
-use tokio_util::codec::Framed;
+use tokio_util::codec::{Encoder as _, Framed};
 
 use switchyard_net::Framing;
 
@@ -77,6 +79,17 @@ impl UtcTime {
         format!("{:02}{:02}{:02}", self.hour, self.minute, self.second)
     }
 
+    /// DE12 of ISO 8583:1993, local date and time: YYMMDDhhmmss.
+    pub fn de12_93(&self) -> String {
+        format!(
+            "{:02}{:02}{:02}{}",
+            self.year % 100,
+            self.month,
+            self.day,
+            self.de12()
+        )
+    }
+
     /// DE13, local date: MMDD.
     pub fn de13(&self) -> String {
         format!("{:02}{:02}", self.month, self.day)
@@ -110,6 +123,8 @@ pub struct RequestSpec {
     pub terminal: Option<String>,
     /// Extra or overriding fields.
     pub fields: Vec<(u16, String)>,
+    /// Fields to leave out (after `fields` are applied).
+    pub omit: Vec<u16>,
 }
 
 impl RequestSpec {
@@ -123,14 +138,25 @@ impl RequestSpec {
             expiry: Some(UtcTime::now().yymm_plus(24)),
             terminal: Some("TERM0001".into()),
             fields: Vec::new(),
+            omit: Vec::new(),
         }
     }
 
-    /// Builds the message. Network management (08xx) gets DE7, DE11 and
-    /// DE70 = 301 (echo) unless `fields` says otherwise.
+    /// Builds the message for the default spec (ISO 8583:1987 ASCII).
     pub fn build(&self) -> anyhow::Result<Message> {
+        self.build_for(&Spec::iso87_ascii())
+    }
+
+    /// Builds the message with the field layouts of `spec`: where it is an
+    /// ISO 8583:1993 table (DE12 n12), DE12 is the local date and time and
+    /// DE22 the 12-character point-of-service data code; otherwise DE12 is
+    /// hhmmss, DE13 MMDD and DE22 the entry mode `012`. Network management
+    /// (x8xx) gets DE7, DE11 and DE70 = 301 (echo) unless `fields` says
+    /// otherwise. `fields` are set last, then `omit` removed.
+    pub fn build_for(&self, spec: &Spec) -> anyhow::Result<Message> {
         let mti = Mti::new(&self.mti).map_err(|e| anyhow!("MTI {:?}: {e}", self.mti))?;
         let now = UtcTime::now();
+        let iso93 = spec.field(12).is_some_and(|f| f.max_len() == 12);
         let mut m = Message::new(mti);
         let set = |m: &mut Message, f: u16, v: String| m.set(f, Bytes::from(v));
         set(&mut m, 7, now.de7());
@@ -148,12 +174,17 @@ impl RequestSpec {
                 }
                 set(&mut m, 4, format!("{a:012}"));
             }
-            set(&mut m, 12, now.de12());
-            set(&mut m, 13, now.de13());
+            if iso93 {
+                set(&mut m, 12, now.de12_93());
+                set(&mut m, 22, "510101511326".into());
+            } else {
+                set(&mut m, 12, now.de12());
+                set(&mut m, 13, now.de13());
+                set(&mut m, 22, "012".into());
+            }
             if let Some(e) = &self.expiry {
                 set(&mut m, 14, e.clone());
             }
-            set(&mut m, 22, "012".into());
             if let Some(t) = &self.terminal {
                 set(&mut m, 41, t.clone());
             }
@@ -164,8 +195,75 @@ impl RequestSpec {
             m.try_set(*f, Bytes::from(v.clone()))
                 .map_err(|e| anyhow!("field {f}: {e}"))?;
         }
+        for f in &self.omit {
+            m.remove(*f);
+        }
         Ok(m)
     }
+}
+
+/// The repeat of `original`: the same message with the MTI's last digit
+/// raised by one (0200 → 0201, 0420 → 0421), as an acquirer retransmits it.
+pub fn repeat_of(original: &Message) -> anyhow::Result<Message> {
+    let mut mti = *original.mti().as_bytes();
+    if mti[3] != b'0' && mti[3] != b'2' {
+        bail!(
+            "MTI {} is not an original (its last digit is not 0 or 2), so it has no repeat",
+            original.mti_str()
+        );
+    }
+    mti[3] += 1;
+    let mut m = original.clone();
+    m.set_mti(Mti::from_bytes(mti));
+    Ok(m)
+}
+
+/// The acquirer's reversal (x420) of `original`, which the switch answered.
+/// It carries the original's card, amount, terminal, merchant, RRN and
+/// currency; with a spec whose DE90 is the 42-digit original data elements
+/// (1987) it gets its own STAN `stan` and DE90; otherwise (1993) it keeps the
+/// original's STAN and names the original in DE56 where the spec defines it.
+pub fn reversal_of(original: &Message, stan: u32, spec: &Spec) -> anyhow::Result<Message> {
+    let version = original.mti().as_bytes()[0] as char;
+    let mti = format!("{version}420");
+    let mut m = Message::new(Mti::new(&mti).map_err(|e| anyhow!("MTI {mti}: {e}"))?);
+    for f in [2, 3, 4, 12, 13, 14, 22, 32, 33, 37, 41, 42, 49] {
+        if let Some(v) = original.get_bytes(f) {
+            m.set(f, v.clone());
+        }
+    }
+    let now = UtcTime::now();
+    m.set(7, Bytes::from(now.de7()));
+    let de = |f: u16, default: &'static str| original.get_str(f).unwrap_or(default).to_owned();
+    if spec.field(90).is_some_and(|f| f.max_len() == 42) {
+        m.set(11, Bytes::from(format!("{:06}", stan % 1_000_000)));
+        m.set(
+            90,
+            Bytes::from(format!(
+                "{}{}{}{:0>11}{:0>11}",
+                original.mti_str(),
+                de(11, "000000"),
+                de(7, "0000000000"),
+                de(32, ""),
+                de(33, "")
+            )),
+        );
+    } else {
+        m.set(11, Bytes::from(de(11, "000000")));
+        if spec.defines(56) {
+            m.set(
+                56,
+                Bytes::from(format!(
+                    "{}{}{:0>12}{}",
+                    original.mti_str(),
+                    de(11, "000000"),
+                    de(12, ""),
+                    de(32, "")
+                )),
+            );
+        }
+    }
+    Ok(m)
 }
 
 /// Parses a decimal amount in major units ("100.00", "100", "0.51") into
@@ -187,7 +285,7 @@ pub fn parse_amount(text: &str) -> anyhow::Result<u64> {
         .ok_or_else(|| anyhow!("amount {text:?} is too large"))
 }
 
-/// One line describing a message, PAN masked, no track or PIN data.
+/// One line describing a message, PAN and expiry masked, no track or PIN data.
 pub fn summary(m: &Message) -> String {
     let mut s = m.mti().as_str().to_string();
     if let Some(stan) = m.get_str(11) {
@@ -199,8 +297,9 @@ pub fn summary(m: &Message) -> String {
     if let Some(a) = m.get_str(4) {
         s.push_str(&format!(" amount {a}"));
     }
-    if let Some(e) = m.get_str(14) {
-        s.push_str(&format!(" exp {e}"));
+    if m.contains(14) {
+        // Masked, as the tranlog shows it.
+        s.push_str(" exp ****");
     }
     if let Some(rc) = m.get_str(39) {
         s.push_str(&format!(" rc {rc}"));
@@ -217,7 +316,8 @@ pub fn field_lines(m: &Message) -> Vec<String> {
         .map(|(f, v)| {
             let shown = match f {
                 2 => mask_pan(&String::from_utf8_lossy(v)),
-                35 | 45 | 52 => "<redacted>".into(),
+                14 => "****".into(),
+                35 | 36 | 45 | 52 | 55 => "<redacted>".into(),
                 _ if v.iter().all(|b| b.is_ascii_graphic() || *b == b' ') => {
                     String::from_utf8_lossy(v).into_owned()
                 }
@@ -232,29 +332,109 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02X}")).collect()
 }
 
-/// An open connection to a listener (NAC framing).
+/// How a connection speaks: the message spec, the length framing (with or
+/// without a TPDU after the header) and the TPDU each request carries.
+#[derive(Debug, Clone)]
+pub struct Wire {
+    /// The message spec.
+    pub spec: Spec,
+    /// The length framing; with `+tpdu` every message starts with a TPDU.
+    pub framing: Framing,
+    /// The TPDU of each request when `framing` has `+tpdu`.
+    pub tpdu: Tpdu,
+    /// Largest frame accepted.
+    pub max_frame: usize,
+}
+
+impl Default for Wire {
+    /// The default wire contract: ISO 8583:1987 ASCII, NAC framing, no TPDU.
+    fn default() -> Wire {
+        Wire {
+            spec: Spec::iso87_ascii(),
+            framing: Framing::Nac,
+            tpdu: Tpdu([0x60, 0x00, 0x01, 0x00, 0x00]),
+            max_frame: 65_535,
+        }
+    }
+}
+
+impl Wire {
+    /// The frame body of `m`: its TPDU (with `+tpdu`), then the encoded message.
+    pub fn body(&self, m: &Message) -> anyhow::Result<Bytes> {
+        let encoded = self.spec.encode(m).with_context(|| {
+            format!("the request does not encode with spec {}", self.spec.name())
+        })?;
+        if !self.framing.tpdu() {
+            return Ok(encoded);
+        }
+        let mut body = BytesMut::with_capacity(TPDU_LEN + encoded.len());
+        body.extend_from_slice(self.tpdu.as_bytes());
+        body.extend_from_slice(&encoded);
+        Ok(body.freeze())
+    }
+
+    /// The bytes on the wire for `body`: the length header, then the body.
+    pub fn on_the_wire(&self, body: &Bytes) -> anyhow::Result<BytesMut> {
+        let mut out = BytesMut::new();
+        self.framing
+            .codec(self.max_frame)
+            .encode(body.clone(), &mut out)
+            .context("framing")?;
+        Ok(out)
+    }
+
+    /// How many bytes precede the message in a frame: the length header and
+    /// the TPDU.
+    pub fn preamble_len(&self) -> usize {
+        self.framing.header().len() + if self.framing.tpdu() { TPDU_LEN } else { 0 }
+    }
+
+    /// The message in a received frame body (its TPDU, if any, skipped).
+    pub fn open(&self, body: Bytes) -> anyhow::Result<Message> {
+        let message = if self.framing.tpdu() {
+            Tpdu::split(body)
+                .map_err(|e| anyhow!("the response has no TPDU: {e}"))?
+                .1
+        } else {
+            body
+        };
+        self.spec
+            .decode(message)
+            .with_context(|| format!("decoding the response with spec {}", self.spec.name()))
+    }
+}
+
+type FramedStream = Framed<TcpStream, switchyard_net::framing::FrameCodec>;
+
+/// An open connection to a listener.
 pub struct Connection {
-    framed: Framed<TcpStream, switchyard_net::framing::FrameCodec>,
-    spec: Spec,
+    framed: FramedStream,
+    wire: Arc<Wire>,
 }
 
 impl Connection {
-    /// Connects to `addr`.
+    /// Connects to `addr` with the default wire contract.
     pub async fn connect(addr: SocketAddr) -> anyhow::Result<Connection> {
+        Connection::connect_with(addr, Arc::new(Wire::default())).await
+    }
+
+    /// Connects to `addr`, speaking `wire`.
+    pub async fn connect_with(addr: SocketAddr, wire: Arc<Wire>) -> anyhow::Result<Connection> {
         let stream = TcpStream::connect(addr)
             .await
             .with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true)?;
         Ok(Connection {
-            framed: Framed::new(stream, Framing::Nac.codec(65_535)),
-            spec: Spec::iso87_ascii(),
+            framed: Framed::new(stream, wire.framing.codec(wire.max_frame)),
+            wire,
         })
     }
 
-    /// Sends a message.
-    pub async fn send(&mut self, m: &Message) -> anyhow::Result<()> {
-        let bytes = self.spec.encode(m).context("encoding the request")?;
-        self.send_raw(bytes).await
+    /// Sends a message; returns the frame body sent (TPDU and message).
+    pub async fn send(&mut self, m: &Message) -> anyhow::Result<Bytes> {
+        let body = self.wire.body(m)?;
+        self.send_raw(body.clone()).await?;
+        Ok(body)
     }
 
     /// Sends raw bytes as one frame.
@@ -265,7 +445,13 @@ impl Connection {
 
     /// Receives one message, waiting at most `timeout`.
     pub async fn receive(&mut self, timeout: Duration) -> anyhow::Result<Message> {
-        receive_from(&mut self.framed, &self.spec, timeout).await
+        Ok(self.receive_frame(timeout).await?.1)
+    }
+
+    /// Receives one frame, waiting at most `timeout`: its body (TPDU and
+    /// message) and the message.
+    pub async fn receive_frame(&mut self, timeout: Duration) -> anyhow::Result<(Bytes, Message)> {
+        receive_from(&mut self.framed, &self.wire, timeout).await
     }
 
     /// Sends `m` and waits for one response.
@@ -281,29 +467,27 @@ impl Connection {
         (
             Requests {
                 sink,
-                spec: self.spec.clone(),
+                wire: self.wire.clone(),
             },
             Responses {
                 stream,
-                spec: self.spec,
+                wire: self.wire,
             },
         )
     }
 }
 
-type FramedStream = Framed<TcpStream, switchyard_net::framing::FrameCodec>;
-
 /// The sending half of a [`Connection`].
 pub struct Requests {
     sink: futures::stream::SplitSink<FramedStream, Bytes>,
-    spec: Spec,
+    wire: Arc<Wire>,
 }
 
 impl Requests {
     /// Sends a message.
     pub async fn send(&mut self, m: &Message) -> anyhow::Result<()> {
-        let bytes = self.spec.encode(m).context("encoding the request")?;
-        self.sink.send(bytes).await.context("sending")?;
+        let body = self.wire.body(m)?;
+        self.sink.send(body).await.context("sending")?;
         Ok(())
     }
 }
@@ -311,22 +495,22 @@ impl Requests {
 /// The receiving half of a [`Connection`].
 pub struct Responses {
     stream: futures::stream::SplitStream<FramedStream>,
-    spec: Spec,
+    wire: Arc<Wire>,
 }
 
 impl Responses {
     /// Receives one message, waiting at most `timeout`.
     pub async fn receive(&mut self, timeout: Duration) -> anyhow::Result<Message> {
-        receive_from(&mut self.stream, &self.spec, timeout).await
+        Ok(receive_from(&mut self.stream, &self.wire, timeout).await?.1)
     }
 }
 
-/// The next frame of `frames` decoded with `spec`, waiting at most `timeout`.
+/// The next frame of `frames` opened with `wire`, waiting at most `timeout`.
 async fn receive_from<S, E>(
     frames: &mut S,
-    spec: &Spec,
+    wire: &Wire,
     timeout: Duration,
-) -> anyhow::Result<Message>
+) -> anyhow::Result<(Bytes, Message)>
 where
     S: futures::Stream<Item = Result<bytes::BytesMut, E>> + Unpin,
     E: std::error::Error + Send + Sync + 'static,
@@ -334,9 +518,11 @@ where
     let frame = tokio::time::timeout(timeout, frames.next())
         .await
         .map_err(|_| anyhow!("no response within {} ms", timeout.as_millis()))?
-        .ok_or_else(|| anyhow!("the switch closed the connection"))?
-        .context("reading the response")?;
-    spec.decode(frame.freeze()).context("decoding the response")
+        .ok_or_else(|| anyhow!("the peer closed the connection"))?
+        .context("reading the response")?
+        .freeze();
+    let message = wire.open(frame.clone())?;
+    Ok((frame, message))
 }
 
 #[cfg(test)]

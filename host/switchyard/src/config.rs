@@ -672,18 +672,7 @@ impl Config {
                 ));
                 continue;
             }
-            let result = match table.get("file") {
-                Some(toml::Value::String(file)) if table.len() == 1 => {
-                    let path = self.resolve(Path::new(file));
-                    self.load_spec_file(&path, &format!("{at}.file"))
-                }
-                Some(_) if table.len() == 1 => {
-                    Err(vec![format!("{at}.file: must be a path (a string)")])
-                }
-                _ => Spec::deserialize(toml::Value::Table(table.clone()))
-                    .map_err(|e| vec![format!("{at}: {}", e.message().trim())]),
-            };
-            match result {
+            match self.load_spec_table(&at, table) {
                 Ok(spec) => {
                     tables.insert(name.clone(), spec.with_name(name.clone()));
                 }
@@ -717,6 +706,46 @@ impl Config {
             }
         }
         loaded
+    }
+
+    /// A `[specs.NAME]` table: inline, or `file = "PATH"`.
+    fn load_spec_table(&self, at: &str, table: &toml::Table) -> Result<Spec, Vec<String>> {
+        match table.get("file") {
+            Some(toml::Value::String(file)) if table.len() == 1 => {
+                let path = self.resolve(Path::new(file));
+                self.load_spec_file(&path, &format!("{at}.file"))
+            }
+            Some(_) if table.len() == 1 => {
+                Err(vec![format!("{at}.file: must be a path (a string)")])
+            }
+            _ => Spec::deserialize(toml::Value::Table(table.clone()))
+                .map_err(|e| vec![format!("{at}: {}", e.message().trim())]),
+        }
+    }
+
+    /// The spec called `name` as a listener would name it: a built-in name,
+    /// a `[specs.NAME]` table of this configuration, or the path of a spec
+    /// file (ending in `.toml`, relative to the configuration's directory).
+    pub fn find_spec(&self, name: &str) -> Result<Spec, String> {
+        if let Some(spec) = self.loaded_specs.get(name) {
+            return Ok(spec.clone());
+        }
+        if let Some(spec) = Spec::builtin(name) {
+            return Ok(spec);
+        }
+        let found = if let Some(table) = self.specs.get(name) {
+            self.load_spec_table(&format!("specs.{name}"), table)
+                .map(|s| s.with_name(name.to_owned()))
+        } else if name.ends_with(".toml") {
+            self.load_spec_file(&self.resolve(Path::new(name)), name)
+        } else {
+            return Err(format!(
+                "unknown spec {name:?} (built in: {}; defined: {})",
+                Spec::builtin_names().join(", "),
+                list(self.specs.keys())
+            ));
+        };
+        found.map_err(|problems| problems.join("; "))
     }
 
     fn load_spec_file(&self, path: &Path, at: &str) -> Result<Spec, Vec<String>> {

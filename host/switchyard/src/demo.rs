@@ -78,25 +78,11 @@ impl Script {
                 m.set_mti(Mti::new(mti)?);
                 Some(m)
             }
-            Script::ReversalOf { of, stan } => {
-                let original = earlier(*of)?;
-                let mut spec = RequestSpec::financial("0420", TEST_PAN, 0, *stan);
-                spec.pan = original.get_str(2).map(str::to_owned);
-                spec.amount_minor = original.get_str(4).and_then(|a| a.parse().ok());
-                let mut m = spec.build()?;
-                m.set(
-                    90,
-                    Bytes::from(format!(
-                        "{}{}{}{:0>11}{:0>11}",
-                        original.mti_str(),
-                        original.get_str(11).unwrap_or("000000"),
-                        original.get_str(7).unwrap_or("0000000000"),
-                        original.get_str(32).unwrap_or(""),
-                        original.get_str(33).unwrap_or("")
-                    )),
-                );
-                Some(m)
-            }
+            Script::ReversalOf { of, stan } => Some(crate::client::reversal_of(
+                &earlier(*of)?,
+                *stan,
+                &switchyard_iso8583::Spec::iso87_ascii(),
+            )?),
         })
     }
 }
@@ -120,6 +106,7 @@ pub fn cases() -> Vec<Case> {
         expiry: None,
         terminal: None,
         fields: Vec::new(),
+        omit: Vec::new(),
     };
     let m = Script::Message;
     vec![

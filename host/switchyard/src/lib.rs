@@ -15,10 +15,25 @@ pub mod authoring;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod hexdump;
 pub mod operate;
 pub mod plugin_cli;
+pub mod send;
+pub mod simulate;
 pub mod state;
 pub mod switch;
 
 pub use config::{Config, ConfigErrors};
 pub use switch::{StartOptions, Switch};
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn wait_for_signal() -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

@@ -1,18 +1,11 @@
 //! `switchyard`: the payment switch's command line.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
-use clap::{Parser, Subcommand};
-use switchyard::client::{Connection, RequestSpec, field_lines, parse_amount, summary};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use switchyard::{Config, StartOptions, Switch};
-use switchyard_iso8583::Spec;
-use switchyard_net::{Framing, Simulator, SimulatorOptions};
-use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc: the tranlog's writer thread frees what the transaction tasks
@@ -34,6 +27,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve until SIGINT/SIGTERM (default config: 127.0.0.1:5001 and :5002).
+    #[command(after_help = "Examples:
+  switchyard run                      # the embedded default config: 5001 local, 5002 via endpoint xxx
+  switchyard run --config my.toml     # your own configuration
+  RUST_LOG=warn switchyard run        # no per-transaction lines")]
     Run {
         /// Configuration file (default: the embedded config/switchyard.toml).
         #[arg(long)]
@@ -41,10 +38,12 @@ enum Command {
     },
     /// Start the switch on free ports, send a scripted set of transactions
     /// covering every response path, print each with its profiler trace.
-    #[command(
-        after_help = "Example: switchyard demo\n\nThe demo's state (tranlog, keys) lives in a temporary directory removed at exit, \
-unless --data-dir names one to keep; compiled plugins are cached in $XDG_CACHE_HOME/switchyard (or ~/.cache/switchyard)."
-    )]
+    #[command(after_help = "Examples:
+  switchyard demo
+  switchyard demo --data-dir ./demo-state   # keep the tranlog to look at it afterwards
+
+The demo's state (tranlog, keys) lives in a temporary directory removed at exit, \
+unless --data-dir names one to keep; compiled plugins are cached in $XDG_CACHE_HOME/switchyard (or ~/.cache/switchyard).")]
     Demo {
         /// Configuration file (default: the embedded one).
         #[arg(long)]
@@ -53,74 +52,73 @@ unless --data-dir names one to keep; compiled plugins are cached in $XDG_CACHE_H
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Send one message to a running switch and print the decoded response.
-    Send {
-        /// Listener port.
-        #[arg(long, default_value_t = 5001)]
-        port: u16,
-        /// Listener host.
-        #[arg(long, default_value = "127.0.0.1")]
-        host: String,
-        /// Message type.
-        #[arg(long, default_value = "0200")]
-        mti: String,
-        /// Card number (DE2).
-        #[arg(long, default_value = "4761739001010119")]
-        pan: String,
-        /// Amount in major units, e.g. 100.00 (DE4 in minor units).
-        #[arg(long, default_value = "10.00")]
-        amount: String,
-        /// STAN (DE11); default: from the clock.
-        #[arg(long)]
-        stan: Option<u32>,
-        /// Expiry YYMM (DE14); default: two years ahead.
-        #[arg(long)]
-        expiry: Option<String>,
-        /// Terminal id (DE41).
-        #[arg(long, default_value = "TERM0001")]
-        terminal: String,
-        /// Extra or overriding field, N=VALUE (repeatable).
-        #[arg(long = "field", value_name = "N=VALUE")]
-        fields: Vec<String>,
-        /// How long to wait for the response, ms.
-        #[arg(long, default_value_t = 5000)]
-        timeout_ms: u64,
-    },
-    /// Run the endpoint simulator of the default wire contract alone.
-    Simulate {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:7002")]
-        bind: SocketAddr,
-        /// Messages carry no 5-byte TPDU header.
-        #[arg(long)]
-        no_tpdu: bool,
-    },
+    /// Send a message (or many) to a listener or a host and print the
+    /// decoded response: fields by name, the response code's meaning.
+    Send(Box<switchyard::send::SendArgs>),
+    /// Stand up a fake host: the endpoint simulator, in any spec and framing,
+    /// answering by the default contract or by a rules file.
+    Simulate(switchyard::simulate::SimulateArgs),
     /// Plugin authoring (new, test) and operations on a running switch
     /// (list, swap, rollback).
+    #[command(after_help = "Examples:
+  switchyard plugin new no-refunds
+  switchyard plugin test builtin:local-auth --amount 6000.00
+  switchyard plugin swap local-auth target/wasm32-wasip2/release/my_auth.wasm")]
     Plugin {
         #[command(subcommand)]
         command: switchyard::plugin_cli::PluginCommand,
     },
     /// The transaction log: search it, show one transaction's life cycle.
+    #[command(after_help = "Examples:
+  switchyard tranlog search --last4 0119 --limit 10
+  switchyard tranlog show 7401823476318208")]
     Tranlog {
         #[command(subcommand)]
         command: switchyard::operate::cli::TranlogCommand,
     },
     /// The store-and-forward queue (reversals, advices): list, retry.
+    #[command(after_help = "Examples:
+  switchyard saf list
+  switchyard saf retry 42")]
     Saf {
         #[command(subcommand)]
         command: switchyard::operate::cli::SafCommand,
     },
     /// Encryption keys at rest: status, rotation.
+    #[command(after_help = "Examples:
+  switchyard keys status
+  switchyard keys rotate --tenant default")]
     Keys {
         #[command(subcommand)]
         command: switchyard::operate::cli::KeysCommand,
     },
     /// Validate a configuration file and load its plugins, then exit.
+    #[command(after_help = "Examples:
+  switchyard check                    # the embedded default config
+  switchyard check --config my.toml   # every problem at once, with its path")]
     Check {
         /// Configuration file (default: the embedded one).
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:
+  switchyard completions bash > ~/.local/share/bash-completion/completions/switchyard
+  switchyard completions zsh > ~/.zfunc/_switchyard      # with fpath+=~/.zfunc in ~/.zshrc
+  switchyard completions fish > ~/.config/fish/completions/switchyard.fish")]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command.
+    #[command(after_help = "Examples:
+  switchyard man | man -l -
+  switchyard man --dir ~/.local/share/man/man1   # switchyard.1, switchyard-send.1, …")]
+    Man {
+        /// Write switchyard.1 and a page per subcommand into this directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -143,7 +141,7 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Run { .. } | Command::Simulate { .. } => "info",
+        Command::Run { .. } | Command::Simulate(_) => "info",
         _ => "warn",
     };
     init_tracing(default_level);
@@ -174,7 +172,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             for (name, port, addr) in switch.listeners() {
                 tracing::info!(listener = %name, port, %addr, "serving");
             }
-            wait_for_signal().await?;
+            switchyard::wait_for_signal().await?;
             tracing::info!("shutting down: no new connections; finishing in-flight transactions");
             switch.shutdown().await?;
             tracing::info!("stopped");
@@ -217,76 +215,27 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Send {
-            port,
-            host,
-            mti,
-            pan,
-            amount,
-            stan,
-            expiry,
-            terminal,
-            fields,
-            timeout_ms,
-        } => {
-            let addr: SocketAddr = tokio::net::lookup_host((host.as_str(), port))
-                .await
-                .with_context(|| format!("resolving {host}"))?
-                .next()
-                .ok_or_else(|| anyhow!("{host} has no address"))?;
-            let stan = stan.unwrap_or_else(|| {
-                (std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis())
-                    % 1_000_000) as u32
-            });
-            let mut spec = RequestSpec::financial(&mti, &pan, parse_amount(&amount)?, stan);
-            if let Some(e) = expiry {
-                spec.expiry = Some(e);
-            }
-            spec.terminal = Some(terminal);
-            for f in fields {
-                let (n, v) = f
-                    .split_once('=')
-                    .ok_or_else(|| anyhow!("--field {f:?}: expected N=VALUE"))?;
-                let n: u16 = n
-                    .parse()
-                    .with_context(|| format!("--field {f:?}: bad field number"))?;
-                spec.fields.push((n, v.to_owned()));
-            }
-            let request = spec.build()?;
-            println!("→ {addr}  {}", summary(&request));
-            let mut conn = Connection::connect(addr).await?;
-            let started = Instant::now();
-            let response = conn
-                .exchange(&request, Duration::from_millis(timeout_ms))
-                .await?;
-            println!(
-                "← {}  ({:.1} ms)",
-                summary(&response),
-                started.elapsed().as_secs_f64() * 1000.0
-            );
-            for line in field_lines(&response) {
-                println!("    {line}");
-            }
+        Command::Send(args) => switchyard::send::run(*args).await,
+        Command::Simulate(args) => switchyard::simulate::run(args).await,
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "switchyard", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Simulate { bind, no_tpdu } => {
-            let sim = Simulator::bind(SimulatorOptions {
-                bind,
-                framing: Framing::Nac,
-                tpdu: !no_tpdu,
-                spec: Arc::new(Spec::iso87_ascii()),
-                max_frame: 8192,
-                slow_delay: Duration::from_millis(250),
-            })
-            .await
-            .with_context(|| format!("binding {bind}"))?;
-            let token = CancellationToken::new();
-            let serving = tokio::spawn(sim.serve(token.clone()));
-            wait_for_signal().await?;
-            token.cancel();
-            let _ = serving.await;
+        Command::Man { dir } => {
+            let cmd = Cli::command();
+            match dir {
+                Some(dir) => {
+                    std::fs::create_dir_all(&dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                    clap_mangen::generate_to(cmd, &dir)
+                        .with_context(|| format!("writing the pages into {}", dir.display()))?;
+                    println!("manual pages written to {}", dir.display());
+                }
+                None => clap_mangen::Man::new(cmd)
+                    .render(&mut std::io::stdout())
+                    .context("writing the manual page")?,
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin { command } => switchyard::plugin_cli::run(command).await,
@@ -344,12 +293,28 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
-        _ = term.recv() => {}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--help` of every command and subcommand ends with an example.
+    #[test]
+    fn every_command_shows_an_example() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for sub in cmd.get_subcommands() {
+                let at = format!("{path} {}", sub.get_name());
+                let help = sub
+                    .get_after_help()
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                if !help.contains("Example") {
+                    missing.push(at.clone());
+                }
+                walk(sub, &at, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "switchyard", &mut missing);
+        assert!(missing.is_empty(), "no example in --help of: {missing:?}");
     }
-    Ok(())
 }

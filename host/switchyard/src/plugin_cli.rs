@@ -18,12 +18,25 @@ use crate::config::Config;
 pub enum PluginCommand {
     /// Create a plugin crate (participant, selector or formatter) that builds
     /// anywhere and has a passing test.
+    #[command(after_help = "Examples:
+  switchyard plugin new no-refunds                   # a participant in ./no-refunds
+  switchyard plugin new by-amount --kind selector
+  switchyard plugin new my-host --kind formatter --dir plugins-of-mine/my-host")]
     New(authoring::cli::NewArgs),
     /// Run one plugin against one message in the real runtime, without a
     /// switch, and print what it did (exit 2 if it trapped).
+    #[command(after_help = "Examples:
+  switchyard plugin test builtin:local-auth --amount 6000.00 --config limit=5000.00
+  switchyard plugin test target/wasm32-wasip2/release/no_refunds.wasm --field 3=200000
+  switchyard plugin test builtin:validate --spec iso93-ascii --omit 14
+  switchyard plugin test my.wasm --message @request.bin --repeat 1000")]
     Test(Box<authoring::cli::TestArgs>),
     /// What a running switch's plugins run now: version, roles, limits,
     /// metrics, earlier versions.
+    #[command(after_help = "Examples:
+  switchyard plugin list
+  switchyard plugin list --config my.toml --json
+  switchyard plugin list --url http://127.0.0.1:5080 --token-file var/admin.token")]
     List {
         #[command(flatten)]
         admin: AdminArgs,
@@ -34,6 +47,9 @@ pub enum PluginCommand {
     /// Replace plugin NAME of a running switch with FILE: checked and
     /// compiled off the transaction path; transactions in flight finish on
     /// the version they started with.
+    #[command(after_help = "Examples:
+  switchyard plugin swap local-auth target/wasm32-wasip2/release/my_auth.wasm
+  switchyard plugin swap validate v2.wasm --config my.toml --actor alice")]
     Swap {
         /// The plugin's name in the switch's config.
         name: String,
@@ -46,6 +62,7 @@ pub enum PluginCommand {
         admin: AdminArgs,
     },
     /// Return plugin NAME of a running switch to its previous version.
+    #[command(after_help = "Example: switchyard plugin rollback local-auth --actor alice")]
     Rollback {
         /// The plugin's name in the switch's config.
         name: String,
@@ -57,6 +74,7 @@ pub enum PluginCommand {
     },
     /// The latest swaps and rollbacks of a running switch (who, when, from
     /// which version to which).
+    #[command(after_help = "Example: switchyard plugin history --limit 50")]
     History {
         /// How many.
         #[arg(long, default_value_t = 20)]
@@ -127,7 +145,17 @@ impl AdminArgs {
             (None, None) => unreachable!("config loaded when --token-file is missing"),
         };
         let token = token::read(&path).with_context(|| {
-            "the switch creates it on its first start; give --token-file, or --config with the switch's config"
+            format!(
+                "tried the admin API at {url} with the token file {}: the switch creates that file \
+                 on its first start, so either no switch has run with this configuration yet \
+                 (start it: switchyard run{}), or it runs with another one (give --config FILE, \
+                 or --url and --token-file)",
+                path.display(),
+                self.config
+                    .as_ref()
+                    .map(|c| format!(" --config {}", c.display()))
+                    .unwrap_or_default()
+            )
         })?;
         AdminClient::new(&url, token, path.display().to_string())
     }

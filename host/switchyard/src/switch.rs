@@ -354,7 +354,9 @@ async fn start_simulator(
         tpdu: true,
         spec: Arc::new(Spec::iso87_ascii()),
         max_frame: e.max_frame,
-        slow_delay: Duration::from_millis(250),
+        rules: Arc::new(switchyard_net::simulator::Rules::contract(
+            Duration::from_millis(250),
+        )),
     })
     .await
     .with_context(|| format!("endpoints.{name}: binding the simulator on {bind}"))?;

@@ -89,7 +89,10 @@ fn plugin_list_swap_rollback_and_history_against_a_running_switch() {
             "full PAN printed: {text}"
         );
         text.lines()
-            .find_map(|l| l.trim().strip_prefix("DE044 ").map(str::to_owned))
+            .find_map(|l| {
+                let rest = l.trim().strip_prefix("DE044 ")?;
+                Some(rest.split_whitespace().last()?.to_owned())
+            })
             .unwrap_or_default()
     };
     assert_eq!(de44("1"), "AA");
@@ -138,10 +141,12 @@ fn plugin_list_swap_rollback_and_history_against_a_running_switch() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
         text.contains(
-            "swap refused, nothing changed: plugin tag: not a valid WebAssembly component"
+            "swap refused, nothing changed: plugin tag: not a valid WebAssembly component: \
+             the file is not WebAssembly (4 bytes without the \\0asm header)"
         ),
         "{text}"
     );
+    assert_eq!(text.trim_end().lines().count(), 1, "one line: {text}");
     assert_eq!(de44("3"), "BB");
 
     // The config finds the API and the token: the same config with the
@@ -196,9 +201,27 @@ fn plugin_list_swap_rollback_and_history_against_a_running_switch() {
     assert!(sw.child.wait().unwrap().success());
     let (out, text) = run(&[&["plugin", "list"][..], &flags].concat());
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(
-        text.contains("cannot reach the switch's admin API")
-            && text.contains("is the switch running"),
-        "{text}"
-    );
+    for needle in [
+        format!("cannot reach the switch's admin API at {}", sw.admin),
+        format!("(token file {})", sw.token_file),
+        "Is the switch running".into(),
+        "switchyard run [--config FILE]".into(),
+    ] {
+        assert!(text.contains(&needle), "{needle:?} missing from {text}");
+    }
+    // No switch has ever run with this configuration: which URL and token
+    // file were tried, and what to do.
+    let never = dir.join("never").join("switch.toml");
+    std::fs::create_dir_all(never.parent().unwrap()).unwrap();
+    std::fs::write(&never, config_text("127.0.0.1:5999")).unwrap();
+    let (out, text) = run(&["plugin", "list", "--config", never.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for needle in [
+        "tried the admin API at http://127.0.0.1:5999 with the token file",
+        "admin.token",
+        "no switch has run with this configuration yet",
+        "switchyard run --config",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from {text}");
+    }
 }

@@ -142,9 +142,12 @@ impl AdminClient {
     ) -> anyhow::Result<(StatusCode, Bytes)> {
         let unreachable = |e: &dyn std::fmt::Display| {
             anyhow!(
-                "cannot reach the switch's admin API at {}: {e} (is the switch running, with [admin] enabled? \
-                 see --config, --url)",
-                self.url
+                "cannot reach the switch's admin API at {} (token file {}): {e}. Is the switch \
+                 running, with [admin] enabled? Start it (switchyard run [--config FILE]), or point \
+                 at the one that runs: --config FILE (its [admin] bind and token file), or --url and \
+                 --token-file",
+                self.url,
+                self.token_source
             )
         };
         let stream = tokio::time::timeout(

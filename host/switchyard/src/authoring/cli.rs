@@ -12,7 +12,7 @@ use switchyard_runtime::{Limits, Role, Settings};
 
 use super::harness::{self, Source, Trial};
 use super::scaffold::{self, Kind};
-use crate::client::{RequestSpec, parse_amount, summary};
+use crate::client::summary;
 
 /// Exit status of `plugin test` when the plugin failed (trap, deadline,
 /// memory cap); 1 is for errors (the plugin cannot be loaded, bad arguments).
@@ -92,30 +92,12 @@ pub struct TestArgs {
     /// and --omit still apply on top.
     #[arg(long, value_name = "HEX|@FILE")]
     pub message: Option<String>,
-    /// Message type.
-    #[arg(long, default_value = "0200")]
-    pub mti: String,
-    /// Card number (DE2).
-    #[arg(long, default_value = "4761739001010119")]
-    pub pan: String,
-    /// Amount in major units, e.g. 100.00 (DE4 in minor units).
-    #[arg(long, default_value = "10.00")]
-    pub amount: String,
+    /// The request's fields.
+    #[command(flatten)]
+    pub request: crate::send::MessageArgs,
     /// STAN (DE11).
     #[arg(long, default_value_t = 1)]
     pub stan: u32,
-    /// Expiry YYMM (DE14); default: two years ahead.
-    #[arg(long)]
-    pub expiry: Option<String>,
-    /// Terminal id (DE41).
-    #[arg(long, default_value = "TERM0001")]
-    pub terminal: String,
-    /// Extra or overriding request field, N=VALUE (repeatable).
-    #[arg(long = "field", value_name = "N=VALUE")]
-    pub fields: Vec<String>,
-    /// Request field to leave out, e.g. --omit 14 (repeatable).
-    #[arg(long = "omit", value_name = "N")]
-    pub omit: Vec<u16>,
     /// The plugin's setting, KEY=VALUE (repeatable).
     #[arg(long = "config", value_name = "KEY=VALUE")]
     pub config: Vec<String>,
@@ -189,40 +171,19 @@ impl TestArgs {
                 Spec::builtin_names().join(", ")
             )
         })?;
-        let mut fields = Vec::with_capacity(self.fields.len());
-        for field in &self.fields {
-            let (n, value) = pair("--field", field)?;
-            let n: u16 = n
-                .parse()
-                .with_context(|| format!("--field {field:?}: bad field number"))?;
-            fields.push((n, value.to_owned()));
-        }
         let mut message = match &self.message {
             Some(given) => {
                 let mut message = given_message(&spec, given)?;
-                for (n, value) in fields {
+                for (n, value) in self.request.parsed_fields()? {
                     message
                         .try_set(n, value.into_bytes())
                         .with_context(|| format!("--field {n}"))?;
                 }
                 message
             }
-            None => {
-                let mut request = RequestSpec::financial(
-                    &self.mti,
-                    &self.pan,
-                    parse_amount(&self.amount).context("--amount")?,
-                    self.stan,
-                );
-                request.terminal = Some(self.terminal.clone());
-                if let Some(expiry) = &self.expiry {
-                    request.expiry = Some(expiry.clone());
-                }
-                request.fields = fields;
-                request.build()?
-            }
+            None => self.request.request_spec(self.stan)?.build_for(&spec)?,
         };
-        for &n in &self.omit {
+        for &n in &self.request.omit {
             message.remove(n);
         }
         let frame = spec
