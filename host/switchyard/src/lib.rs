@@ -1,6 +1,8 @@
 //! The Switchyard binary's library: configuration loading and validation,
 //! wiring a running [`Switch`] from it, the acquirer [`client`] behind
-//! `switchyard send`, the scripted [`demo`], plugin [`authoring`]
+//! `switchyard send` ([`send`], with masked hex dumps from [`hexdump`]), the
+//! fake host of `switchyard simulate` ([`simulate`]), the scripted [`demo`],
+//! plugin [`authoring`]
 //! (`switchyard plugin new`, `switchyard plugin test`), and hot swap for
 //! operators ([`admin`]: the admin API, the deploy directory,
 //! `switchyard plugin list/swap/rollback`).
@@ -36,4 +38,20 @@ pub async fn wait_for_signal() -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     Ok(())
+}
+
+/// Writes `text` to stdout; a reader that went away (`… | head`) is no
+/// error (`println!` would panic).
+pub fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("writing to stdout"))
+        }
+        _ => Ok(()),
+    }
 }

@@ -174,9 +174,9 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
         PluginCommand::List { admin, json } => {
             let list = admin.client()?.list().await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                crate::emit(&(serde_json::to_string_pretty(&list)? + "\n"))?;
             } else {
-                print!("{}", format_list(&list));
+                crate::emit(&format_list(&list))?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -190,7 +190,7 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let client = admin.client()?;
             let result = client.swap(&name, wasm, actor(who).as_deref()).await?;
-            println!("{}", format_swap(&result));
+            crate::emit(&format!("{}\n", format_swap(&result)))?;
             Ok(ExitCode::SUCCESS)
         }
         PluginCommand::Rollback {
@@ -202,12 +202,12 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
                 .client()?
                 .rollback(&name, actor(who).as_deref())
                 .await?;
-            println!("{}", format_swap(&result));
+            crate::emit(&format!("{}\n", format_swap(&result)))?;
             Ok(ExitCode::SUCCESS)
         }
         PluginCommand::History { limit, admin } => {
             let history = admin.client()?.history(limit).await?;
-            print!("{}", format_history(&history));
+            crate::emit(&format_history(&history))?;
             Ok(ExitCode::SUCCESS)
         }
     }

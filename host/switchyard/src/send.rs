@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -155,20 +154,6 @@ macro_rules! say {
     }};
 }
 
-/// Writes `text` to stdout; a reader that went away (`| head`) is no error.
-fn emit(text: &str) -> anyhow::Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(anyhow::Error::new(e).context("writing to stdout"))
-        }
-        _ => Ok(()),
-    }
-}
-
 /// Where to send and how.
 struct Target {
     addr: SocketAddr,
@@ -266,6 +251,14 @@ async fn target(args: &SendArgs) -> anyhow::Result<Target> {
         (Some(l), None) => {
             let mut a =
                 Config::listener_bind(l).map_err(|e| anyhow!("listener {}: {e}", l.name))?;
+            if a.port() == 0 {
+                bail!(
+                    "listener {} binds port 0 (a free port chosen at start): give --port \
+                     (the switch logs \"serving listener={} … addr=…\")",
+                    l.name,
+                    l.name
+                );
+            }
             if a.ip().is_unspecified() {
                 a.set_ip([127, 0, 0, 1].into());
             }
@@ -390,7 +383,7 @@ async fn single(args: &SendArgs, target: &Target, stan: u32) -> anyhow::Result<E
             print_exchange(&mut out, x, &target.wire, args.hex);
         }
     }
-    emit(&out)?;
+    crate::emit(&out)?;
     Ok(if exchanges.iter().all(|x| x.response.is_ok()) {
         ExitCode::SUCCESS
     } else {
@@ -562,7 +555,7 @@ async fn many(args: &SendArgs, target: &Target, base: u32) -> anyhow::Result<Exi
     } else {
         total.print(&mut out, &summary);
     }
-    emit(&out)?;
+    crate::emit(&out)?;
     Ok(if total.failed.is_empty() {
         ExitCode::SUCCESS
     } else {

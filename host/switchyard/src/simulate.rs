@@ -15,6 +15,7 @@ use switchyard_net::{Framing, Simulator, SimulatorOptions};
 use tokio_util::sync::CancellationToken;
 
 use crate::Config;
+use crate::config::EndpointConfig;
 
 /// Examples shown by `switchyard simulate --help`.
 pub const EXAMPLES: &str = "Examples:
@@ -49,9 +50,10 @@ pub struct SimulateArgs {
     /// Configuration whose `[endpoints]` and `[specs]` --endpoint and --spec may name.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// The endpoint to stand in for: its address and framing (default: xxx).
-    #[arg(long, default_value = "xxx")]
-    pub endpoint: String,
+    /// The endpoint of the configuration to stand in for: its address and
+    /// framing (default: xxx, when the configuration has it).
+    #[arg(long)]
+    pub endpoint: Option<String>,
     /// Message spec: a built-in name, a `[specs.NAME]` of --config, or a spec file (.toml).
     #[arg(long, default_value = "iso87-ascii")]
     pub spec: String,
@@ -170,10 +172,39 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         Some(path) => Config::load(path).map_err(|e| anyhow!("{e}"))?,
         None => Config::default_config(),
     };
-    let endpoint = config.endpoints.get(&args.endpoint).ok_or_else(|| {
+    let options = options(&args, &config)?;
+    let (bind, tpdu, framing) = (options.bind, options.tpdu, options.framing);
+    let sim = Simulator::bind(options)
+        .await
+        .with_context(|| format!("binding {bind}"))?;
+    tracing::info!(
+        addr = %sim.local_addr()?,
+        endpoint = args.endpoint.as_deref().unwrap_or("(none)"),
+        spec = %args.spec,
+        framing = %framing.with_tpdu(tpdu),
+        rules = %args.rules.as_ref().map_or("the default contract".into(), |p| p.display().to_string()),
+        "simulating a host"
+    );
+    let token = CancellationToken::new();
+    let serving = tokio::spawn(sim.serve(token.clone()));
+    crate::wait_for_signal().await?;
+    token.cancel();
+    let _ = serving.await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The endpoint `--endpoint` names (it must exist), or else endpoint `xxx`
+/// when the configuration has one.
+fn endpoint<'c>(
+    args: &SimulateArgs,
+    config: &'c Config,
+) -> anyhow::Result<Option<&'c EndpointConfig>> {
+    let Some(name) = &args.endpoint else {
+        return Ok(config.endpoints.get("xxx"));
+    };
+    let found = config.endpoints.get(name).ok_or_else(|| {
         anyhow!(
-            "--endpoint {:?}: no such endpoint in {} (defined: {})",
-            args.endpoint,
+            "--endpoint {name:?}: no such endpoint in {} (defined: {})",
             args.config
                 .as_ref()
                 .map_or("the default config".into(), |p| p.display().to_string()),
@@ -185,62 +216,54 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
                 .join(", ")
         )
     })?;
-    let bind = match args.bind {
-        Some(b) => b,
-        None => endpoint.address.parse().with_context(|| {
+    Ok(Some(found))
+}
+
+/// What the simulator serves: the arguments over the endpoint's settings.
+fn options(args: &SimulateArgs, config: &Config) -> anyhow::Result<SimulatorOptions> {
+    let endpoint = endpoint(args, config)?;
+    let bind = match (args.bind, endpoint) {
+        (Some(b), _) => b,
+        (None, Some(e)) => e.address.parse().with_context(|| {
             format!(
-                "endpoints.{}.address {:?} is not ip:port; give --bind",
-                args.endpoint, endpoint.address
+                "the endpoint's address {:?} is not ip:port; give --bind",
+                e.address
             )
         })?,
+        (None, None) => bail!("the configuration has no endpoint xxx: give --bind or --endpoint"),
     };
-    let framing_name = args.framing.clone().unwrap_or_else(|| {
-        // The bundled formatters write a TPDU after the endpoint's header.
-        format!("{}+tpdu", endpoint.framing)
-    });
+    // The bundled formatters write a TPDU after the endpoint's header.
+    let framing_name = args
+        .framing
+        .clone()
+        .unwrap_or_else(|| format!("{}+tpdu", endpoint.map_or("nac", |e| e.framing.as_str())));
     let framing = Framing::parse(&framing_name).ok_or_else(|| {
         anyhow!(
             "--framing {framing_name:?}: unknown (known: {}; each may take +self and/or +tpdu)",
             Framing::NAMES.join(", ")
         )
     })?;
-    let tpdu = framing.tpdu() && !args.no_tpdu;
     let spec = config
         .find_spec(&args.spec)
         .map_err(|e| anyhow!("--spec: {e}"))?;
-    let rules = match &args.rules {
-        Some(path) => load_rules(path)?,
-        None => Rules::contract(Duration::from_millis(250)),
-    };
     if spec.field(39).is_none() {
         bail!(
             "--spec {}: it has no DE39, so it cannot carry a response code",
             spec.name()
         );
     }
-    let sim = Simulator::bind(SimulatorOptions {
+    let rules = match &args.rules {
+        Some(path) => load_rules(path)?,
+        None => Rules::contract(Duration::from_millis(250)),
+    };
+    Ok(SimulatorOptions {
         bind,
         framing: framing.with_tpdu(false),
-        tpdu,
+        tpdu: framing.tpdu() && !args.no_tpdu,
         spec: Arc::new(spec),
-        max_frame: endpoint.max_frame.max(8192),
+        max_frame: endpoint.map_or(8192, |e| e.max_frame.max(8192)),
         rules: Arc::new(rules),
     })
-    .await
-    .with_context(|| format!("binding {bind}"))?;
-    tracing::info!(
-        addr = %sim.local_addr()?,
-        spec = %args.spec,
-        framing = %framing.with_tpdu(tpdu),
-        rules = %args.rules.as_ref().map_or("the default contract".into(), |p| p.display().to_string()),
-        "simulating endpoint {}", args.endpoint
-    );
-    let token = CancellationToken::new();
-    let serving = tokio::spawn(sim.serve(token.clone()));
-    crate::wait_for_signal().await?;
-    token.cancel();
-    let _ = serving.await;
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -93,14 +93,27 @@ const WIRES: &[(&str, &str)] = &[
     ("iso87-ebcdic-1047", "4b+tpdu"),
 ];
 
+/// Framings [`WIRES`] leaves out, each on a listener of its own (name,
+/// framing, largest frame): `2a` carries at most 99 bytes, an 0800.
+const MORE_FRAMINGS: &[(&str, &str, usize)] = &[("three-b", "3b", 999), ("two-a", "2a", 99)];
+
 /// The default config on free ports plus one listener per entry of
-/// [`WIRES`], each authorizing locally (port 5001's branch).
+/// [`WIRES`] and [`MORE_FRAMINGS`], each authorizing locally (port 5001's
+/// branch).
 fn every_spec_config(dir: &Path) -> PathBuf {
     let mut text = free_ports_config("127.0.0.1:0");
-    for (spec, framing) in WIRES {
+    let listeners = WIRES
+        .iter()
+        .map(|(spec, framing)| (*spec, *spec, *framing, 999))
+        .chain(
+            MORE_FRAMINGS
+                .iter()
+                .map(|(name, framing, max)| (*name, "iso87-ascii", *framing, *max)),
+        );
+    for (name, spec, framing, max) in listeners {
         text.push_str(&format!(
-            "\n[[listener]]\nname = \"{spec}\"\nport = 5001\nbind = \"127.0.0.1:0\"\n\
-             pipeline = \"acquirer\"\nspec = \"{spec}\"\nframing = \"{framing}\"\nmax_frame = 999\n"
+            "\n[[listener]]\nname = \"{name}\"\nport = 5001\nbind = \"127.0.0.1:0\"\n\
+             pipeline = \"acquirer\"\nspec = \"{spec}\"\nframing = \"{framing}\"\nmax_frame = {max}\n"
         ));
     }
     let path = dir.join("switch.toml");
@@ -111,7 +124,26 @@ fn every_spec_config(dir: &Path) -> PathBuf {
 #[test]
 fn send_speaks_every_built_in_spec_and_framing() {
     let dir = dir("every-spec");
-    let sw = Running::start(&every_spec_config(&dir), 2 + WIRES.len());
+    let sw = Running::start(
+        &every_spec_config(&dir),
+        2 + WIRES.len() + MORE_FRAMINGS.len(),
+    );
+    // The framings of no spec of their own: an approval on 3b, an echo on 2a.
+    let (ok, text) = run(&["send", "--port", &sw.port("three-b"), "--framing", "3b"]);
+    assert!(ok && text.contains("rc 00: approved"), "{text}");
+    let (ok, text) = run(&[
+        "send",
+        "--port",
+        &sw.port("two-a"),
+        "--framing",
+        "2a",
+        "--mti",
+        "0800",
+    ]);
+    assert!(
+        ok && text.contains("← 0810") && text.contains("rc 00"),
+        "{text}"
+    );
     for (spec, framing) in WIRES {
         let port = sw.port(spec);
         let wire = ["--port", &port, "--spec", spec, "--framing", framing];
@@ -245,6 +277,21 @@ fn send_repeats_reverses_omits_counts_and_explains() {
     assert!(!ok, "{text}");
     assert!(text.contains("← nothing: no response within"), "{text}");
 
+    // A reader that goes away (`… | head`) is no panic.
+    let mut child = Command::new(BIN)
+        .args(["send", "--port", &local])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+
     // Mistakes say what and where.
     for (args, needle) in [
         (
@@ -279,7 +326,7 @@ fn send_repeats_reverses_omits_counts_and_explains() {
 fn send_finds_a_listener_in_a_config() {
     let dir = dir("listener");
     let config = every_spec_config(&dir);
-    let sw = Running::start(&config, 2 + WIRES.len());
+    let sw = Running::start(&config, 2 + WIRES.len() + MORE_FRAMINGS.len());
     // The config binds port 0, so --port names the bound one; spec and
     // framing come from the listener.
     let port = sw.port("iso87-binary");
@@ -296,6 +343,25 @@ fn send_finds_a_listener_in_a_config() {
     assert_eq!(doc["spec"], "iso87-binary");
     assert_eq!(doc["framing"], "2bcd");
     assert_eq!(doc["exchanges"][0]["rc"], "00", "{doc}");
+    let (ok, text) = run(&[
+        "send",
+        "--config",
+        config.to_str().unwrap(),
+        "--listener",
+        "iso87-binary",
+    ]);
+    assert!(!ok && text.contains("binds port 0"), "{text}");
+    let (ok, text) = run(&[
+        "send",
+        "--config",
+        config.to_str().unwrap(),
+        "--listener",
+        "pos",
+    ]);
+    assert!(
+        !ok && text.contains("--listener \"pos\": no such listener (defined: local, switched, "),
+        "{text}"
+    );
 }
 
 /// `switchyard simulate ARGS` on a free port: the child and its address.

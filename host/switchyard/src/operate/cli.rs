@@ -189,9 +189,9 @@ fn print<T: Serialize>(
     text: impl FnOnce(&T) -> String,
 ) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(value)?);
+        crate::emit(&(serde_json::to_string_pretty(value)? + "\n"))?;
     } else {
-        println!("{}", text(value).trim_end());
+        crate::emit(&format!("{}\n", text(value).trim_end()))?;
     }
     Ok(())
 }
