@@ -178,43 +178,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             tracing::info!("stopped");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { config, data_dir } => {
-            let mut config = load_config(config.as_ref())?;
-            let temporary = match data_dir {
-                Some(d) => {
-                    config.switch.data_dir = std::path::absolute(&d)?;
-                    None
-                }
-                None => {
-                    let t = std::env::temp_dir()
-                        .join(format!("switchyard-demo-{}", std::process::id()));
-                    config.switch.data_dir = t.clone();
-                    if let Some(cache) = user_cache_dir() {
-                        config.switch.cache_dir = cache;
-                    }
-                    Some(t)
-                }
-            };
-            println!(
-                "state in {}{}; compiled plugins cached in {}",
-                config.data_dir().display(),
-                if temporary.is_some() {
-                    " (removed at exit)"
-                } else {
-                    ""
-                },
-                config.cache_path().display()
-            );
-            let ok = switchyard::demo::run(config).await;
-            if let Some(t) = temporary {
-                let _ = std::fs::remove_dir_all(t);
-            }
-            Ok(if ok? {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
+        Command::Demo { config, data_dir } => demo(config, data_dir).await,
         Command::Send(args) => switchyard::send::run(*args).await,
         Command::Simulate(args) => switchyard::simulate::run(args).await,
         Command::Completions { shell } => {
@@ -222,22 +186,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             clap_complete::generate(shell, &mut cmd, "switchyard", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Man { dir } => {
-            let cmd = Cli::command();
-            match dir {
-                Some(dir) => {
-                    std::fs::create_dir_all(&dir)
-                        .with_context(|| format!("creating {}", dir.display()))?;
-                    clap_mangen::generate_to(cmd, &dir)
-                        .with_context(|| format!("writing the pages into {}", dir.display()))?;
-                    println!("manual pages written to {}", dir.display());
-                }
-                None => clap_mangen::Man::new(cmd)
-                    .render(&mut std::io::stdout())
-                    .context("writing the manual page")?,
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Man { dir } => man(dir),
         Command::Plugin { command } => switchyard::plugin_cli::run(command).await,
         Command::Tranlog { command } => switchyard::operate::cli::tranlog(command).await,
         Command::Saf { command } => switchyard::operate::cli::saf(command).await,
@@ -272,6 +221,65 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `switchyard demo`: in a temporary data directory unless `data_dir` is given.
+async fn demo(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let mut config = load_config(config.as_ref())?;
+    let temporary = match data_dir {
+        Some(d) => {
+            config.switch.data_dir = std::path::absolute(&d)?;
+            None
+        }
+        None => {
+            let t = std::env::temp_dir().join(format!("switchyard-demo-{}", std::process::id()));
+            config.switch.data_dir = t.clone();
+            if let Some(cache) = user_cache_dir() {
+                config.switch.cache_dir = cache;
+            }
+            Some(t)
+        }
+    };
+    println!(
+        "state in {}{}; compiled plugins cached in {}",
+        config.data_dir().display(),
+        if temporary.is_some() {
+            " (removed at exit)"
+        } else {
+            ""
+        },
+        config.cache_path().display()
+    );
+    // Interrupted (Ctrl-C, SIGTERM): the temporary directory goes too.
+    let ok = tokio::select! {
+        ok = switchyard::demo::run(config) => ok,
+        signal = switchyard::wait_for_signal() => signal.and_then(|()| Err(anyhow!("interrupted"))),
+    };
+    if let Some(t) = temporary {
+        let _ = std::fs::remove_dir_all(t);
+    }
+    Ok(if ok? {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `switchyard man`: the page on stdout, or every page into `dir`.
+fn man(dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let cmd = Cli::command();
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(cmd, &dir)
+                .with_context(|| format!("writing the pages into {}", dir.display()))?;
+            println!("manual pages written to {}", dir.display());
+        }
+        None => clap_mangen::Man::new(cmd)
+            .render(&mut std::io::stdout())
+            .context("writing the manual page")?,
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The user's cache directory for compiled plugins:

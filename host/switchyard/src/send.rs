@@ -20,6 +20,7 @@ use switchyard_net::Framing;
 
 use crate::Config;
 use crate::client::{Connection, RequestSpec, Wire, parse_amount, repeat_of, reversal_of, summary};
+use crate::config::ListenerConfig;
 use crate::hexdump;
 
 /// Examples shown by `switchyard send --help`.
@@ -199,33 +200,7 @@ async fn target(args: &SendArgs) -> anyhow::Result<Target> {
         Some(path) => Config::load(path).map_err(|e| anyhow!("{e}"))?,
         None => Config::default_config(),
     };
-    let listener = match &args.listener {
-        Some(name) => {
-            if args.config.is_none() {
-                bail!(
-                    "--listener {name:?} needs --config FILE (the configuration that defines it)"
-                );
-            }
-            Some(
-                config
-                    .listeners
-                    .iter()
-                    .find(|l| &l.name == name)
-                    .ok_or_else(|| {
-                        anyhow!(
-                            "--listener {name:?}: no such listener (defined: {})",
-                            config
-                                .listeners
-                                .iter()
-                                .map(|l| l.name.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
-                    })?,
-            )
-        }
-        None => None,
-    };
+    let listener = listener(args, &config)?;
     let spec_name = args
         .spec
         .clone()
@@ -274,6 +249,28 @@ async fn target(args: &SendArgs) -> anyhow::Result<Target> {
             tpdu,
             max_frame: 65_535,
         }),
+    })
+}
+
+/// The listener `--listener` names in `--config`.
+fn listener<'c>(args: &SendArgs, config: &'c Config) -> anyhow::Result<Option<&'c ListenerConfig>> {
+    let Some(name) = &args.listener else {
+        return Ok(None);
+    };
+    if args.config.is_none() {
+        bail!("--listener {name:?} needs --config FILE (the configuration that defines it)");
+    }
+    let found = config.listeners.iter().find(|l| &l.name == name);
+    found.map(Some).ok_or_else(|| {
+        anyhow!(
+            "--listener {name:?}: no such listener (defined: {})",
+            config
+                .listeners
+                .iter()
+                .map(|l| l.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     })
 }
 

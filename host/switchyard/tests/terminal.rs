@@ -609,4 +609,42 @@ fn the_demo_leaves_its_directory_as_it_found_it() {
     );
     let left: Vec<_> = std::fs::read_dir(&cwd).unwrap().collect();
     assert!(left.is_empty(), "the demo left {left:?} in its directory");
+
+    // Interrupted once the switch is up: its state goes too.
+    let mut child = Command::new(&copy)
+        .arg("demo")
+        .current_dir(&cwd)
+        .env("XDG_CACHE_HOME", &cache)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let state = lines
+        .next()
+        .unwrap()
+        .unwrap()
+        .strip_prefix("state in ")
+        .and_then(|l| l.split(" (removed at exit)").next())
+        .expect("the demo says where its state is")
+        .to_owned();
+    for line in lines.by_ref().map_while(Result::ok) {
+        if line.contains("switch started") {
+            break;
+        }
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for _ in lines {}
+    let _ = child.wait().unwrap();
+    assert!(
+        !Path::new(&state).exists(),
+        "{state} left behind after SIGINT"
+    );
+    let left: Vec<_> = std::fs::read_dir(&cwd).unwrap().collect();
+    assert!(left.is_empty(), "the interrupted demo left {left:?}");
 }
