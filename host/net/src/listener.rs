@@ -376,10 +376,10 @@ impl ConnectionResponder {
 /// when nothing needs to change. A code without an equivalent becomes 909
 /// (system malfunction).
 pub fn action_code(spec: &Spec, m: &Message) -> Option<Message> {
-    let code = m.get_str(39).filter(|c| c.len() == 2)?;
     if spec.field(39)?.max_len() != 3 {
         return None;
     }
+    let code = m.get_str(39).filter(|c| c.len() == 2)?;
     let action = rc::action_code_1993(code).unwrap_or("909");
     let mut mapped = m.clone();
     mapped.set(39, Bytes::from_static(action.as_bytes()));

@@ -27,6 +27,7 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
 use crate::framing::Framing;
+use crate::listener::action_code;
 
 /// Length of a TPDU header.
 pub const TPDU_LEN: usize = 5;
@@ -260,15 +261,8 @@ async fn connection(
         let approved = code == "00" || code == "000";
         let approval = (approved && request.contains(4) && !is_reversal_or_advice(request.mti()))
             .then(|| approvals.fetch_add(1, Ordering::Relaxed) % 100_000);
-        let code = match opts.spec.field(39) {
-            Some(f) if f.max_len() == 3 && code.len() == 2 => {
-                switchyard_engine::rc::action_code_1993(&code)
-                    .unwrap_or("909")
-                    .to_owned()
-            }
-            _ => code,
-        };
         let response = reply(&request, &code, approval);
+        let response = action_code(&opts.spec, &response).unwrap_or(response);
         let encoded = match opts.spec.encode(&response) {
             Ok(b) => b,
             Err(e) => {

@@ -313,23 +313,42 @@ pub fn summary(m: &Message) -> String {
 /// Every field of a message, one per line, card data masked or redacted.
 pub fn field_lines(m: &Message) -> Vec<String> {
     m.fields()
-        .map(|(f, v)| {
-            let shown = match f {
-                2 => mask_pan(&String::from_utf8_lossy(v)),
-                14 => "****".into(),
-                35 | 36 | 45 | 52 | 55 => "<redacted>".into(),
-                _ if v.iter().all(|b| b.is_ascii_graphic() || *b == b' ') => {
-                    String::from_utf8_lossy(v).into_owned()
-                }
-                _ => format!("0x{}", hex(v)),
-            };
-            format!("DE{f:03} {shown}")
-        })
+        .map(|(f, v)| format!("DE{f:03} {}", shown(f, v)))
         .collect()
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02X}")).collect()
+/// Which fields are card data, and how much of them may be shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardData {
+    /// A PAN (DE2, DE34): its first 6 and last 4 digits.
+    Pan,
+    /// The expiry (DE14), track data (DE35, DE36, DE45), the PIN block
+    /// (DE52), chip data (DE55): nothing.
+    Secret,
+}
+
+/// Whether field `f` is card data (see [`CardData`]).
+pub fn card_data(f: u16) -> Option<CardData> {
+    match f {
+        2 | 34 => Some(CardData::Pan),
+        14 | 35 | 36 | 45 | 52 | 55 => Some(CardData::Secret),
+        _ => None,
+    }
+}
+
+/// A field's value as people may see it: a PAN masked, the expiry as
+/// `****`, other card data `<redacted>`, printable text as it is, anything
+/// else in hex.
+pub fn shown(f: u16, v: &[u8]) -> String {
+    match card_data(f) {
+        Some(CardData::Pan) => mask_pan(&String::from_utf8_lossy(v)),
+        Some(CardData::Secret) if f == 14 => "****".into(),
+        Some(CardData::Secret) => "<redacted>".into(),
+        None if v.iter().all(|b| b.is_ascii_graphic() || *b == b' ') => {
+            String::from_utf8_lossy(v).into_owned()
+        }
+        None => format!("0x{}", hex::encode_upper(v)),
+    }
 }
 
 /// How a connection speaks: the message spec, the length framing (with or

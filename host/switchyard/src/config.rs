@@ -587,6 +587,14 @@ impl Config {
         .expect("the embedded default config is valid")
     }
 
+    /// The configuration file at `path`, or the embedded default when none is given.
+    pub fn load_or_default(path: Option<&Path>) -> Result<Config, ConfigErrors> {
+        match path {
+            Some(p) => Config::load(p),
+            None => Ok(Config::default_config()),
+        }
+    }
+
     /// Reads and validates a configuration file; relative paths in it are
     /// resolved from the file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {

@@ -15,34 +15,25 @@ use std::fmt::Write as _;
 use bytes::Bytes;
 use switchyard_iso8583::{ContentType, Message, Spec};
 
-/// Fields whose value is masked: (field, digits kept at the start, at the end).
-const SECRET: &[(u16, bool)] = &[
-    (2, true),
-    (14, false),
-    (34, true),
-    (35, false),
-    (36, false),
-    (45, false),
-    (52, false),
-    (55, false),
-];
+use crate::client::{CardData, card_data};
 
 /// Which bytes of `encoded` (the encoding of `message` with `spec`) carry
-/// card data. `None` when the message does not encode again the same way;
-/// the caller then shows nothing of it.
+/// card data ([`card_data`]: a PAN's middle digits, all of the others).
+/// `None` when the message does not encode again the same way; the caller
+/// then shows nothing of it.
 pub fn secret_bytes(spec: &Spec, message: &Message, encoded: &[u8]) -> Option<Vec<bool>> {
     let mut secret = vec![false; encoded.len()];
-    for &(field, keep_ends) in SECRET {
-        let Some(value) = message.get(field) else {
+    for (field, value) in message.fields() {
+        let Some(kind) = card_data(field) else {
             continue;
         };
         let content = spec.field(field).map(|f| f.content());
-        let kind = match content {
+        let chars = match content {
             Some(ContentType::B) => Kind::Binary,
             Some(ContentType::N | ContentType::Z) => Kind::Digits,
             _ => Kind::Text,
         };
-        let changed = change(value, kind, keep_ends);
+        let changed = change(value, chars, kind == CardData::Pan);
         let mut other = message.clone();
         other.set(field, Bytes::from(changed));
         let again = spec.encode(&other).ok()?;

@@ -132,10 +132,7 @@ fn init_tracing(default: &str) {
 }
 
 fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
-    match path {
-        Some(p) => Config::load(p).map_err(|e| anyhow!("{e}")),
-        None => Ok(Config::default_config()),
-    }
+    Config::load_or_default(path.map(PathBuf::as_path)).map_err(|e| anyhow!("{e}"))
 }
 
 fn main() -> ExitCode {

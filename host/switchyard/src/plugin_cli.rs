@@ -105,10 +105,7 @@ impl AdminArgs {
         let config = if self.url.is_some() && self.token_file.is_some() {
             None
         } else {
-            Some(match &self.config {
-                Some(p) => Config::load(p).map_err(|e| anyhow!("{e}"))?,
-                None => Config::default_config(),
-            })
+            Some(Config::load_or_default(self.config.as_deref()).map_err(|e| anyhow!("{e}"))?)
         };
         let url = match (&self.url, &config) {
             (Some(u), _) => u.clone(),

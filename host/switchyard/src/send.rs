@@ -15,11 +15,13 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use switchyard_engine::rc;
 use switchyard_iso8583::tpdu::Tpdu;
-use switchyard_iso8583::{Message, Spec, mask_pan};
+use switchyard_iso8583::{Message, Spec};
 use switchyard_net::Framing;
 
 use crate::Config;
-use crate::client::{Connection, RequestSpec, Wire, parse_amount, repeat_of, reversal_of, summary};
+use crate::client::{
+    Connection, RequestSpec, Wire, parse_amount, repeat_of, reversal_of, shown, summary,
+};
 use crate::config::ListenerConfig;
 use crate::hexdump;
 
@@ -196,10 +198,7 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn target(args: &SendArgs) -> anyhow::Result<Target> {
-    let config = match &args.config {
-        Some(path) => Config::load(path).map_err(|e| anyhow!("{e}"))?,
-        None => Config::default_config(),
-    };
+    let config = Config::load_or_default(args.config.as_deref()).map_err(|e| anyhow!("{e}"))?;
     let listener = listener(args, &config)?;
     let spec_name = args
         .spec
@@ -457,18 +456,6 @@ pub fn named_fields(m: &Message, spec: &Spec) -> Vec<String> {
             format!("DE{f:03} {name:<38} {}", shown(f, v))
         })
         .collect()
-}
-
-fn shown(f: u16, v: &[u8]) -> String {
-    match f {
-        2 | 34 => mask_pan(&String::from_utf8_lossy(v)),
-        14 => "****".into(),
-        35 | 36 | 45 | 52 | 55 => "<redacted>".into(),
-        _ if v.iter().all(|b| b.is_ascii_graphic() || *b == b' ') => {
-            String::from_utf8_lossy(v).into_owned()
-        }
-        _ => format!("0x{}", hex::encode_upper(v)),
-    }
 }
 
 fn message_json(m: &Message) -> Value {

@@ -168,10 +168,7 @@ fn check_code(at: &str, code: &str, problems: &mut Vec<String>) {
 
 /// Runs `switchyard simulate` until SIGINT/SIGTERM.
 pub async fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
-    let config = match &args.config {
-        Some(path) => Config::load(path).map_err(|e| anyhow!("{e}"))?,
-        None => Config::default_config(),
-    };
+    let config = Config::load_or_default(args.config.as_deref()).map_err(|e| anyhow!("{e}"))?;
     let options = options(&args, &config)?;
     let (bind, tpdu, framing) = (options.bind, options.tpdu, options.framing);
     let sim = Simulator::bind(options)

@@ -152,11 +152,8 @@ impl Target {
         if self.admin.url.is_some() {
             return Ok(Backend::Remote(self.admin.client()?));
         }
-        let config = match &self.admin.config {
-            Some(p) => Config::load(p).map_err(|e| anyhow!("{e}"))?,
-            None => Config::default_config(),
-        };
-        let mut config = config;
+        let mut config =
+            Config::load_or_default(self.admin.config.as_deref()).map_err(|e| anyhow!("{e}"))?;
         if let Some(d) = &self.data_dir {
             config.switch.data_dir = d.clone();
             config.base_dir = std::env::current_dir()?;
