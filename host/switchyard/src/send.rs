@@ -213,12 +213,7 @@ async fn target(args: &SendArgs) -> anyhow::Result<Target> {
         .clone()
         .or_else(|| listener.map(|l| l.framing.clone()))
         .unwrap_or_else(|| "nac".into());
-    let framing = Framing::parse(&framing_name).ok_or_else(|| {
-        anyhow!(
-            "--framing {framing_name:?}: unknown (known: {}; each may take +self and/or +tpdu)",
-            Framing::NAMES.join(", ")
-        )
-    })?;
+    let framing = framing_named(&framing_name)?;
     let tpdu = Tpdu::from_hex(&args.tpdu)
         .ok_or_else(|| anyhow!("--tpdu {:?}: expected 10 hex digits", args.tpdu))?;
     let addr = match (listener, args.port) {
@@ -248,6 +243,16 @@ async fn target(args: &SendArgs) -> anyhow::Result<Target> {
             tpdu,
             max_frame: 65_535,
         }),
+    })
+}
+
+/// The framing `--framing` names.
+pub(crate) fn framing_named(name: &str) -> anyhow::Result<Framing> {
+    Framing::parse(name).ok_or_else(|| {
+        anyhow!(
+            "--framing {name:?}: unknown (known: {}; each may take +self and/or +tpdu)",
+            Framing::NAMES.join(", ")
+        )
     })
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow, bail};
 use serde::Deserialize;
 use switchyard_net::simulator::{Decision, Rule, Rules};
-use switchyard_net::{Framing, Simulator, SimulatorOptions};
+use switchyard_net::{Simulator, SimulatorOptions};
 use tokio_util::sync::CancellationToken;
 
 use crate::Config;
@@ -234,12 +234,7 @@ fn options(args: &SimulateArgs, config: &Config) -> anyhow::Result<SimulatorOpti
         .framing
         .clone()
         .unwrap_or_else(|| format!("{}+tpdu", endpoint.map_or("nac", |e| e.framing.as_str())));
-    let framing = Framing::parse(&framing_name).ok_or_else(|| {
-        anyhow!(
-            "--framing {framing_name:?}: unknown (known: {}; each may take +self and/or +tpdu)",
-            Framing::NAMES.join(", ")
-        )
-    })?;
+    let framing = crate::send::framing_named(&framing_name)?;
     let spec = config
         .find_spec(&args.spec)
         .map_err(|e| anyhow!("--spec: {e}"))?;
