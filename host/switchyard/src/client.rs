@@ -142,9 +142,9 @@ impl RequestSpec {
         }
     }
 
-    /// Builds the message for the default spec (ISO 8583:1987 ASCII).
+    /// Builds the message with the ISO 8583:1987 layouts (the default spec).
     pub fn build(&self) -> anyhow::Result<Message> {
-        self.build_for(&Spec::iso87_ascii())
+        self.build_with(false)
     }
 
     /// Builds the message with the field layouts of `spec`: where it is an
@@ -154,9 +154,14 @@ impl RequestSpec {
     /// (x8xx) gets DE7, DE11 and DE70 = 301 (echo) unless `fields` says
     /// otherwise. `fields` are set last, then `omit` removed.
     pub fn build_for(&self, spec: &Spec) -> anyhow::Result<Message> {
+        self.build_with(spec.field(12).is_some_and(|f| f.max_len() == 12))
+    }
+
+    /// Builds the message with the 1993 layouts of DE12 and DE22 when
+    /// `iso93`, else the 1987 ones.
+    fn build_with(&self, iso93: bool) -> anyhow::Result<Message> {
         let mti = Mti::new(&self.mti).map_err(|e| anyhow!("MTI {:?}: {e}", self.mti))?;
         let now = UtcTime::now();
-        let iso93 = spec.field(12).is_some_and(|f| f.max_len() == 12);
         let mut m = Message::new(mti);
         let set = |m: &mut Message, f: u16, v: String| m.set(f, Bytes::from(v));
         set(&mut m, 7, now.de7());
