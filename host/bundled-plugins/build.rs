@@ -14,6 +14,11 @@ const BUNDLED: &[(&str, &str)] = &[
     ("local-auth", "local_auth"),
     ("case-switch", "case_switch"),
     ("formatter-xxx", "formatter_xxx"),
+    ("bin-route", "bin_route"),
+    ("velocity", "velocity"),
+    ("loyalty", "loyalty"),
+    ("coupon", "coupon"),
+    ("formatter-yyy", "formatter_yyy"),
 ];
 
 fn main() {

@@ -14,7 +14,8 @@ use std::path::PathBuf;
 include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
 
 /// The component bytes of a bundled plugin by its config name
-/// (`validate`, `local-auth`, `case-switch`, `formatter-xxx`).
+/// (`validate`, `local-auth`, `case-switch`, `formatter-xxx`, `bin-route`,
+/// `velocity`, `loyalty`, `coupon`, `formatter-yyy`).
 pub fn get(name: &str) -> Option<&'static [u8]> {
     BUNDLED.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
 }

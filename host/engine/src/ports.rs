@@ -793,6 +793,16 @@ pub trait KvStore: Send + Sync {
         expected: Option<&[u8]>,
         value: &[u8],
     ) -> Result<bool, PortError>;
+    /// Every value `plugin` stored for `tenant`, in no particular order
+    /// (keys may be stored only as hashes, so only values come back): what
+    /// the operator's listings (`switchyard coupons list`) read. A store
+    /// that cannot list answers an error.
+    fn kv_values(&self, tenant: &str, plugin: &str) -> Result<Vec<Vec<u8>>, PortError> {
+        let _ = (tenant, plugin);
+        Err(PortError::Invalid(
+            "listing is not supported by this store".into(),
+        ))
+    }
 }
 
 /// Windowed counters for velocity checks, scoped by tenant and plugin.

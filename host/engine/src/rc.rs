@@ -41,9 +41,34 @@ pub fn meaning(code: &str) -> Option<&'static str> {
 
 /// The ISO 8583:1993 action code (DE39 n3) that carries the 1987 response
 /// code `rc`, for specs whose DE39 is three digits; `None` for a code
-/// without an equivalent.
+/// without an equivalent. An approval is `000`, the authorization and
+/// financial classes' code: [`action_code_1993_for`] gives the accepting
+/// code of every message class.
 pub fn action_code_1993(rc: &str) -> Option<&'static str> {
     ACTION_CODES.iter().find(|(c, _)| *c == rc).map(|(_, a)| *a)
+}
+
+/// Like [`action_code_1993`], for a response of message class `class`
+/// (the MTI's second digit, as an ASCII digit). ISO 8583:1993 accepts each
+/// class with its own code: `00` is `000` for authorizations and financial
+/// messages (x1xx, x2xx), and the class digit followed by `00` for the
+/// others: 300 file action successful, 400 reversal or chargeback
+/// accepted, 500 reconciled in balance, 600 administrative accepted, 700
+/// fee collection accepted, 800 network management accepted. Declines and
+/// rejections (1xx, 9xx) are the same in every class.
+pub fn action_code_1993_for(rc: &str, class: u8) -> Option<&'static str> {
+    if rc != APPROVED {
+        return action_code_1993(rc);
+    }
+    Some(match class {
+        b'3' => "300",
+        b'4' => "400",
+        b'5' => "500",
+        b'6' => "600",
+        b'7' => "700",
+        b'8' => "800",
+        _ => "000",
+    })
 }
 
 /// 1987 response code → 1993 action code.
@@ -148,7 +173,11 @@ const MEANINGS_1993: &[(&str, &str)] = &[
     ("121", "exceeds withdrawal amount limit"),
     ("123", "exceeds withdrawal frequency limit"),
     ("200", "do not honour, pick up card"),
+    ("300", "file action successful"),
     ("400", "reversal accepted"),
+    ("500", "reconciled, in balance"),
+    ("600", "administrative request accepted"),
+    ("700", "fee collection accepted"),
     ("800", "network management accepted"),
     ("902", "invalid transaction"),
     ("904", "format error"),
@@ -199,5 +228,30 @@ mod tests {
         }
         assert_eq!(super::action_code_1993("51"), Some("116"));
         assert_eq!(super::action_code_1993("91"), Some("911"));
+    }
+
+    #[test]
+    fn each_1993_message_class_accepts_with_its_own_code() {
+        use super::action_code_1993_for as code;
+        for (class, accepted) in [
+            (b'1', "000"),
+            (b'2', "000"),
+            (b'3', "300"),
+            (b'4', "400"),
+            (b'5', "500"),
+            (b'6', "600"),
+            (b'7', "700"),
+            (b'8', "800"),
+            (b'9', "000"),
+        ] {
+            assert_eq!(code("00", class), Some(accepted), "class {}", class as char);
+            assert!(super::meaning(accepted).is_some(), "{accepted}");
+        }
+        // Declines and rejections do not depend on the class.
+        assert_eq!(code("25", b'4'), Some("914"));
+        assert_eq!(code("30", b'4'), Some("904"));
+        assert_eq!(code("12", b'8'), Some("902"));
+        assert_eq!(code("51", b'2'), Some("116"));
+        assert_eq!(code("X9", b'2'), None);
     }
 }

@@ -2,6 +2,10 @@
 //!
 //! - [`Close`] builds the response of the default wire contract: MTI + 10,
 //!   the echoed fields, DE39, DE38 only on approval, never DE35/45/52.
+//!   An ISO 8583:1993 request (`1xxx`) is answered the same way (1100 →
+//!   1110, 1200 → 1210, 1420 → 1430, 1804 → 1814), with its function code
+//!   (DE24) echoed too; DE39 is the 1987 response code here, and a listener
+//!   whose spec has a three-digit DE39 writes it as the 1993 action code.
 //! - [`LogStep`] logs a one-line summary of the transaction (PAN masked).
 //!
 //! Both are jPOS *abort participants*: they also run when the transaction
@@ -19,23 +23,28 @@ pub const ECHOED_FIELDS: [u16; 10] = [3, 4, 7, 11, 12, 13, 37, 41, 42, 49];
 /// Fields that never leave the switch towards an acquirer.
 pub const NEVER_RETURNED: [u16; 3] = [35, 45, 52];
 
-/// Network-management information code (echoed on 08xx).
+/// Network-management information code in ISO 8583:1987 (echoed on 08xx).
 const DE_NMIC: u16 = 70;
+/// Function code in ISO 8583:1993 (echoed on every 1xxx).
+const DE_FUNCTION_CODE: u16 = 24;
 const DE_AUTH_CODE: u16 = 38;
 const DE_RESPONSE_CODE: u16 = 39;
 
 /// Completes `response` for `request` with result code `code`: sets the MTI,
-/// echoes [`ECHOED_FIELDS`] (DE70 too for network management) unless a
-/// participant already set them, sets DE39, keeps DE38 only on approval and
-/// drops [`NEVER_RETURNED`].
+/// echoes [`ECHOED_FIELDS`] (and DE70 on a 1987 network management request
+/// (08xx), DE24 on any ISO 8583:1993 request (1xxx)) unless a participant
+/// already set them, sets DE39, keeps DE38 only on approval and drops
+/// [`NEVER_RETURNED`].
 pub fn complete_response(request: &Message, code: &str, response: &mut Message) {
     let mti = request.mti();
     response.set_mti(mti.response().unwrap_or(mti));
     for f in ECHOED_FIELDS {
         echo(request, response, f);
     }
-    if mti.as_bytes()[1] == b'8' {
-        echo(request, response, DE_NMIC);
+    match mti.as_bytes() {
+        [b'0', b'8', ..] => echo(request, response, DE_NMIC),
+        [b'1', ..] => echo(request, response, DE_FUNCTION_CODE),
+        _ => {}
     }
     response.set(
         DE_RESPONSE_CODE,
@@ -198,5 +207,36 @@ mod tests {
         assert_eq!(resp.mti().as_str(), "0810");
         assert_eq!(resp.get(70), Some(&b"301"[..]));
         assert_eq!(resp.get(39), Some(&b"00"[..]));
+    }
+
+    #[test]
+    fn iso_8583_1993_requests_get_their_response_mti_and_function_code() {
+        for (request_mti, function, response_mti) in [
+            ("1100", "100", "1110"),
+            ("1200", "200", "1210"),
+            ("1201", "200", "1210"),
+            ("1420", "400", "1430"),
+            ("1421", "400", "1430"),
+            ("1804", "831", "1814"),
+        ] {
+            let mut req = Message::new(Mti::new(request_mti).unwrap());
+            req.set(11, &b"000007"[..]);
+            req.set(24, function.as_bytes().to_vec());
+            req.set(70, &b"840"[..]);
+            let mut resp = Message::default();
+            complete_response(&req, "00", &mut resp);
+            assert_eq!(resp.mti().as_str(), response_mti, "{request_mti}");
+            assert_eq!(resp.get(24), Some(function.as_bytes()), "{request_mti}");
+            assert_eq!(resp.get(11), Some(&b"000007"[..]), "{request_mti}");
+            // DE70 is a country code in 1993, not a network code to echo.
+            assert!(!resp.contains(70), "{request_mti}");
+        }
+        // In 1987, DE24 (the network international identifier) is not
+        // echoed by the default contract.
+        let mut req = request();
+        req.set(24, &b"001"[..]);
+        let mut resp = Message::default();
+        complete_response(&req, "00", &mut resp);
+        assert!(!resp.contains(24));
     }
 }

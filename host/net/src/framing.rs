@@ -5,7 +5,9 @@
 //! `3b`, `4b` (`raw`), `2a`, `3a`, `4a` (`ascii`), `2bcd`, `visa` — optionally followed by
 //! `+self` (the header counts its own bytes) and/or `+tpdu` (a TPDU follows the header; a
 //! listener answers with source and destination swapped). Examples: `nac`, `4a`, `2b+tpdu`,
-//! `2b+self`, `visa`.
+//! `2b+self`, `visa`. `rdw` is an IBM record descriptor word: the Visa header counting itself
+//! (`visa+self`: a 2-byte big-endian length that includes the 4 header bytes, then 2 zero
+//! bytes), the framing of endpoint `yyy`.
 
 use std::fmt;
 use std::io;
@@ -34,6 +36,11 @@ impl Framing {
     #[allow(non_upper_case_globals)]
     pub const Nac: Framing = Framing::new(LengthHeader::Binary2);
 
+    /// An IBM record descriptor word (RDW): a 2-byte big-endian length that counts the whole
+    /// record including the 4-byte RDW, then 2 zero bytes; no TPDU. The same as `visa+self`.
+    #[allow(non_upper_case_globals)]
+    pub const Rdw: Framing = Framing::new(LengthHeader::Visa).with_header_included(true);
+
     /// `header`, not counting itself, no TPDU.
     pub const fn new(header: LengthHeader) -> Framing {
         Framing {
@@ -58,7 +65,10 @@ impl Framing {
     /// Parses a framing name from config: a header name, then `+self` and/or `+tpdu`.
     pub fn parse(name: &str) -> Option<Framing> {
         let mut parts = name.split('+');
-        let mut framing = Framing::new(LengthHeader::parse(parts.next()?)?);
+        let mut framing = match parts.next()? {
+            "rdw" => Framing::Rdw,
+            header => Framing::new(LengthHeader::parse(header)?),
+        };
         for modifier in parts {
             match modifier {
                 "self" if !framing.includes_header => framing.includes_header = true,
@@ -69,8 +79,12 @@ impl Framing {
         Some(framing)
     }
 
-    /// Header names accepted by [`Framing::parse`] (each may take `+self`, `+tpdu`).
-    pub const NAMES: &'static [&'static str] = LengthHeader::NAMES;
+    /// Names accepted by [`Framing::parse`]: the length headers (each may take `+self`,
+    /// `+tpdu`), then `rdw` (which counts itself already: `+tpdu` only).
+    pub const NAMES: &'static [&'static str] = &[
+        "2b", "3b", "4b", "2a", "3a", "4a", "2bcd", "visa", "nac", "post", "2-byte", "raw",
+        "ascii", "rdw",
+    ];
 
     /// The length header.
     pub const fn header(self) -> LengthHeader {
@@ -109,9 +123,13 @@ impl Framing {
 
 impl fmt::Display for Framing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.header.name())?;
-        if self.includes_header {
-            f.write_str("+self")?;
+        if self.header == LengthHeader::Visa && self.includes_header {
+            f.write_str("rdw")?;
+        } else {
+            f.write_str(self.header.name())?;
+            if self.includes_header {
+                f.write_str("+self")?;
+            }
         }
         if self.tpdu {
             f.write_str("+tpdu")?;
@@ -204,6 +222,41 @@ mod tests {
         for bad in ["", "5b", "2b+", "2b+tpdu+tpdu", "2b+crc", "+tpdu"] {
             assert_eq!(Framing::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn every_name_parses_and_rdw_is_visa_counting_itself() {
+        for name in LengthHeader::NAMES {
+            assert!(Framing::NAMES.contains(name), "{name}");
+        }
+        for name in Framing::NAMES {
+            let f = Framing::parse(name).unwrap_or_else(|| panic!("{name}"));
+            assert_eq!(Framing::parse(&f.to_string()), Some(f), "{name}");
+        }
+        let rdw = Framing::parse("rdw").unwrap();
+        assert_eq!(rdw, Framing::Rdw);
+        assert_eq!(Framing::parse("visa+self"), Some(Framing::Rdw));
+        assert_eq!(rdw.to_string(), "rdw");
+        assert_eq!(rdw.max_expressible(), 65531);
+        assert_eq!(Framing::parse("rdw+tpdu").unwrap().to_string(), "rdw+tpdu");
+        assert_eq!(
+            Framing::parse("rdw+self"),
+            None,
+            "an RDW counts itself already"
+        );
+        // An 87-byte record: 91 = 0x5B counts the RDW too.
+        let mut codec = rdw.codec(100);
+        let mut buf = BytesMut::new();
+        codec.encode(Bytes::from(vec![0xC1; 87]), &mut buf).unwrap();
+        assert_eq!(&buf[..4], &[0x00, 0x5B, 0x00, 0x00]);
+        assert_eq!(codec.decode(&mut buf).unwrap().unwrap().len(), 87);
+        let mut reserved = BytesMut::from(&[0x00, 0x05, 0x00, 0x01, 0xC1][..]);
+        assert!(
+            codec.decode(&mut reserved).is_err(),
+            "reserved bytes not zero"
+        );
+        let mut short = BytesMut::from(&[0x00, 0x03, 0x00, 0x00][..]);
+        assert!(codec.decode(&mut short).is_err(), "shorter than the RDW");
     }
 
     #[test]

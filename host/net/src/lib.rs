@@ -18,6 +18,7 @@ pub mod endpoint;
 pub mod forwarder;
 pub mod framing;
 pub mod listener;
+pub mod mainframe;
 pub mod simulator;
 
 pub use endpoint::{Endpoint, EndpointOptions, ExchangeError, Links, QueryEndpoint};
@@ -26,4 +27,5 @@ pub use forwarder::{
 };
 pub use framing::Framing;
 pub use listener::{Completed, Listener, ListenerOptions, Observer, SendResponse};
+pub use mainframe::{MainframeOptions, MainframeSimulator};
 pub use simulator::{Simulator, SimulatorOptions};

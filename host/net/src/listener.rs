@@ -373,14 +373,17 @@ impl ConnectionResponder {
 
 /// `m` with its two-character response code as the ISO 8583:1993 action
 /// code, when `spec`'s DE39 is three digits (the `iso93-*` specs); `None`
-/// when nothing needs to change. A code without an equivalent becomes 909
-/// (system malfunction).
+/// when nothing needs to change. The code depends on the response's message
+/// class ([`rc::action_code_1993_for`]): an approval is 000 on an 1110 or
+/// 1210, 400 on an 1430, 800 on an 1814. A code without an equivalent
+/// becomes 909 (system malfunction).
 pub fn action_code(spec: &Spec, m: &Message) -> Option<Message> {
     if spec.field(39)?.max_len() != 3 {
         return None;
     }
     let code = m.get_str(39).filter(|c| c.len() == 2)?;
-    let action = rc::action_code_1993(code).unwrap_or("909");
+    let class = m.mti().as_bytes()[1];
+    let action = rc::action_code_1993_for(code, class).unwrap_or("909");
     let mut mapped = m.clone();
     mapped.set(39, Bytes::from_static(action.as_bytes()));
     Some(mapped)
@@ -451,5 +454,65 @@ impl Participant for SendResponse {
     fn abort(&self, ctx: &mut Context) -> Result<(), Failure> {
         SendResponse::send(ctx, rc::SYSTEM_ERROR);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::action_code;
+    use switchyard_iso8583::{Message, Mti, Spec};
+
+    fn response(mti: &str, code: &str) -> Message {
+        let mut m = Message::new(Mti::new(mti).unwrap());
+        m.set(11, &b"000001"[..]);
+        m.set(39, code.as_bytes().to_vec());
+        m
+    }
+
+    fn de39(spec: &str, mti: &str, code: &str) -> Option<String> {
+        let spec = Spec::builtin(spec).unwrap();
+        action_code(&spec, &response(mti, code)).map(|m| m.get_str(39).unwrap().to_owned())
+    }
+
+    #[test]
+    fn a_1993_listener_answers_with_the_action_code_of_the_message_class() {
+        for spec in ["iso93-ascii", "iso93-binary"] {
+            for (mti, code, action) in [
+                ("1210", "00", "000"),
+                ("1110", "00", "000"),
+                ("0210", "00", "000"),
+                ("1430", "00", "400"),
+                ("0430", "00", "400"),
+                ("1814", "00", "800"),
+                ("0810", "00", "800"),
+                ("1210", "51", "116"),
+                ("1430", "25", "914"),
+                ("1210", "91", "911"),
+                ("1210", "94", "913"),
+                ("1210", "X9", "909"),
+            ] {
+                assert_eq!(
+                    de39(spec, mti, code).as_deref(),
+                    Some(action),
+                    "{spec} {mti} {code}"
+                );
+                let mapped = action_code(&Spec::builtin(spec).unwrap(), &response(mti, code));
+                let bytes = Spec::builtin(spec).unwrap().encode(&mapped.unwrap());
+                assert!(bytes.is_ok(), "{spec} {mti} {code}: {bytes:?}");
+            }
+            // Already three digits (an endpoint's own action code): kept.
+            assert_eq!(de39(spec, "1210", "116"), None);
+        }
+    }
+
+    #[test]
+    fn a_1987_listener_keeps_the_response_code() {
+        for spec in Spec::builtin_names()
+            .iter()
+            .filter(|n| n.starts_with("iso87"))
+        {
+            assert_eq!(de39(spec, "0210", "00"), None, "{spec}");
+            assert_eq!(de39(spec, "0430", "00"), None, "{spec}");
+        }
     }
 }

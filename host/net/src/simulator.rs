@@ -124,10 +124,22 @@ impl Rules {
     /// The decision for `request`: reversals and advices get the reversal
     /// code; originals the first rule their DE4 matches.
     pub fn decide(&self, request: &Message) -> Decision {
-        if is_reversal_or_advice(request.mti()) {
+        self.decide_amount(
+            request.get(4).unwrap_or_default(),
+            is_reversal_or_advice(request.mti()),
+        )
+    }
+
+    /// The decision for a request of any endpoint format, asked without a
+    /// [`Message`]: `amount` is its amount written as DE4 is (ASCII digits
+    /// in minor units, e.g. `000000001051`), `reversal_or_advice` whether it
+    /// is a store-and-forward message (which gets the reversal code whatever
+    /// its amount). The mainframe simulator asks this with the amount of its
+    /// own records.
+    pub fn decide_amount(&self, amount: &[u8], reversal_or_advice: bool) -> Decision {
+        if reversal_or_advice {
             return Decision::answer(&self.reversal_code);
         }
-        let amount = request.get(4).unwrap_or_default();
         self.rules
             .iter()
             .find(|r| amount.ends_with(r.amount_suffix.as_bytes()))
@@ -442,6 +454,30 @@ mod tests {
             rules.decide(&message("0420", "000000000123")),
             Decision::answer("96")
         );
+    }
+
+    #[test]
+    fn an_amount_is_decided_without_a_message_as_de4_would_be() {
+        let rules = Rules::contract(Duration::from_millis(250));
+        for amount in [
+            "000000001051",
+            "000000001005",
+            "000000001091",
+            "000000001077",
+            "000000001000",
+        ] {
+            assert_eq!(
+                rules.decide_amount(amount.as_bytes(), false),
+                rules.decide(&with_amount(amount)),
+                "{amount}"
+            );
+            assert_eq!(
+                rules.decide_amount(amount.as_bytes(), true),
+                Decision::answer("00"),
+                "a reversal of {amount}"
+            );
+        }
+        assert_eq!(rules.decide_amount(b"", false), Decision::answer("00"));
     }
 
     #[test]

@@ -31,6 +31,6 @@ pub use host::{Settings, mask_card_numbers};
 pub use metrics::{Histogram, LATENCY_BUCKETS, PluginStats};
 pub use options::{Capability, FailurePolicy, InstancePolicy, Limits, PluginOptions};
 pub use participant::{WasmFormatter, WasmParticipant};
-pub use plugin::{Plugin, PluginShared, Role};
+pub use plugin::{Plugin, PluginShared, Role, SettingsCheck};
 pub use registry::{Generation, PluginStatus, Registry, RegistryBuilder, SlotId, SwapOutcome};
 pub use runtime::{EPOCH_TICK, Runtime, RuntimeOptions};

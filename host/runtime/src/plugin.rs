@@ -13,7 +13,7 @@ use wasmtime::component::{Component, InstancePre, Linker};
 
 use crate::bindings::{
     FORMATTER_EXPORT, PARTICIPANT_EXPORT, SAF_EXPORT, SELECTOR_EXPORT, formatter_export,
-    participant_export, reversible_export, saf_export, selector_export,
+    participant_export, reversible_export, saf_export, selector_export, settings_export,
 };
 use crate::error::LoadError;
 use crate::host::{HostState, Limiter, Settings};
@@ -94,6 +94,7 @@ pub struct Plugin {
     formatter: Option<formatter_export::GuestIndices>,
     reversible: Option<reversible_export::GuestIndices>,
     saf: Option<saf_export::GuestIndices>,
+    settings: Option<settings_export::GuestIndices>,
     options: PluginOptions,
     deadline_ticks: u64,
     runtime: Runtime,
@@ -118,6 +119,7 @@ pub(crate) struct Instance {
     pub(crate) formatter: Option<formatter_export::Guest>,
     pub(crate) reversible: Option<reversible_export::Guest>,
     pub(crate) saf: Option<saf_export::Guest>,
+    pub(crate) settings: Option<settings_export::Guest>,
     pub(crate) version: u64,
     calls: u64,
 }
@@ -129,6 +131,17 @@ struct Exports {
     formatter: Option<formatter_export::Guest>,
     reversible: Option<reversible_export::Guest>,
     saf: Option<saf_export::Guest>,
+    settings: Option<settings_export::Guest>,
+}
+
+/// What a plugin said of one configured use's settings
+/// ([`Plugin::check_settings`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SettingsCheck {
+    /// (setting key, message) of every problem; empty: accepted.
+    pub problems: Vec<(String, String)>,
+    /// A selector's possible selections (group or participant names).
+    pub targets: Vec<String>,
 }
 
 /// What became of an instance after a call.
@@ -166,6 +179,8 @@ impl Plugin {
         let saf = formatter
             .as_ref()
             .and_then(|_| saf_export::GuestIndices::new(&pre).ok());
+        // Since 1.3.0, any role: a plugin built before has no settings check.
+        let settings = settings_export::GuestIndices::new(&pre).ok();
         if participant.is_none() && formatter.is_none() {
             return Err(LoadError::Exports {
                 plugin: name.into(),
@@ -184,6 +199,7 @@ impl Plugin {
             formatter,
             reversible,
             saf,
+            settings,
             deadline_ticks: u64::try_from(ticks.max(1)).unwrap_or(u64::MAX),
             options,
             runtime: runtime.clone(),
@@ -195,19 +211,9 @@ impl Plugin {
         // waiting for tens of ms: the call deadline (wall time) would refuse
         // a sound version, so the check gets `LOAD_CHECK_DEADLINE` instead
         // (a start function that loops is still stopped).
-        let check_ticks = plugin
-            .options
-            .limits
-            .deadline
-            .max(LOAD_CHECK_DEADLINE)
-            .as_millis()
-            / EPOCH_TICK.as_millis();
+        let check_ticks = plugin.load_check_ticks();
         plugin
-            .instantiate_within(
-                "",
-                Arc::default(),
-                u64::try_from(check_ticks).unwrap_or(u64::MAX),
-            )
+            .instantiate_within("", Arc::default(), check_ticks)
             .map_err(|f| LoadError::Instantiate {
                 plugin: name.into(),
                 reason: f.message,
@@ -299,6 +305,57 @@ impl Plugin {
             .collect()
     }
 
+    /// Whether the plugin checks its settings at load (contract 1.3.0,
+    /// `settings`).
+    pub fn exports_settings_check(&self) -> bool {
+        self.settings.is_some()
+    }
+
+    /// Asks the plugin what is wrong with `settings` and, for a selector,
+    /// which names it may select (contract 1.3.0, export `settings`), in a
+    /// fresh instance that serves no tenant and runs under the load-check
+    /// deadline. A plugin built against an older contract accepts any
+    /// settings and names no targets. `Err`: the check itself failed (a
+    /// trap, the deadline).
+    pub fn check_settings(&self, settings: &[(String, String)]) -> Result<SettingsCheck, Failure> {
+        if self.settings.is_none() {
+            return Ok(SettingsCheck::default());
+        }
+        let ticks = self.load_check_ticks();
+        let mut instance =
+            self.instantiate_within("", Arc::new(Settings(settings.to_vec())), ticks)?;
+        let Some(check) = instance.settings.take() else {
+            return Ok(SettingsCheck::default());
+        };
+        instance.store.set_epoch_deadline(ticks);
+        if let Some(fuel) = self.options.limits.fuel {
+            let _ = instance.store.set_fuel(fuel);
+        }
+        let result = check.call_check(&mut instance.store).and_then(|problems| {
+            let targets = match self.selector {
+                Some(_) => check.call_targets(&mut instance.store)?,
+                None => Vec::new(),
+            };
+            Ok(SettingsCheck {
+                problems: problems.into_iter().map(|p| (p.key, p.message)).collect(),
+                targets,
+            })
+        });
+        result.map_err(|e| self.failure(&instance.store, &e))
+    }
+
+    /// The load check's deadline in epoch ticks.
+    fn load_check_ticks(&self) -> u64 {
+        let ticks = self
+            .options
+            .limits
+            .deadline
+            .max(LOAD_CHECK_DEADLINE)
+            .as_millis()
+            / EPOCH_TICK.as_millis();
+        u64::try_from(ticks).unwrap_or(u64::MAX)
+    }
+
     /// A fresh instance for `tenant` with `settings`.
     pub(crate) fn instantiate(
         &self,
@@ -362,12 +419,17 @@ impl Plugin {
                 Some(i) => Some(i.load(&mut store, &instance)?),
                 None => None,
             };
+            let settings = match &self.settings {
+                Some(i) => Some(i.load(&mut store, &instance)?),
+                None => None,
+            };
             wasmtime::Result::Ok(Exports {
                 participant,
                 selector,
                 formatter,
                 reversible,
                 saf,
+                settings,
             })
         })();
         self.shared
@@ -382,6 +444,7 @@ impl Plugin {
                 formatter: e.formatter,
                 reversible: e.reversible,
                 saf: e.saf,
+                settings: e.settings,
                 version: self.id,
                 calls: 0,
             }),

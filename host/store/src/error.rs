@@ -46,6 +46,10 @@ pub enum StoreError {
     /// snapshot retries).
     #[error("data key {0} was destroyed")]
     KeyDestroyed(i64),
+    /// A value names a data key this process has not loaded (another
+    /// process created it: the keyring is read again and the read retried).
+    #[error("unknown data key {0}")]
+    UnknownKey(i64),
     /// A request the store refuses (unknown id, value too large, …).
     #[error("{0}")]
     Invalid(String),
@@ -84,7 +88,7 @@ impl StoreError {
     /// The port error for this failure of the database at `db`.
     pub(crate) fn into_port(self, db: &str) -> PortError {
         match self {
-            StoreError::Decrypt(_) | StoreError::KeyDestroyed(_) => {
+            StoreError::Decrypt(_) | StoreError::KeyDestroyed(_) | StoreError::UnknownKey(_) => {
                 PortError::Decrypt(format!("database {db}: {self}"))
             }
             StoreError::Invalid(_) => PortError::Invalid(format!("database {db}: {self}")),

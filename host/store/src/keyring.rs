@@ -408,7 +408,7 @@ impl Keyring {
             match table.data.get(&id) {
                 Some(k) => k.clone(),
                 None if table.destroyed.contains(&id) => return Err(StoreError::KeyDestroyed(id)),
-                None => return Err(StoreError::Decrypt(format!("unknown data key {id}"))),
+                None => return Err(StoreError::UnknownKey(id)),
             }
         };
         let (header, rest) = sealed.split_at(HEADER_LEN);
@@ -441,6 +441,11 @@ impl Keyring {
             .collect();
         out.sort();
         out
+    }
+
+    /// The id the next key created gets: above every key loaded.
+    pub(crate) fn next_id(&self) -> i64 {
+        self.table.read().next_id
     }
 
     /// Tenants with a data key.

@@ -5,6 +5,8 @@
 //! tenant's data key, bound to (tenant, plugin, key hash). Writes go
 //! through the writer and block until committed (plugin host calls are
 //! synchronous); compare-and-set runs as one writer job, so it is atomic.
+//! Values are never cached in memory: a read sees every committed write,
+//! another process's included (see `writer` for the keyring).
 
 use rusqlite::{OptionalExtension, params};
 use switchyard_engine::ports::{KvStore, PortError, SwapHistory, SwapRecord};
@@ -112,8 +114,17 @@ impl SqliteStore {
         if self.writer.is_closed() {
             return Err(StoreError::Closed);
         }
-        let Some(hash) = self.key_hash(tenant, plugin, key, false)? else {
-            return Ok(None);
+        let hash = match self.key_hash(tenant, plugin, key, false)? {
+            Some(hash) => hash,
+            // Another process may have created the tenant's keys.
+            None if self.keys_created_elsewhere()? => {
+                self.refresh_keys()?;
+                match self.key_hash(tenant, plugin, key, false)? {
+                    Some(hash) => hash,
+                    None => return Ok(None),
+                }
+            }
+            None => return Ok(None),
         };
         self.read(|conn| {
             let sealed: Option<Vec<u8>> = conn
@@ -128,6 +139,27 @@ impl SqliteStore {
             sealed
                 .map(|s| self.keyring.open(&s, &identity(tenant, plugin, &hash)))
                 .transpose()
+        })
+    }
+
+    /// Every value `plugin` stored for `tenant`, decrypted, in no
+    /// particular order (keys are stored only as hashes, so only values
+    /// come back). Read through the read pool, one snapshot.
+    pub fn kv_values(&self, tenant: &str, plugin: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        if self.writer.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        self.read(|conn| {
+            let rows: Vec<(Vec<u8>, Vec<u8>)> = conn
+                .prepare_cached("SELECT key_hash, value FROM kv WHERE tenant = ?1 AND plugin = ?2")
+                .and_then(|mut s| {
+                    s.query_map(params![tenant, plugin], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect()
+                })
+                .what("reading a plugin's values")?;
+            rows.iter()
+                .map(|(hash, sealed)| self.keyring.open(sealed, &identity(tenant, plugin, hash)))
+                .collect()
         })
     }
 
@@ -167,7 +199,10 @@ impl KvStore for SqliteStore {
     }
 
     fn kv_delete(&self, tenant: &str, plugin: &str, key: &str) -> Result<bool, PortError> {
-        if self.keyring.lookup_any(tenant, Purpose::Kv).is_none() && !self.writer.is_closed() {
+        if self.keyring.lookup_any(tenant, Purpose::Kv).is_none()
+            && !self.writer.is_closed()
+            && !self.keys_created_elsewhere().map_err(|e| self.port(e))?
+        {
             return Ok(false);
         }
         self.kv_write(tenant, plugin, key, false, |b, t, p, h| {
@@ -200,6 +235,10 @@ impl KvStore for SqliteStore {
             upsert(b, t, p, h, &value)?;
             Ok(true)
         })
+    }
+
+    fn kv_values(&self, tenant: &str, plugin: &str) -> Result<Vec<Vec<u8>>, PortError> {
+        SqliteStore::kv_values(self, tenant, plugin).map_err(|e| self.port(e))
     }
 }
 

@@ -13,7 +13,13 @@
 //!   re-encrypted in the background) and per-tenant lookup keys (the PAN
 //!   token, kv key hashes; never rotated);
 //! - the plugins' **key/value data** ([`KvStore`]) and the **swap history**
-//!   ([`SwapHistory`]); windowed [`Counters`] (in memory, keyed hashes).
+//!   ([`SwapHistory`]);
+//! - windowed **counters** ([`CounterStore`]) for velocity checks, windows
+//!   up to 31 days: added and summed in memory, every change written to
+//!   SQLite and durable before the response of the transaction that made
+//!   it (see `counter_log`), rebuilt at open; keys only as keyed hashes.
+//!   [`Counters`] alone is the in-memory half (tests, the authoring
+//!   harness).
 //!
 //! Every write goes through one writer thread that batches the writes of
 //! concurrent transactions into group commits (one fsync for many rows);
@@ -29,10 +35,12 @@
 //! [`SafQueue`]: switchyard_engine::ports::SafQueue
 //! [`Keyring`]: switchyard_engine::ports::Keyring
 //! [`KvStore`]: switchyard_engine::ports::KvStore
+//! [`CounterStore`]: switchyard_engine::ports::CounterStore
 //! [`SwapHistory`]: switchyard_engine::ports::SwapHistory
 #![forbid(unsafe_code)]
 
 mod codec;
+mod counter_log;
 mod counters;
 mod error;
 mod files;

@@ -7,6 +7,8 @@
 //! - v3: the tranlog's match lookups go through its STAN index (every row),
 //!   not an index of the match hash: an index of random keys dirtied one
 //!   page per row in every group commit (about half the writer's time).
+//! - v4: `counters`, the durable copy of the velocity counters (one row per
+//!   bucket, see `counter_log`).
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -16,7 +18,7 @@ use crate::keyring::{Keyring, Purpose};
 use crate::legacy::LegacySecret;
 
 /// The version this code writes.
-pub(crate) const CURRENT: i64 = 3;
+pub(crate) const CURRENT: i64 = 4;
 
 const TABLES: &str = "
 CREATE TABLE schema_version (version INTEGER NOT NULL);
@@ -109,6 +111,25 @@ CREATE TABLE IF NOT EXISTS swaps (
 );
 ";
 
+/// The counters' buckets (v4). `id` is allocated in memory and only
+/// grows, so new buckets append at the table's right edge; `counter` is
+/// the keyed hash of (tenant, plugin, name, key, window), never the key;
+/// `expires` is the first second (Unix) the bucket is outside its window.
+pub(crate) const COUNTERS: &str = "
+CREATE TABLE counters (
+    id       INTEGER PRIMARY KEY,
+    tenant   TEXT NOT NULL,
+    plugin   TEXT NOT NULL,
+    counter  BLOB NOT NULL,
+    bucket   INTEGER NOT NULL,
+    width_s  INTEGER NOT NULL,
+    window_s INTEGER NOT NULL,
+    expires  INTEGER NOT NULL,
+    total    INTEGER NOT NULL
+);
+CREATE INDEX counters_expires ON counters (expires);
+";
+
 const KV_V2: &str = "
 CREATE TABLE kv (
     tenant   TEXT NOT NULL,
@@ -189,6 +210,7 @@ pub(crate) fn recorded_kek(conn: &Connection, found: Found) -> Result<Option<Str
 /// Creates the v2 tables (inside the caller's transaction).
 fn create_v2(conn: &Connection, with_kv: bool) -> Result<(), StoreError> {
     conn.execute_batch(TABLES).what("creating the schema")?;
+    conn.execute_batch(COUNTERS).what("creating the schema")?;
     if with_kv {
         conn.execute_batch(KV_V2).what("creating the schema")?;
     }
@@ -216,16 +238,27 @@ pub(crate) fn create(conn: &mut Connection, keyring: &Keyring) -> Result<(), Sto
     tx.commit().what("creating the schema")
 }
 
-/// Migrates a v2 database to v3: the match-hash index dropped, the STAN
-/// index over every row. One transaction.
-pub(crate) fn migrate_v2(conn: &mut Connection) -> Result<(), StoreError> {
+/// Migrates a v2 or v3 database to the current version, in one
+/// transaction: v2 → v3 drops the match-hash index and indexes the STAN of
+/// every row; v3 → v4 adds the counters' table.
+pub(crate) fn migrate(conn: &mut Connection, from: i64) -> Result<(), StoreError> {
+    if !(2..CURRENT).contains(&from) {
+        return Err(StoreError::Migration {
+            from,
+            reason: format!("no migration from schema v{from} to v{CURRENT}"),
+        });
+    }
     let tx = conn.transaction().what("migrating the schema")?;
-    tx.execute_batch(
-        "DROP INDEX IF EXISTS tranlog_match;
-         DROP INDEX IF EXISTS tranlog_stan;
-         CREATE INDEX tranlog_stan ON tranlog (stan);",
-    )
-    .what("migrating the tranlog's indexes")?;
+    if from < 3 {
+        tx.execute_batch(
+            "DROP INDEX IF EXISTS tranlog_match;
+             DROP INDEX IF EXISTS tranlog_stan;
+             CREATE INDEX tranlog_stan ON tranlog (stan);",
+        )
+        .what("migrating the tranlog's indexes")?;
+    }
+    tx.execute_batch(COUNTERS)
+        .what("creating the counters' table")?;
     tx.execute(
         "INSERT INTO schema_version (version) VALUES (?1)",
         [CURRENT],

@@ -40,8 +40,10 @@ pub struct StoreOptions {
 pub const DEFAULT_DUPLICATE_FILTER_MIB: usize = 64;
 
 /// The SQLite implementation of the engine's ports: [`Tranlog`],
-/// [`SafQueue`], [`Keyring`], [`KvStore`], [`SwapHistory`].
+/// [`SafQueue`], [`Keyring`], [`KvStore`], [`CounterStore`],
+/// [`SwapHistory`].
 ///
+/// [`CounterStore`]: switchyard_engine::ports::CounterStore
 /// [`Tranlog`]: switchyard_engine::ports::Tranlog
 /// [`SafQueue`]: switchyard_engine::ports::SafQueue
 /// [`Keyring`]: switchyard_engine::ports::Keyring
@@ -61,6 +63,10 @@ pub struct SqliteStore {
     pub(crate) kek_rotation: Mutex<()>,
     pub(crate) reencrypting: Arc<AtomicBool>,
     pub(crate) me: Weak<SqliteStore>,
+    /// The counters in memory (the authority for add-and-sum).
+    pub(crate) counters: crate::Counters,
+    /// Their changes on the way to the database.
+    pub(crate) counter_log: Arc<crate::counter_log::CounterLog>,
     counters_secret: Secret,
     _temp: Option<tempfile::TempDir>,
 }
@@ -158,9 +164,9 @@ impl SqliteStore {
                     schema::migrate_v1(&mut conn, &keyring, legacy.as_ref()).map_err(at)?;
                 tracing::info!(db = %db, kv_values = values, "migrated the store from schema v1");
             }
-            Found::Version(2) => {
-                schema::migrate_v2(&mut conn).map_err(at)?;
-                tracing::info!(db = %db, "migrated the store from schema v2");
+            Found::Version(v) if v < schema::CURRENT => {
+                schema::migrate(&mut conn, v).map_err(at)?;
+                tracing::info!(db = %db, from = v, to = schema::CURRENT, "migrated the store's schema");
             }
             Found::Version(_) => {}
         }
@@ -184,6 +190,9 @@ impl SqliteStore {
         let counters_secret = keyring
             .lookup("", Purpose::Counters)
             .expect("created above");
+        let counters = crate::Counters::new(counters_secret.clone());
+        let buckets =
+            crate::counter_log::restore(&conn, &counters, crate::counters::now_s()).map_err(at)?;
         let max_id: i64 = conn
             .query_row("SELECT coalesce(max(id), 0) FROM tranlog", [], |r| r.get(0))
             .what("reading the last tranlog id")
@@ -200,7 +209,8 @@ impl SqliteStore {
             .what("setting synchronous = NORMAL")
             .map_err(at)?;
         let writer = Writer::start(conn, db_path.clone(), keyring.clone(), db.clone());
-        tracing::info!(db = %db, node = %node, kek = %keyring.kek().fingerprint, "store open");
+        tracing::info!(db = %db, node = %node, kek = %keyring.kek().fingerprint,
+            counter_buckets = buckets, "store open");
         Ok(Arc::new_cyclic(|me| SqliteStore {
             db,
             kek_path,
@@ -215,19 +225,27 @@ impl SqliteStore {
             kek_rotation: Mutex::new(()),
             reencrypting: Arc::new(AtomicBool::new(false)),
             me: me.clone(),
+            counters,
+            counter_log: Arc::default(),
             counters_secret,
             _temp: temp,
         }))
     }
 
-    /// Runs what is queued, checkpoints and stops the writer thread. Later
-    /// calls fail with [`PortError::Closed`]. Idempotent.
+    /// Runs what is queued (counter changes not written yet included),
+    /// checkpoints and stops the writer thread. Later calls fail with
+    /// [`PortError::Closed`]. Idempotent.
     pub fn close(&self) {
+        if !self.writer.is_closed() {
+            self.queue_counter_flush();
+        }
         self.writer.close();
     }
 
-    /// The key [`Counters`](crate::Counters) hash their keys with (stored
-    /// wrapped like every key; the same across restarts).
+    /// The key counters hash their keys with (stored wrapped like every
+    /// key; the same across restarts). The store is itself the durable
+    /// `CounterStore`; a [`Counters`](crate::Counters) built on this key
+    /// is in memory only.
     pub fn lookup_secret(&self) -> Secret {
         self.counters_secret.clone()
     }
@@ -271,7 +289,9 @@ impl SqliteStore {
     }
 
     /// Runs a read on a pooled connection; retries when a data key was
-    /// destroyed under an older snapshot (its rows were re-encrypted).
+    /// destroyed under an older snapshot (its rows were re-encrypted), and
+    /// after reading the keyring again when a value names a key another
+    /// process created.
     pub(crate) fn read<T>(
         &self,
         mut f: impl FnMut(&Connection) -> Result<T, StoreError>,
@@ -284,9 +304,31 @@ impl SqliteStore {
             let result = f(&self.readers.get());
             match result {
                 Err(StoreError::KeyDestroyed(_)) if tries < 3 => tries += 1,
+                Err(StoreError::UnknownKey(_)) if tries < 3 && !on_writer_thread() => {
+                    tries += 1;
+                    self.refresh_keys()?;
+                }
                 other => return other,
             }
         }
+    }
+
+    /// Reads the keyring again if another process changed the database
+    /// (waits for one batch of the writer: each batch checks).
+    pub(crate) fn refresh_keys(&self) -> Result<(), StoreError> {
+        self.writer.run_blocking(false, |_| Ok(()))
+    }
+
+    /// Whether the database holds keys this process has not loaded
+    /// (another process created them).
+    pub(crate) fn keys_created_elsewhere(&self) -> Result<bool, StoreError> {
+        let next = self.keyring.next_id();
+        let max: i64 = self.read(|conn| {
+            conn.prepare_cached("SELECT coalesce(max(id), 0) FROM data_keys")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .what("reading the data keys")
+        })?;
+        Ok(max >= next)
     }
 
     /// Creates `tenant`'s keys on its first use (waits for one commit,
@@ -309,6 +351,11 @@ impl Drop for SqliteStore {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// Whether this is the writer thread (which must not wait for itself).
+fn on_writer_thread() -> bool {
+    std::thread::current().name() == Some("store-writer")
 }
 
 fn configure(conn: &Connection) -> Result<(), StoreError> {

@@ -353,10 +353,21 @@ impl SqliteStore {
         // it (see `staging`).
         self.staging.stage(id);
         let staging = Arc::clone(&self.staging);
+        let log = Arc::clone(&self.counter_log);
         let reply = self.writer.submit(
             false,
             move |b| {
                 let add = staging.take(id);
+                // Counter changes made before now are written first: a
+                // transaction that finished while staged waits for this
+                // INSERT only (see `counter_log`).
+                if log.used()
+                    && let Err(e) = log.flush(b)
+                    && add.finished.is_some()
+                {
+                    tracing::error!(db = %db, id, error = %e, "writing counter changes before a tranlog row");
+                    return Err(e);
+                }
                 insert(b, row, add).inspect_err(|e| {
                     tracing::error!(db = %db, id, error = %e, "recording a request in the tranlog");
                 })
@@ -594,16 +605,24 @@ impl Tranlog for SqliteStore {
         if let Err(e) = query::join_participants(&finished.participants) {
             return self.ready(Err(e));
         }
-        // Still staged: written with its INSERT.
+        // Still staged: written with its INSERT, which also writes the
+        // counter changes made before it runs (see `counter_log`).
         let mut finished = Some(finished);
         if let Some(inserted) = self.staging.add(id, |a| a.finished = finished.take()) {
             return self.after_insert(inserted, |saf| saf);
         }
         let finished = finished.expect("not taken");
         // One write statement unless a reversal is queued with it: only then
-        // does it need a savepoint.
+        // does it need a savepoint. Counter changes made before it are
+        // written first: the response waits for this write.
         let atomic = finished.reversal.is_some();
-        self.durable(atomic, move |b| finish(b, id, finished))
+        let log = Arc::clone(&self.counter_log);
+        self.durable(atomic, move |b| {
+            if log.used() {
+                log.flush(b)?;
+            }
+            finish(b, id, finished)
+        })
     }
 
     fn late_reply(&self, id: TxId, rc: Option<String>, at_ms: i64) -> PortFuture<()> {

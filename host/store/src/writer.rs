@@ -22,7 +22,19 @@
 //! its own batch's and its fsync. Its hooks (the pending-row map, key
 //! durability) run on the writer thread right after the commit; its caller
 //! is woken by the syncer, so that waking 64 callers does not delay the
-//! next batch.
+//! next batch. A job's failure hooks run when its writes did not commit:
+//! at once (before the next job runs) when an atomic job failed (its
+//! savepoint rolled back), after the batch when the batch failed.
+//!
+//! Another process (an operator tool) may open the same database: SQLite
+//! serializes the two writers (`BEGIN IMMEDIATE`, a 5 s busy timeout), and
+//! each batch begins by checking `PRAGMA data_version`; when another
+//! process committed since the last batch, the keyring is read again
+//! inside the batch's transaction, so this writer never seals with a key
+//! the other process retired, nor creates a key the other one created.
+//! At close the WAL is checkpointed without waiting for anyone (busy
+//! timeout 0): a checkpoint that waited would block the other process's
+//! writes meanwhile.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -51,6 +63,7 @@ pub(crate) struct Batch<'a> {
     /// The keyring.
     pub(crate) keyring: &'a Keyring,
     hooks: Vec<Hook>,
+    fail_hooks: Vec<Hook>,
     rows: u64,
 }
 
@@ -58,6 +71,14 @@ impl Batch<'_> {
     /// Runs `hook` after the batch committed, if this job succeeded.
     pub(crate) fn on_commit(&mut self, hook: impl FnOnce() + Send + 'static) {
         self.hooks.push(Box::new(hook));
+    }
+
+    /// Runs `hook` if what this job wrote so far does not commit: at once
+    /// when an atomic job fails (its savepoint rolled back), after the
+    /// batch when the batch fails. (A non-atomic job that fails later
+    /// keeps its earlier statements: SQLite rolls back the failed one.)
+    pub(crate) fn on_failure(&mut self, hook: impl FnOnce() + Send + 'static) {
+        self.fail_hooks.push(Box::new(hook));
     }
 
     /// Counts rows written (stats).
@@ -85,6 +106,7 @@ struct Task<T, F> {
     atomic: bool,
     outcome: Option<Result<T, StoreError>>,
     hooks: Vec<Hook>,
+    fail_hooks: Vec<Hook>,
     always: Option<Hook>,
     reply: Option<oneshot::Sender<Result<T, StoreError>>>,
 }
@@ -114,12 +136,14 @@ where
         let rows = batch.rows;
         let outcome = work(batch);
         let hooks = std::mem::take(&mut batch.hooks);
+        let fail_hooks = std::mem::take(&mut batch.fail_hooks);
         match &outcome {
             Ok(_) => {
                 if self.atomic {
                     let _ = savepoint(batch.conn, "RELEASE job");
                 }
                 self.hooks = hooks;
+                self.fail_hooks = fail_hooks;
             }
             Err(_) => {
                 batch.rows = rows;
@@ -132,12 +156,26 @@ where
                         tracing::error!(error = %e, "reloading the keyring after a failed job");
                     }
                 }
+                if self.atomic {
+                    for hook in fail_hooks {
+                        hook();
+                    }
+                } else {
+                    self.fail_hooks = fail_hooks;
+                }
             }
         }
         self.outcome = Some(outcome);
     }
 
     fn settle(&mut self, batch: Result<(), &str>) {
+        // What the job wrote is gone with the batch.
+        let fail_hooks = std::mem::take(&mut self.fail_hooks);
+        if batch.is_err() {
+            for hook in fail_hooks {
+                hook();
+            }
+        }
         let outcome = match (batch, self.outcome.take()) {
             (Err(e), _) => Err(StoreError::Batch(e.to_string())),
             (Ok(()), Some(outcome)) => outcome,
@@ -147,6 +185,8 @@ where
             for hook in self.hooks.drain(..) {
                 hook();
             }
+        } else {
+            self.hooks.clear();
         }
         if let Some(always) = self.always.take() {
             always();
@@ -269,6 +309,7 @@ impl Writer {
             atomic,
             outcome: None,
             hooks: Vec::new(),
+            fail_hooks: Vec::new(),
             always,
             reply: Some(reply),
         };
@@ -397,6 +438,7 @@ fn run(
         .expect("spawning the store's syncer thread");
     let mut syncing = false;
     let mut closing = false;
+    let mut seen = data_version(&conn).unwrap_or(0);
     while !closing {
         let first = match rx.recv() {
             Ok(Msg::Job(job)) => job,
@@ -406,7 +448,7 @@ fn run(
             }
             Ok(Msg::Close) | Err(_) => break,
         };
-        let mut open = OpenBatch::begin(&conn, keyring);
+        let mut open = OpenBatch::begin(&conn, keyring, &mut seen, db);
         open.run(first);
         // Gather more while the previous commit is being made durable.
         while !open.full() {
@@ -436,8 +478,14 @@ fn run(
     }
     drop(replies);
     let _ = syncer.join();
-    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
-        tracing::warn!(db, error = %e, "checkpoint at close");
+    // Without waiting: another process may be using the database.
+    let _ = conn.busy_timeout(Duration::ZERO);
+    match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
+        Ok(0) => {}
+        Ok(_) => tracing::debug!(db, "checkpoint at close: the database is in use elsewhere"),
+        Err(e) => tracing::warn!(db, error = %e, "checkpoint at close"),
     }
     if let Err((_, e)) = conn.close() {
         tracing::warn!(db, error = %e, "closing the write connection");
@@ -456,18 +504,49 @@ struct OpenBatch<'a> {
     waited: Duration,
 }
 
+/// The database's `data_version`: it changes when another connection
+/// (another process) committed.
+fn data_version(conn: &Connection) -> Result<i64, rusqlite::Error> {
+    conn.prepare_cached("PRAGMA data_version")?
+        .query_row([], |r| r.get(0))
+}
+
 impl<'a> OpenBatch<'a> {
-    fn begin(conn: &'a Connection, keyring: &'a Keyring) -> OpenBatch<'a> {
+    /// Begins the batch's transaction; reads the keyring again when another
+    /// process committed since the last batch (`seen`: the data version
+    /// then).
+    fn begin(
+        conn: &'a Connection,
+        keyring: &'a Keyring,
+        seen: &mut i64,
+        db: &str,
+    ) -> OpenBatch<'a> {
         let started = Instant::now();
         let broken = conn
             .execute_batch("BEGIN IMMEDIATE")
             .err()
             .map(|e| format!("starting the transaction: {e}"));
+        if broken.is_none() {
+            match data_version(conn) {
+                Ok(v) if v != *seen => {
+                    *seen = v;
+                    match keyring.reload(conn) {
+                        Ok(()) => tracing::debug!(db, "another process wrote: keyring read again"),
+                        Err(e) => {
+                            tracing::error!(db, error = %e, "reading the keyring another process changed");
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(db, error = %e, "reading the data version"),
+            }
+        }
         OpenBatch {
             batch: Batch {
                 conn,
                 keyring,
                 hooks: Vec::new(),
+                fail_hooks: Vec::new(),
                 rows: 0,
             },
             jobs: Vec::with_capacity(64),

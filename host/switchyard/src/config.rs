@@ -538,10 +538,27 @@ pub struct EndpointConfig {
     /// Start the endpoint simulator in-process on `address`.
     #[serde(default)]
     pub simulator: bool,
+    /// What the simulator speaks: `iso8583` (endpoint `xxx`'s ISO 8583:1987
+    /// behind a TPDU) or `mainframe` (endpoint `yyy`'s EBCDIC records,
+    /// docs/mainframe.md).
+    #[serde(default)]
+    pub simulator_format: SimulatorFormat,
     /// Response codes that acknowledge a reversal or advice (anything else
     /// is retried).
     #[serde(default = "default_ack_codes")]
     pub ack_codes: Vec<String>,
+}
+
+/// The wire an in-process (or `switchyard simulate`) endpoint simulator
+/// speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SimulatorFormat {
+    /// ISO 8583:1987, ASCII, behind a 5-byte TPDU (endpoint `xxx`).
+    #[default]
+    Iso8583,
+    /// EBCDIC fixed-position records of docs/mainframe.md (endpoint `yyy`).
+    Mainframe,
 }
 
 fn default_ack_codes() -> Vec<String> {

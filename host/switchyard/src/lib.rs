@@ -20,6 +20,7 @@ pub mod demo;
 pub mod hexdump;
 pub mod operate;
 pub mod plugin_cli;
+pub mod plugin_settings;
 pub mod send;
 pub mod simulate;
 pub mod state;

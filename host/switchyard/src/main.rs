@@ -92,6 +92,22 @@ unless --data-dir names one to keep; compiled plugins are cached in $XDG_CACHE_H
         #[command(subcommand)]
         command: switchyard::operate::cli::KeysCommand,
     },
+    /// The internal loyalty host's cards: credit points, show a balance.
+    #[command(after_help = "Examples:
+  switchyard loyalty credit 6006490000000004 1500     # 15.00 worth of points
+  switchyard loyalty balance 6006490000000004 --json")]
+    Loyalty {
+        #[command(subcommand)]
+        command: switchyard::operate::hosts::cli::LoyaltyCommand,
+    },
+    /// The internal coupon host's coupons: issue, list.
+    #[command(after_help = "Examples:
+  switchyard coupons issue --value 25.00 --expires 2027-06-30 --count 10
+  switchyard coupons list")]
+    Coupons {
+        #[command(subcommand)]
+        command: switchyard::operate::hosts::cli::CouponsCommand,
+    },
     /// Validate a configuration file and load its plugins, then exit.
     #[command(after_help = "Examples:
   switchyard check                    # the embedded default config
@@ -188,6 +204,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Tranlog { command } => switchyard::operate::cli::tranlog(command).await,
         Command::Saf { command } => switchyard::operate::cli::saf(command).await,
         Command::Keys { command } => switchyard::operate::cli::keys(command).await,
+        Command::Loyalty { command } => switchyard::operate::hosts::cli::loyalty(command).await,
+        Command::Coupons { command } => switchyard::operate::hosts::cli::coupons(command).await,
         Command::Check { config } => {
             let config = load_config(config.as_ref())?;
             let mut config = config;

@@ -10,18 +10,20 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use serde::Deserialize;
+use switchyard_net::mainframe::{MainframeOptions, MainframeSimulator};
 use switchyard_net::simulator::{Decision, Rule, Rules};
 use switchyard_net::{Simulator, SimulatorOptions};
 use tokio_util::sync::CancellationToken;
 
 use crate::Config;
-use crate::config::EndpointConfig;
+use crate::config::{EndpointConfig, SimulatorFormat};
 
 /// Examples shown by `switchyard simulate --help`.
 pub const EXAMPLES: &str = "Examples:
   switchyard simulate                                  # endpoint xxx of the default config on 127.0.0.1:7002
   switchyard simulate --bind 127.0.0.1:9000 --spec iso87-binary --framing 4a
   switchyard simulate --config my.toml --endpoint visa # that endpoint's address and framing
+  switchyard simulate --endpoint yyy                   # the mainframe host (EBCDIC records, RDW) on 127.0.0.1:7005
   switchyard simulate --rules host-rules.toml          # your own answers (see below)
 
 A rules file (TOML), first matching rule wins:
@@ -169,7 +171,26 @@ fn check_code(at: &str, code: &str, problems: &mut Vec<String>) {
 /// Runs `switchyard simulate` until SIGINT/SIGTERM.
 pub async fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load_or_default(args.config.as_deref()).map_err(|e| anyhow!("{e}"))?;
-    let options = options(&args, &config)?;
+    let mainframe =
+        endpoint(&args, &config)?.is_some_and(|e| e.simulator_format == SimulatorFormat::Mainframe);
+    let token = CancellationToken::new();
+    let serving = match mainframe {
+        true => serve_mainframe(&args, &config, &token).await?,
+        false => serve_iso8583(&args, &config, &token).await?,
+    };
+    crate::wait_for_signal().await?;
+    token.cancel();
+    let _ = serving.await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The ISO 8583 simulator (endpoint `xxx` and its kind), serving.
+async fn serve_iso8583(
+    args: &SimulateArgs,
+    config: &Config,
+    token: &CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let options = options(args, config)?;
     let (bind, tpdu, framing) = (options.bind, options.tpdu, options.framing);
     let sim = Simulator::bind(options)
         .await
@@ -179,15 +200,48 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         endpoint = args.endpoint.as_deref().unwrap_or("(none)"),
         spec = %args.spec,
         framing = %framing.with_tpdu(tpdu),
-        rules = %args.rules.as_ref().map_or("the default contract".into(), |p| p.display().to_string()),
+        rules = %rules_name(args),
         "simulating a host"
     );
-    let token = CancellationToken::new();
-    let serving = tokio::spawn(sim.serve(token.clone()));
-    crate::wait_for_signal().await?;
-    token.cancel();
-    let _ = serving.await;
-    Ok(ExitCode::SUCCESS)
+    Ok(tokio::spawn(sim.serve(token.clone())))
+}
+
+/// The mainframe simulator (endpoint `yyy`'s EBCDIC records), serving.
+/// `--spec` and the TPDU options do not apply to it.
+async fn serve_mainframe(
+    args: &SimulateArgs,
+    config: &Config,
+    token: &CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let iso = options(args, config)?;
+    let framing_name = match &args.framing {
+        Some(f) => f.clone(),
+        None => endpoint(args, config)?.map_or("rdw".into(), |e| e.framing.clone()),
+    };
+    let framing = crate::send::framing_named(&framing_name)?;
+    let sim = MainframeSimulator::bind(MainframeOptions {
+        bind: iso.bind,
+        framing,
+        max_frame: iso.max_frame,
+        rules: iso.rules,
+    })
+    .await
+    .with_context(|| format!("binding {}", iso.bind))?;
+    tracing::info!(
+        addr = %sim.local_addr()?,
+        endpoint = args.endpoint.as_deref().unwrap_or("(none)"),
+        format = "mainframe (EBCDIC cp037 records, docs/mainframe.md)",
+        framing = %framing,
+        rules = %rules_name(args),
+        "simulating a host"
+    );
+    Ok(tokio::spawn(sim.serve(token.clone())))
+}
+
+fn rules_name(args: &SimulateArgs) -> String {
+    args.rules
+        .as_ref()
+        .map_or("the default contract".into(), |p| p.display().to_string())
 }
 
 /// The endpoint `--endpoint` names (it must exist), or else endpoint `xxx`

@@ -105,6 +105,7 @@ pub fn ops_of(store: &Arc<SqliteStore>) -> Ops {
         tranlog: store.clone(),
         saf: store.clone(),
         keyring: store.clone(),
+        kv: store.clone(),
         wake: None,
     }
 }

@@ -24,15 +24,17 @@ use switchyard_runtime::{
     Registry, RegistryBuilder, Role, Runtime, RuntimeOptions, Settings, WasmFormatter,
     WasmParticipant,
 };
-use switchyard_store::{Counters, SqliteStore};
+use switchyard_store::SqliteStore;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::Admin;
+use crate::config::SimulatorFormat;
 use crate::config::{Config, settings};
 use crate::operate::Ops;
 use crate::state::{DataDirLock, open_store, ops_of};
+use switchyard_net::mainframe::{MainframeOptions, MainframeSimulator};
 
 pub use switchyard_net::{Completed, Observer as TransactionObserver};
 
@@ -103,9 +105,13 @@ impl Switch {
         let runtime = start_runtime(&config, &store)?;
         let registry = {
             let (runtime, config, store) = (runtime.clone(), config.clone(), store.clone());
-            tokio::task::spawn_blocking(move || load_plugins(runtime, store, &config))
-                .await
-                .context("plugin loading panicked")??
+            tokio::task::spawn_blocking(move || {
+                let registry = load_plugins(runtime, store, &config)?;
+                crate::plugin_settings::check(&config, &registry)?;
+                anyhow::Ok(registry)
+            })
+            .await
+            .context("plugin loading panicked")??
         };
         let tasks = Tasks::default();
         let wakers = forwarder_wakers(&config);
@@ -258,7 +264,8 @@ fn start_runtime(config: &Config, store: &Arc<SqliteStore>) -> anyhow::Result<Ru
     Runtime::new(RuntimeOptions {
         cache_dir: Some(cache_dir.clone()),
         kv: Some(store.clone()),
-        counters: Some(Arc::new(Counters::new(store.lookup_secret()))),
+        // The store's counters: durable (rebuilt at open), exact under concurrency.
+        counters: Some(store.clone()),
         ..RuntimeOptions::default()
     })
     .with_context(|| format!("starting the wasm runtime (cache {})", cache_dir.display()))
@@ -348,23 +355,43 @@ async fn start_simulator(
     } else {
         e.address.parse().expect("validated")
     };
-    let sim = Simulator::bind(SimulatorOptions {
-        bind,
-        framing,
-        tpdu: true,
-        spec: Arc::new(Spec::iso87_ascii()),
-        max_frame: e.max_frame,
-        rules: Arc::new(switchyard_net::simulator::Rules::contract(
-            Duration::from_millis(250),
-        )),
-    })
-    .await
-    .with_context(|| format!("endpoints.{name}: binding the simulator on {bind}"))?;
-    let actual = sim.local_addr()?;
-    tasks
-        .simulators
-        .1
-        .spawn(sim.serve(tasks.simulators.0.clone()));
+    let rules = Arc::new(switchyard_net::simulator::Rules::contract(
+        Duration::from_millis(250),
+    ));
+    let bound = |e: std::io::Error| {
+        anyhow!(e).context(format!("endpoints.{name}: binding the simulator on {bind}"))
+    };
+    let shutdown = tasks.simulators.0.clone();
+    let actual = match e.simulator_format {
+        SimulatorFormat::Iso8583 => {
+            let sim = Simulator::bind(SimulatorOptions {
+                bind,
+                framing,
+                tpdu: true,
+                spec: Arc::new(Spec::iso87_ascii()),
+                max_frame: e.max_frame,
+                rules,
+            })
+            .await
+            .map_err(bound)?;
+            let actual = sim.local_addr()?;
+            tasks.simulators.1.spawn(sim.serve(shutdown));
+            actual
+        }
+        SimulatorFormat::Mainframe => {
+            let sim = MainframeSimulator::bind(MainframeOptions {
+                bind,
+                framing,
+                max_frame: e.max_frame,
+                rules,
+            })
+            .await
+            .map_err(bound)?;
+            let actual = sim.local_addr()?;
+            tasks.simulators.1.spawn(sim.serve(shutdown));
+            actual
+        }
+    };
     Ok(actual)
 }
 

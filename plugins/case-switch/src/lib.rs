@@ -8,12 +8,21 @@
 //!   separated by spaces (or commas), e.g. `"case 5001" = "local-auth close send"`.
 //! - `default`: the groups when no case matches or the variable is unset.
 //!
+//! [`CaseSwitch::check_settings`] reports a `switch` that is empty or holds
+//! whitespace, a `case` key without a value, and any other key;
+//! [`CaseSwitch::targets`] names every group of every `case` and of
+//! `default`, so that the host refuses a name that is neither a group nor a
+//! participant.
+//!
+//! Switching on `MTI` names each MTI in its own case: an ISO 8583:1993
+//! echo test is `"case 1804"` beside the 1987 `"case 0800"`.
+//!
 //! With neither a matching case nor a `default`, it selects no group and
 //! logs a warning. `prepare` does nothing and does not join; the work is done
 //! in `select`: one variable and one or two settings read, whatever the
 //! number of cases.
 
-use switchyard_sdk::{Config, Env, Outcome, Participant, Selector, Transaction};
+use switchyard_sdk::{Config, Env, Outcome, Participant, Selector, SettingProblem, Transaction};
 
 /// The variable switched on when `switch` is not configured.
 pub const DEFAULT_SWITCH: &str = "PORT";
@@ -39,9 +48,39 @@ fn groups_for(config: &impl Config, value: Option<&str>) -> Option<String> {
         .map(|groups| groups.into_owned())
 }
 
+/// The problem with one setting, if any.
+fn setting_problem(key: &str, value: &str) -> Option<String> {
+    match key {
+        "switch" if value.trim().is_empty() => Some(
+            "is empty: expected the name of a context variable, e.g. \"PORT\" or \"MTI\"".into(),
+        ),
+        "switch" if value.contains(char::is_whitespace) => Some(format!(
+            "{value:?} is not a variable name: expected one word, e.g. \"PORT\" or \"MTI\""
+        )),
+        "switch" | "default" => None,
+        _ => match key.strip_prefix("case ") {
+            Some(v) if !v.trim().is_empty() => None,
+            Some(_) => Some("names no value: expected `case <value>`, e.g. \"case 5001\"".into()),
+            None => Some("unknown setting: expected `switch`, `default` or `case <value>`".into()),
+        },
+    }
+}
+
 impl Participant for CaseSwitch {
     fn prepare(&mut self, _tx: &mut impl Transaction, _env: &impl Env) -> Outcome {
         Outcome::NoJoin
+    }
+
+    /// Every setting that is not `switch` (a variable name), `default` or
+    /// `case <value>`.
+    fn check_settings(&mut self, config: &impl Config) -> Vec<SettingProblem> {
+        config
+            .entries()
+            .into_iter()
+            .filter_map(|(key, value)| {
+                setting_problem(&key, &value).map(|message| SettingProblem::new(key, message))
+            })
+            .collect()
     }
 }
 
@@ -64,6 +103,22 @@ impl Selector for CaseSwitch {
                 Vec::new()
             }
         }
+    }
+
+    /// The groups of every `case` and of `default`, each once, in the
+    /// order of the settings.
+    fn targets(&mut self, config: &impl Config) -> Vec<String> {
+        let mut targets: Vec<String> = Vec::new();
+        for (key, value) in config.entries() {
+            if key == "default" || key.starts_with("case ") {
+                for name in group_names(&value) {
+                    if !targets.contains(&name) {
+                        targets.push(name);
+                    }
+                }
+            }
+        }
+        targets
     }
 }
 
@@ -168,5 +223,53 @@ mod tests {
     fn group_names_split_on_spaces_and_commas() {
         assert_eq!(group_names(" a  b,c ,, d\t"), ["a", "b", "c", "d"]);
         assert!(group_names("").is_empty());
+    }
+
+    #[test]
+    fn the_default_wiring_has_no_setting_problem() {
+        assert!(CaseSwitch.check_settings(&default_wiring()).is_empty());
+        let by_mti = MockEnv::new()
+            .with_config("switch", "MTI")
+            .with_config("case 0800", "close send")
+            .with_config("case 1804", "close send")
+            .with_config("default", "by-port");
+        assert!(CaseSwitch.check_settings(&by_mti).is_empty());
+        let tx = MockTransaction::new("1804").with_var("MTI", "1804");
+        assert_eq!(select(&by_mti, tx), ["close", "send"]);
+    }
+
+    #[test]
+    fn check_settings_reports_every_bad_key() {
+        let env = MockEnv::new()
+            .with_config("switch", "")
+            .with_config("case ", "close")
+            .with_config("cases 5001", "local-auth")
+            .with_config("Default", "log");
+        let problems = CaseSwitch.check_settings(&env);
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["switch", "case ", "cases 5001", "Default"]);
+        assert!(problems[0].message.contains("is empty"));
+        assert!(problems[1].message.contains("case <value>"));
+        assert!(problems[2].message.contains("unknown setting"));
+        let env = MockEnv::new().with_config("switch", " PORT");
+        let problems = CaseSwitch.check_settings(&env);
+        assert!(
+            problems[0].message.contains("not a variable name"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn targets_are_the_groups_of_every_case_and_the_default() {
+        let env = default_wiring().with_config("case 5003", "");
+        assert_eq!(
+            CaseSwitch.targets(&env),
+            ["local-auth", "close", "send", "query-xxx", "log"]
+        );
+        let env = MockEnv::new().with_config("switch", "close");
+        assert!(
+            CaseSwitch.targets(&env).is_empty(),
+            "`switch` names no group"
+        );
     }
 }

@@ -7,6 +7,9 @@
 //! - `tpdu_destination`: 4 hex digits, default `0001`;
 //! - `tpdu_source`: 4 hex digits, default `0000`.
 //!
+//! Any other key, or an address that is not 4 hex digits, is refused when
+//! the plugin is loaded (`check_settings`, contract 1.3.0).
+//!
 //! Behaviour:
 //! - `format-request`: the request's MTI and every field it has, unchanged
 //!   (the endpoint authorizes: it gets the card data; nothing of it is ever
@@ -39,7 +42,9 @@
 //! The link's length framing is the host's; the TPDU is this formatter's.
 
 use switchyard_iso8583::{Bytes, BytesMut, Message, Mti, Spec};
-use switchyard_sdk::{Config, Env, Formatter, Outbound, SafKind, SafRequest, Transaction, field};
+use switchyard_sdk::{
+    Config, Env, Formatter, Outbound, SafKind, SafRequest, SettingProblem, Transaction, field,
+};
 
 /// The first byte of a TPDU.
 pub const TPDU_ID: u8 = 0x60;
@@ -291,7 +296,32 @@ impl XxxFormatter {
     }
 }
 
+/// The settings this formatter reads.
+pub const SETTINGS: [&str; 2] = ["tpdu_destination", "tpdu_source"];
+
 impl Formatter for XxxFormatter {
+    fn check_settings(&mut self, config: &impl Config) -> Vec<SettingProblem> {
+        let mut problems = Vec::new();
+        for key in SETTINGS {
+            if let Err(e) = tpdu_address(config, key, 0) {
+                let message = e.strip_prefix("formatter-xxx: ").unwrap_or(&e);
+                problems.push(SettingProblem::new(key, message));
+            }
+        }
+        for (key, _) in config.entries() {
+            if !SETTINGS.contains(&key.as_str()) {
+                problems.push(SettingProblem::new(
+                    &key,
+                    format!(
+                        "formatter-xxx has no setting `{key}` (it reads {})",
+                        SETTINGS.join(", ")
+                    ),
+                ));
+            }
+        }
+        problems
+    }
+
     fn format_request(
         &mut self,
         tx: &mut impl Transaction,
@@ -814,5 +844,22 @@ mod tests {
             .format_saf(&SafRequest::reversal("68"), &mut original(), &env)
             .unwrap();
         assert!(env.logs().is_empty());
+    }
+
+    #[test]
+    fn bad_settings_are_named_at_load() {
+        let env = MockEnv::new()
+            .with_config("tpdu_destination", "00G1")
+            .with_config("tpdu_sourse", "0000");
+        let problems = XxxFormatter::default().check_settings(&env);
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["tpdu_destination", "tpdu_sourse"]);
+        assert!(problems[0].message.contains("4 hex digits"), "{problems:?}");
+        assert!(problems[1].message.contains("no setting"), "{problems:?}");
+        assert!(
+            XxxFormatter::default()
+                .check_settings(&MockEnv::new())
+                .is_empty()
+        );
     }
 }

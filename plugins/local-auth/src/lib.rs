@@ -1,28 +1,38 @@
-//! The `local-auth` participant: authorizes 0100 and 0200 requests in the
-//! switch itself, up to an amount limit.
+//! The `local-auth` participant: authorizes authorization and financial
+//! requests in the switch itself, up to an amount limit.
 //!
 //! Settings:
 //! - `limit`: the largest amount approved, a decimal string in major units of
 //!   the request's currency (DE49, ISO 4217 exponent; exponent 2 without
-//!   DE49). Default `"5000.00"`.
+//!   DE49), e.g. `"5000.00"` or `"5000"`. Default `"5000.00"`. It must be a
+//!   decimal number with at most 2 significant decimals (more cannot be
+//!   applied to a currency of exponent 2); [`LocalAuth::check_settings`]
+//!   reports anything else.
 //!
-//! Behaviour:
+//! Behaviour, for 0100, 0200, 1100 and 1200 and their repeats (0101, 0201,
+//! 1101, 1201: a repeat reaches the pipeline only when the switch has no
+//! record of its original, and is then authorized as the original):
 //! - an amount (DE4) over the limit: result code **61**, aborted;
 //! - otherwise: result code **00**, a 6-character authorization code in DE38
 //!   of the response, prepared (it joins, and clears DE38 again if the
 //!   transaction is aborted later by someone else);
 //! - DE4 missing: **30**; DE4 not numeric: **13** (normally `validate` has
 //!   already refused both);
-//! - a `limit` that is not an amount: an error in the log and **96**;
-//! - any other MTI (0800): prepared without joining, nothing changed.
+//! - a `limit` that is not an amount for the request's currency: an error
+//!   in the log and **96**;
+//! - any other MTI (0800, 1804): prepared without joining, nothing changed.
 //!
-//! The authorization code mixes the wall clock with a per-instance counter
-//! seeded from the monotonic clock: six characters of `0-9A-Z`.
+//! The limit is parsed once per currency exponent and kept for the
+//! instance's lifetime. The authorization code mixes the wall clock with a
+//! per-instance counter seeded from the monotonic clock: six characters of
+//! `0-9A-Z`.
 
 use switchyard_sdk::amount::{
     DEFAULT_EXPONENT, currency_exponent, format_major_units, parse_major_units, parse_minor_units,
 };
-use switchyard_sdk::{Clock, Env, Outcome, Participant, Transaction, field, mti, rc};
+use switchyard_sdk::{
+    Clock, Config, Env, Outcome, Participant, SettingProblem, Transaction, field, rc,
+};
 
 /// The `limit` used when none is configured.
 pub const DEFAULT_LIMIT: &str = "5000.00";
@@ -30,11 +40,27 @@ pub const DEFAULT_LIMIT: &str = "5000.00";
 /// Characters of an authorization code.
 const AUTH_CODE_ALPHABET: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
+/// Largest ISO 4217 exponent (CLF, UYW): the limit is parsed at most once
+/// for each of 0..=`MAX_EXPONENT`.
+const MAX_EXPONENT: u8 = 4;
+
 /// The local authorization participant. Keeps a counter for authorization
-/// codes.
+/// codes and the parsed limit per currency exponent.
 #[derive(Clone, Debug, Default)]
 pub struct LocalAuth {
     counter: Option<u64>,
+    /// The limit in minor units, by currency exponent, parsed on first use.
+    limits: [Option<Result<u64, String>>; MAX_EXPONENT as usize + 1],
+}
+
+/// Whether `mti` is what local-auth authorizes: an authorization or
+/// financial request of ISO 8583:1987 or :1993, or its repeat (0100, 0101,
+/// 0200, 0201, 1100, 1101, 1200, 1201).
+pub fn authorizes(mti: &str) -> bool {
+    matches!(
+        mti.as_bytes(),
+        [b'0' | b'1', b'1' | b'2', b'0', b'0' | b'1']
+    )
 }
 
 impl LocalAuth {
@@ -54,15 +80,24 @@ impl LocalAuth {
     }
 }
 
-/// The limit in minor units of a currency with `exponent`.
-fn limit_minor_units(env: &impl Env, exponent: u8) -> Result<u64, String> {
-    let configured = env.get("limit");
-    let limit = configured.as_deref().unwrap_or(DEFAULT_LIMIT);
-    parse_major_units(limit, exponent).map_err(|e| {
-        format!(
-            "local-auth: setting `limit` = {limit:?} is not an amount (exponent {exponent}): {e}"
-        )
-    })
+impl LocalAuth {
+    /// The limit in minor units of a currency with `exponent`, read from
+    /// the settings the first time that exponent is seen.
+    fn limit_minor_units(&mut self, config: &impl Config, exponent: u8) -> Result<u64, String> {
+        let exponent = exponent.min(MAX_EXPONENT);
+        self.limits[usize::from(exponent)]
+            .get_or_insert_with(|| {
+                let configured = config.get("limit");
+                let limit = configured.as_deref().unwrap_or(DEFAULT_LIMIT);
+                parse_major_units(limit, exponent).map_err(|e| {
+                    format!(
+                        "local-auth: setting `limit` = {limit:?} is not an amount \
+                         (exponent {exponent}): {e}"
+                    )
+                })
+            })
+            .clone()
+    }
 }
 
 fn abort(tx: &mut impl Transaction, code: &str) -> Outcome {
@@ -74,11 +109,11 @@ impl Participant for LocalAuth {
     fn prepare(&mut self, tx: &mut impl Transaction, env: &impl Env) -> Outcome {
         // MTI, currency and amount in one host call.
         let values = tx.request_values(&[0, field::CURRENCY, field::AMOUNT]);
-        if !mti::is_financial(values.str(0).unwrap_or_default()) {
+        if !authorizes(values.str(0).unwrap_or_default()) {
             return Outcome::NoJoin;
         }
         let exponent = values.get(1).map_or(DEFAULT_EXPONENT, currency_exponent);
-        let limit = match limit_minor_units(env, exponent) {
+        let limit = match self.limit_minor_units(env, exponent) {
             Ok(limit) => limit,
             Err(message) => {
                 env.error(&message);
@@ -105,6 +140,30 @@ impl Participant for LocalAuth {
         }
         tx.set_result_code(rc::APPROVED);
         Outcome::Prepared
+    }
+
+    /// `limit` must be a decimal amount with at most 2 significant
+    /// decimals; any other key is unknown.
+    fn check_settings(&mut self, config: &impl Config) -> Vec<SettingProblem> {
+        config
+            .entries()
+            .into_iter()
+            .filter_map(|(key, value)| match key.as_str() {
+                "limit" => parse_major_units(&value, DEFAULT_EXPONENT).err().map(|e| {
+                    SettingProblem::new(
+                        key,
+                        format!(
+                            "{value:?} is not an amount ({e}): expected a decimal number in \
+                             major units with at most 2 decimals, e.g. \"5000.00\""
+                        ),
+                    )
+                }),
+                _ => Some(SettingProblem::new(
+                    key,
+                    "unknown setting: local-auth has only `limit`",
+                )),
+            })
+            .collect()
     }
 
     fn abort(&mut self, tx: &mut impl Transaction, _env: &impl Env) {
@@ -284,5 +343,72 @@ mod tests {
         let (outcome, tx) = run(purchase("000000001000").with_field(2, BAD_LUHN_PAN));
         assert_eq!((outcome, tx.rc()), (Outcome::Prepared, Some(rc::APPROVED)));
         assert!(!tx.fields_read().contains(&2));
+    }
+
+    #[test]
+    fn authorizes_1993_requests_and_repeats_of_unseen_originals() {
+        for mti in ["0101", "0201", "1100", "1101", "1200", "1201"] {
+            let (outcome, tx) = run(request(mti, "000000001000"));
+            assert_eq!(
+                (outcome, tx.rc()),
+                (Outcome::Prepared, Some(rc::APPROVED)),
+                "{mti}"
+            );
+            assert_auth_code(&tx);
+            let (outcome, tx) = run(request(mti, "000000500001"));
+            assert_eq!(
+                (outcome, tx.rc()),
+                (Outcome::Aborted, Some(rc::OVER_LIMIT)),
+                "{mti}"
+            );
+            assert!(tx.response().is_empty(), "{mti}: no auth code on a decline");
+        }
+        for mti in [
+            "1804", "0800", "1420", "0420", "0220", "0110", "1202", "2200", "",
+        ] {
+            assert!(!authorizes(mti), "{mti:?}");
+            let (outcome, tx) = run(request(mti, "000000001000"));
+            assert_eq!((outcome, tx.rc()), (Outcome::NoJoin, None), "{mti:?}");
+        }
+    }
+
+    #[test]
+    fn the_limit_is_parsed_once_per_currency_exponent() {
+        let env = MockEnv::new().with_config("limit", "10.00");
+        let mut plugin = LocalAuth::default();
+        for _ in 0..3 {
+            let mut tx = purchase("000000001000");
+            assert_eq!(plugin.prepare(&mut tx, &env), Outcome::Prepared);
+        }
+        assert_eq!(env.config_calls(), 1);
+        let mut yen = purchase("000000000010").with_field(49, "392");
+        assert_eq!(plugin.prepare(&mut yen, &env), Outcome::Prepared);
+        assert_eq!(env.config_calls(), 2, "a new exponent reads it again");
+    }
+
+    #[test]
+    fn check_settings_names_a_bad_limit_and_unknown_keys() {
+        let mut plugin = LocalAuth::default();
+        assert!(plugin.check_settings(&MockEnv::new()).is_empty());
+        for good in ["5000.00", "5000", "0.5", " 10.00 ", "10.000"] {
+            let env = MockEnv::new().with_config("limit", good);
+            assert!(plugin.check_settings(&env).is_empty(), "{good:?}");
+        }
+        for bad in ["lots", "5,000.00", "-1", "", "10.001", "1e3"] {
+            let env = MockEnv::new().with_config("limit", bad);
+            let problems = plugin.check_settings(&env);
+            assert_eq!(problems.len(), 1, "{bad:?}");
+            assert_eq!(problems[0].key, "limit");
+            assert!(problems[0].message.contains("e.g. \"5000.00\""), "{bad:?}");
+        }
+        let env = MockEnv::new()
+            .with_config("limit", "lots")
+            .with_config("limt", "10.00");
+        let keys: Vec<String> = plugin
+            .check_settings(&env)
+            .into_iter()
+            .map(|p| p.key)
+            .collect();
+        assert_eq!(keys, ["limit", "limt"]);
     }
 }

@@ -4,9 +4,12 @@
 //! tests natively unchanged.
 
 /// Exports a [`Participant`](crate::Participant) as the component's
-/// `participant` and `reversible` interfaces (world `participant-plugin`;
-/// `reversible` calls [`Participant::reverse`](crate::Participant::reverse),
-/// which by default has nothing to undo).
+/// `participant`, `reversible` and `settings` interfaces (world
+/// `participant-plugin`; `reversible` calls
+/// [`Participant::reverse`](crate::Participant::reverse), which by default
+/// has nothing to undo, and `settings` calls
+/// [`Participant::check_settings`](crate::Participant::check_settings),
+/// which by default accepts any settings).
 ///
 /// `export_participant!(T)` builds the instance's value with
 /// `T::default()` on first use; `export_participant!(T, expr)` with `expr`.
@@ -19,6 +22,9 @@ macro_rules! export_participant {
     ($ty:ty, $init:expr) => {
         const _: () = {
             $crate::__participant_glue!($ty, $init);
+            $crate::__settings_glue!($crate::guest::rt::check_participant, |_| {
+                ::std::vec::Vec::new()
+            });
             $crate::guest::participant_world::export_participant_plugin!(
                 __SwitchyardPlugin with_types_in $crate::guest::participant_world
             );
@@ -27,7 +33,9 @@ macro_rules! export_participant {
 }
 
 /// Exports a [`Selector`](crate::Selector) as the component's `participant`,
-/// `reversible` and `group-selector` interfaces (world `selector-plugin`).
+/// `reversible`, `settings` and `group-selector` interfaces (world
+/// `selector-plugin`; `settings.targets` calls
+/// [`Selector::targets`](crate::Selector::targets)).
 ///
 /// `export_selector!(T)` builds the instance's value with `T::default()` on
 /// first use; `export_selector!(T, expr)` with `expr`.
@@ -47,6 +55,9 @@ macro_rules! export_selector {
                     with_plugin(|p| $crate::guest::rt::select(p))
                 }
             }
+            $crate::__settings_glue!($crate::guest::rt::check_participant, |p| {
+                $crate::guest::rt::targets(p)
+            });
             $crate::guest::participant_world::export_participant_plugin!(
                 __SwitchyardPlugin with_types_in $crate::guest::participant_world
             );
@@ -57,8 +68,10 @@ macro_rules! export_selector {
     };
 }
 
-/// Exports a [`Formatter`](crate::Formatter) as the component's `formatter`
-/// and `store-and-forward` interfaces (world `formatter-plugin`).
+/// Exports a [`Formatter`](crate::Formatter) as the component's `formatter`,
+/// `store-and-forward` and `settings` interfaces (world `formatter-plugin`;
+/// `settings.check` calls
+/// [`Formatter::check_settings`](crate::Formatter::check_settings)).
 ///
 /// `export_formatter!(T)` builds the instance's value with `T::default()` on
 /// first use; `export_formatter!(T, expr)` with `expr`.
@@ -109,6 +122,9 @@ macro_rules! export_formatter {
                     with_plugin(|p| $crate::guest::rt::format_saf(p, request))
                 }
             }
+            $crate::__settings_glue!($crate::guest::rt::check_formatter, |_| {
+                ::std::vec::Vec::new()
+            });
             $crate::guest::formatter_world::export_formatter_plugin!(
                 __SwitchyardPlugin with_types_in $crate::guest::formatter_world
             );
@@ -160,6 +176,39 @@ macro_rules! __participant_glue {
                 with_plugin(|p| $crate::guest::rt::reverse(p))
             }
         }
+    };
+}
+
+/// `__SwitchyardPlugin` implementing the `settings` export (contract
+/// 1.3.0) with `$check` and `$targets` (paths of `rt` functions).
+#[cfg(all(feature = "guest", target_arch = "wasm32"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __settings_glue {
+    ($check:path, $targets:expr) => {
+        impl $crate::guest::settings_world::exports::switchyard::participant::settings::Guest
+            for __SwitchyardPlugin
+        {
+            fn check() -> ::std::vec::Vec<
+                $crate::guest::settings_world::exports::switchyard::participant::settings::Problem,
+            > {
+                with_plugin(|p| $check(p))
+                    .into_iter()
+                    .map(|(key, message)| {
+                        $crate::guest::settings_world::exports::switchyard::participant::settings::Problem {
+                            key,
+                            message,
+                        }
+                    })
+                    .collect()
+            }
+            fn targets() -> ::std::vec::Vec<::std::string::String> {
+                with_plugin($targets)
+            }
+        }
+        $crate::guest::settings_world::export_settings!(
+            __SwitchyardPlugin with_types_in $crate::guest::settings_world
+        );
     };
 }
 

@@ -1,5 +1,5 @@
 //! The component side (feature `guest`): the WIT bindings of
-//! `switchyard:participant@1.2.0` and the implementations of the SDK traits
+//! `switchyard:participant@1.3.0` and the implementations of the SDK traits
 //! over the host's imports.
 //!
 //! The `imports` world is bound once; the export worlds reuse those
@@ -8,13 +8,13 @@
 //! use [`crate::export_participant!`], [`crate::export_selector!`] and
 //! [`crate::export_formatter!`].
 //!
-//! What each macro exports (contract 1.2.0):
+//! What each macro exports (contract 1.3.0):
 //!
 //! | macro | world | exports |
 //! |---|---|---|
-//! | `export_participant!` | `participant-plugin` | `participant`, `reversible` |
-//! | `export_selector!` | `selector-plugin` | `participant`, `reversible`, `group-selector` |
-//! | `export_formatter!` | `formatter-plugin` | `formatter`, `store-and-forward` |
+//! | `export_participant!` | `participant-plugin` | `participant`, `reversible`, `settings` |
+//! | `export_selector!` | `selector-plugin` | `participant`, `reversible`, `settings`, `group-selector` |
+//! | `export_formatter!` | `formatter-plugin` | `formatter`, `store-and-forward`, `settings` |
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -30,29 +30,51 @@ use crate::{
 pub mod imports {
     wit_bindgen::generate!({
         world: "imports",
-        path: "../../wit/participant@1.2.0",
+        path: "../../wit/participant@1.3.0",
         generate_all,
     });
 }
 
-/// Bindings of the `participant-plugin` world: `participant` and
-/// `reversible`.
+/// Bindings of the `participant` and `reversible` exports (of the
+/// `participant-plugin` world, whose imports are [`imports`] and whose
+/// `settings` export is [`settings_world`]).
 #[doc(hidden)]
 #[allow(unsafe_code, missing_docs, clippy::all)]
 pub mod participant_world {
     wit_bindgen::generate!({
-        world: "participant-plugin",
-        path: "../../wit/participant@1.2.0",
-        with: {
-            "switchyard:participant/transaction@1.2.0": crate::guest::imports::switchyard::participant::transaction,
-            "switchyard:participant/config@1.2.0": crate::guest::imports::switchyard::participant::config,
-            "switchyard:participant/log@1.2.0": crate::guest::imports::switchyard::participant::log,
-            "switchyard:participant/clock@1.2.0": crate::guest::imports::switchyard::participant::clock,
-            "switchyard:participant/counters@1.2.0": crate::guest::imports::switchyard::participant::counters,
-            "switchyard:participant/kv@1.2.0": crate::guest::imports::switchyard::participant::kv,
-        },
+        inline: "
+            package switchyard:sdk;
+
+            world participant-exports {
+                export switchyard:participant/participant@1.3.0;
+                export switchyard:participant/reversible@1.3.0;
+            }
+        ",
+        path: "../../wit/participant@1.3.0",
+        world: "switchyard:sdk/participant-exports",
         pub_export_macro: true,
         export_macro_name: "export_participant_plugin",
+    });
+}
+
+/// Bindings of the `settings` export alone (contract 1.3.0), shared by the
+/// participant, selector and formatter components: wit-bindgen names an
+/// interface's export glue after the interface, so it is generated once.
+#[doc(hidden)]
+#[allow(unsafe_code, missing_docs, clippy::all)]
+pub mod settings_world {
+    wit_bindgen::generate!({
+        inline: "
+            package switchyard:sdk;
+
+            world settings-export {
+                export switchyard:participant/settings@1.3.0;
+            }
+        ",
+        path: "../../wit/participant@1.3.0",
+        world: "switchyard:sdk/settings-export",
+        pub_export_macro: true,
+        export_macro_name: "export_settings",
     });
 }
 
@@ -70,32 +92,32 @@ pub mod selector_world {
             package switchyard:sdk;
 
             world group-selector-export {
-                export switchyard:participant/group-selector@1.2.0;
+                export switchyard:participant/group-selector@1.3.0;
             }
         ",
-        path: "../../wit/participant@1.2.0",
+        path: "../../wit/participant@1.3.0",
         world: "switchyard:sdk/group-selector-export",
         pub_export_macro: true,
         export_macro_name: "export_group_selector",
     });
 }
 
-/// Bindings of the `formatter-plugin` world: `formatter` and
-/// `store-and-forward`.
+/// Bindings of the `formatter` and `store-and-forward` exports (of the
+/// `formatter-plugin` world; its `settings` export is [`settings_world`]).
 #[doc(hidden)]
 #[allow(unsafe_code, missing_docs, clippy::all)]
 pub mod formatter_world {
     wit_bindgen::generate!({
-        world: "formatter-plugin",
-        path: "../../wit/participant@1.2.0",
-        with: {
-            "switchyard:participant/transaction@1.2.0": crate::guest::imports::switchyard::participant::transaction,
-            "switchyard:participant/config@1.2.0": crate::guest::imports::switchyard::participant::config,
-            "switchyard:participant/log@1.2.0": crate::guest::imports::switchyard::participant::log,
-            "switchyard:participant/clock@1.2.0": crate::guest::imports::switchyard::participant::clock,
-            "switchyard:participant/counters@1.2.0": crate::guest::imports::switchyard::participant::counters,
-            "switchyard:participant/kv@1.2.0": crate::guest::imports::switchyard::participant::kv,
-        },
+        inline: "
+            package switchyard:sdk;
+
+            world formatter-exports {
+                export switchyard:participant/formatter@1.3.0;
+                export switchyard:participant/store-and-forward@1.3.0;
+            }
+        ",
+        path: "../../wit/participant@1.3.0",
+        world: "switchyard:sdk/formatter-exports",
         pub_export_macro: true,
         export_macro_name: "export_formatter_plugin",
     });
@@ -265,6 +287,24 @@ pub mod rt {
     }
     pub fn reverse(p: &mut impl Participant) -> Result<(), String> {
         p.reverse(&mut tx(), &GuestEnv)
+    }
+    /// A participant's settings problems as (key, message) pairs.
+    pub fn check_participant(p: &mut impl Participant) -> Vec<(String, String)> {
+        p.check_settings(&GuestEnv)
+            .into_iter()
+            .map(|problem| (problem.key, problem.message))
+            .collect()
+    }
+    /// A formatter's settings problems as (key, message) pairs.
+    pub fn check_formatter(p: &mut impl Formatter) -> Vec<(String, String)> {
+        p.check_settings(&GuestEnv)
+            .into_iter()
+            .map(|problem| (problem.key, problem.message))
+            .collect()
+    }
+    /// A selector's possible selections.
+    pub fn targets(p: &mut impl Selector) -> Vec<String> {
+        p.targets(&GuestEnv)
     }
     pub fn select(p: &mut impl Selector) -> Vec<String> {
         p.select(&mut tx(), &GuestEnv)

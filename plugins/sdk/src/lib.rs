@@ -5,7 +5,7 @@
 //!
 //! - inside a WebAssembly component, where [`Transaction`], [`Config`], [`Log`]
 //!   and [`Clock`] (and, when granted, [`Counters`] and [`Kv`]) are the host's
-//!   imports of `switchyard:participant@1.2.0`
+//!   imports of `switchyard:participant@1.3.0`
 //!   (the `guest` feature, on by default, and the `export_*!` macros);
 //! - in native unit tests, against [`mock::MockTransaction`] and [`mock::MockEnv`];
 //! - natively inside the host, which implements the same traits over its own
@@ -99,6 +99,41 @@
 //! assert_eq!(env.counter_sum("approvals", "all", 3600), Ok(0));
 //! ```
 //!
+//! ## Settings checked at load (contract 1.3.0)
+//!
+//! A plugin whose settings can be wrong implements
+//! [`Participant::check_settings`] (or [`Formatter::check_settings`]):
+//! `switchyard check`, start-up and a hot swap call it once per configured
+//! use of the plugin and refuse the configuration with its
+//! [`SettingProblem`]s, each shown with the setting's path
+//! (`participants.velocity.config."profile daily"`). The default accepts
+//! any settings. Every `export_*!` macro exports it as `settings`.
+//!
+//! ```
+//! use switchyard_sdk::{Config, Env, Outcome, Participant, SettingProblem, Transaction};
+//! use switchyard_sdk::mock::MockEnv;
+//!
+//! #[derive(Default)]
+//! struct Limit;
+//!
+//! impl Participant for Limit {
+//!     fn prepare(&mut self, _tx: &mut impl Transaction, _env: &impl Env) -> Outcome {
+//!         Outcome::NoJoin
+//!     }
+//!     fn check_settings(&mut self, config: &impl Config) -> Vec<SettingProblem> {
+//!         match config.get("limit") {
+//!             Some(v) if v.parse::<u64>().is_err() => {
+//!                 vec![SettingProblem::new("limit", format!("{v:?} is not a whole number"))]
+//!             }
+//!             _ => Vec::new(),
+//!         }
+//!     }
+//! }
+//!
+//! let problems = Limit.check_settings(&MockEnv::new().with_config("limit", "5,000"));
+//! assert_eq!(problems[0].key, "limit");
+//! ```
+//!
 //! ## Costs
 //!
 //! Every trait method of [`Transaction`] is one host call in a component
@@ -135,6 +170,6 @@ mod export;
 pub use env::{Clock, Config, Counters, Env, Kv, Level, Log, MapConfig};
 pub use participant::{
     Formatter, Outbound, Outcome, Participant, REVERSAL_REASON, SafKind, SafRequest, Selector,
-    TRANLOG_ID,
+    SettingProblem, TRANLOG_ID,
 };
 pub use transaction::{Transaction, Values};

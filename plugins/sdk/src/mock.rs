@@ -353,9 +353,9 @@ impl Counters for MockEnv {
         delta: i64,
         window_seconds: u32,
     ) -> Result<i64, String> {
-        if window_seconds == 0 || window_seconds > 86_400 {
+        if window_seconds == 0 || window_seconds > 2_678_400 {
             return Err(format!(
-                "window of {window_seconds} seconds is outside 1..=86400"
+                "window of {window_seconds} seconds is outside 1..=2678400"
             ));
         }
         let now = self.now_unix_millis / 1000;

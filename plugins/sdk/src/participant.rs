@@ -1,7 +1,30 @@
 //! What a plugin implements: a participant, a group selector or an endpoint
 //! formatter.
 
-use crate::{Env, Transaction};
+use crate::{Config, Env, Transaction};
+
+/// A problem with a plugin's settings, found when the plugin is loaded
+/// (contract 1.3.0, export `settings`): `switchyard check` and start-up
+/// refuse the configuration with this message and the setting's path, so
+/// that a mistyped limit is caught before any transaction gets RC 96.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SettingProblem {
+    /// The setting's key, as in the plugin's settings table (`limit`,
+    /// `"bin 4"`); empty for a problem of the settings as a whole.
+    pub key: String,
+    /// What is wrong and what is expected, in one sentence.
+    pub message: String,
+}
+
+impl SettingProblem {
+    /// A problem with the setting `key`.
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> SettingProblem {
+        SettingProblem {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
 
 /// The outcome of [`Participant::prepare`], as in jPOS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -74,6 +97,15 @@ pub trait Participant {
     /// Decides whether the transaction may go on.
     fn prepare(&mut self, tx: &mut impl Transaction, env: &impl Env) -> Outcome;
 
+    /// Checks the participant's settings (contract 1.3.0, export
+    /// `settings`), once, when the plugin is loaded by `switchyard check`,
+    /// at start-up and before a hot swap goes live. Return every problem
+    /// found; an empty list accepts the settings. The default accepts any.
+    fn check_settings(&mut self, config: &impl Config) -> Vec<SettingProblem> {
+        let _ = config;
+        Vec::new()
+    }
+
     /// The transaction is going to be committed.
     fn commit(&mut self, tx: &mut impl Transaction, env: &impl Env) {
         let _ = (tx, env);
@@ -121,6 +153,15 @@ pub const REVERSAL_REASON: &str = "REVERSAL_REASON";
 pub trait Selector: Participant {
     /// Names of the groups to run next, in order.
     fn select(&mut self, tx: &mut impl Transaction, env: &impl Env) -> Vec<String>;
+
+    /// Every group (or participant) name `select` may return under these
+    /// settings (contract 1.3.0, export `settings`): the host refuses a
+    /// configuration in which one names neither a group nor a participant.
+    /// The default names none (nothing is checked).
+    fn targets(&mut self, config: &impl Config) -> Vec<String> {
+        let _ = config;
+        Vec::new()
+    }
 }
 
 /// A request for an endpoint, built by [`Formatter::format_request`].
@@ -201,6 +242,15 @@ impl SafRequest {
 /// — include the response's MTI, for example — so that a late reply to the
 /// original can never acknowledge its reversal.
 pub trait Formatter {
+    /// Checks the formatter's settings (contract 1.3.0, export
+    /// `settings`), once, when the plugin is loaded by `switchyard check`,
+    /// at start-up and before a hot swap goes live. Return every problem
+    /// found; an empty list accepts the settings. The default accepts any.
+    fn check_settings(&mut self, config: &impl Config) -> Vec<SettingProblem> {
+        let _ = config;
+        Vec::new()
+    }
+
     /// Builds the endpoint's request from the transaction.
     fn format_request(
         &mut self,

@@ -67,7 +67,7 @@ fn a_v1_directory_opens_with_its_kv_data_and_loses_its_master_secret() {
     let version: i64 = conn
         .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, crate::schema::CURRENT);
     let rows: i64 = conn
         .query_row(
             "SELECT count(*) FROM kv WHERE key_id IS NOT NULL",
@@ -126,6 +126,7 @@ fn a_v2_database_gets_the_v3_indexes() {
         let conn = Connection::open(&db).unwrap();
         conn.execute_batch(
             "DROP INDEX tranlog_stan;
+             DROP TABLE counters;
              CREATE INDEX tranlog_match ON tranlog (match_hash) WHERE match_hash IS NOT NULL;
              CREATE INDEX tranlog_stan ON tranlog (stan) WHERE kind = 'original';
              DELETE FROM schema_version;
@@ -139,9 +140,74 @@ fn a_v2_database_gets_the_v3_indexes() {
     let version: i64 = conn
         .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, crate::schema::CURRENT);
     assert_eq!(
         indexes(&conn),
         ["tranlog_stan CREATE INDEX tranlog_stan ON tranlog (stan)"]
     );
+}
+
+#[test]
+fn a_v3_database_gets_the_counters_table_and_keeps_its_data() {
+    use switchyard_engine::ports::CounterStore;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = SqliteStore::open(options(dir.path())).unwrap();
+        s.kv_set("acme", "loyalty", TEST_PAN, b"1200").unwrap();
+    }
+    let db = dir.path().join("data/switchyard.db");
+    {
+        // Back to the v3 layout.
+        let conn = Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "DROP TABLE counters;
+             DELETE FROM schema_version;
+             INSERT INTO schema_version (version) VALUES (3);",
+        )
+        .unwrap();
+    }
+    {
+        let s = SqliteStore::open(options(dir.path())).unwrap();
+        assert_eq!(
+            s.kv_get("acme", "loyalty", TEST_PAN).unwrap(),
+            Some(b"1200".to_vec())
+        );
+        assert_eq!(
+            s.counter_add(("acme", "velocity"), "count", TEST_PAN, 3, 86_400),
+            Ok(3)
+        );
+    }
+    let conn = Connection::open(&db).unwrap();
+    let version: i64 = conn
+        .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 4);
+    let index: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'counters_expires'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(index, 1);
+    drop(conn);
+    let s = SqliteStore::open(options(dir.path())).unwrap();
+    assert_eq!(
+        s.counter_sum(("acme", "velocity"), "count", TEST_PAN, 86_400),
+        Ok(3)
+    );
+}
+
+#[test]
+fn a_schema_this_version_cannot_migrate_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(SqliteStore::open(options(dir.path())).unwrap());
+    let conn = Connection::open(dir.path().join("data/switchyard.db")).unwrap();
+    conn.execute_batch(
+        "DELETE FROM schema_version; INSERT INTO schema_version (version) VALUES (1);",
+    )
+    .unwrap();
+    drop(conn);
+    let e = SqliteStore::open(options(dir.path())).unwrap_err();
+    assert!(matches!(e, StoreError::Migration { from: 1, .. }), "{e}");
 }

@@ -1,6 +1,7 @@
 //! Tests of the store against the design's rules, with helpers to build
 //! requests and outcomes.
 
+mod counters;
 mod files;
 mod followup;
 mod keys;

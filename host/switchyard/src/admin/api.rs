@@ -16,6 +16,16 @@
 //! | `POST /saf/ID/retry` | [`RetryResult`](crate::operate::views::RetryResult) |
 //! | `GET /keys` | [`KeysView`](crate::operate::views::KeysView) |
 //! | `POST /keys/rotate[?tenant=T][?kek=true]` | [`RotationView`](crate::operate::views::RotationView) |
+//! | `POST /loyalty/credit` (body: `{"tenant", "plugin", "card", "points"}`) | [`LoyaltyView`](crate::operate::hosts::LoyaltyView): the new balance |
+//! | `POST /loyalty/balance` (body: `{"tenant", "plugin", "card"}`) | [`LoyaltyView`](crate::operate::hosts::LoyaltyView) |
+//! | `POST /coupons/issue` (body: `{"tenant", "plugin", "value_minor", "expires", "count"}`) | [`IssuedCoupons`](crate::operate::hosts::IssuedCoupons): the numbers in full |
+//! | `GET /coupons?tenant=&plugin=` | [`CouponList`](crate::operate::hosts::CouponList): numbers masked |
+//!
+//! The internal hosts' bodies are JSON of at most
+//! [`MAX_BODY`](crate::operate::hosts::MAX_BODY) bytes (413 beyond; 400
+//! naming the field when one is missing, unknown or wrong); `tenant`
+//! defaults to `default`, `plugin` to `loyalty` / `coupon`, `count` to 1.
+//! Card numbers travel only in bodies, never in a URL.
 //!
 //! Every request needs `Authorization: Bearer TOKEN` (401 otherwise);
 //! `X-Switchyard-Actor` names who asks (default `admin`) in the swap history.
@@ -44,6 +54,7 @@ use super::swapper::Swapper;
 use super::token;
 use super::views::{ErrorBody, Health, PluginList, PluginView, SwapEntry, SwapResult, prometheus};
 use crate::operate::Ops;
+use crate::operate::hosts::{self, HostsError};
 
 /// The header naming who asks for a swap or rollback.
 pub const ACTOR_HEADER: &str = "x-switchyard-actor";
@@ -243,6 +254,7 @@ async fn handle(state: &AdminState, peer: SocketAddr, req: Request<Incoming>) ->
             let query = query_params(&req);
             operations(state, method, &segments, &query).await
         }
+        (_, ["loyalty" | "coupons", ..]) => internal_hosts(state, req, &segments).await,
         (Method::GET, ["metrics"]) => {
             let mut text = prometheus(state.registry.current().number, &state.registry.list());
             if let Some(ops) = &state.ops
@@ -267,8 +279,9 @@ async fn handle(state: &AdminState, peer: SocketAddr, req: Request<Incoming>) ->
             StatusCode::NOT_FOUND,
             &format!(
                 "no route {} (routes: GET /health, /plugins, /plugins/NAME, /swaps, /metrics, \
-                 /tranlog, /tranlog/ID, /saf, /keys; POST /plugins/NAME/swap, /plugins/NAME/rollback, \
-                 /saf/ID/retry, /keys/rotate)",
+                 /tranlog, /tranlog/ID, /saf, /keys, /coupons; POST /plugins/NAME/swap, \
+                 /plugins/NAME/rollback, /saf/ID/retry, /keys/rotate, /loyalty/credit, \
+                 /loyalty/balance, /coupons/issue)",
                 req.uri().path()
             ),
         ),
@@ -384,6 +397,107 @@ async fn operations(
     }
     .await;
     result.unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")))
+}
+
+/// The internal hosts' routes: `/loyalty/credit`, `/loyalty/balance`,
+/// `/coupons/issue`, `/coupons`.
+async fn internal_hosts(state: &AdminState, req: Request<Incoming>, segments: &[&str]) -> Answer {
+    let Some(ops) = &state.ops else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this switch runs without a store",
+        );
+    };
+    let method = req.method().clone();
+    let result = match (&method, segments) {
+        (&Method::GET, ["coupons"]) => {
+            let query = query_params(&req);
+            let text = |k: &str, default: &str| {
+                query
+                    .get(k)
+                    .filter(|v| !v.is_empty())
+                    .map_or_else(|| default.to_owned(), Clone::clone)
+            };
+            let scope = hosts::Scope {
+                tenant: text("tenant", hosts::DEFAULT_TENANT),
+                plugin: text("plugin", hosts::DEFAULT_COUPON_PLUGIN),
+            };
+            ops.list_coupons(scope)
+                .await
+                .map(|v| json(StatusCode::OK, &v))
+        }
+        (&Method::POST, ["loyalty", action @ ("credit" | "balance")]) => {
+            let credit = *action == "credit";
+            let body = match json_body(req).await {
+                Ok(b) => b,
+                Err(answer) => return answer,
+            };
+            match hosts::CardRequest::from_json(&body, credit) {
+                Ok(r) if credit => ops.loyalty_credit(r).await,
+                Ok(r) => ops.loyalty_balance(r).await,
+                Err(e) => Err(e),
+            }
+            .map(|v| json(StatusCode::OK, &v))
+        }
+        (&Method::POST, ["coupons", "issue"]) => {
+            let body = match json_body(req).await {
+                Ok(b) => b,
+                Err(answer) => return answer,
+            };
+            match hosts::IssueRequest::from_json(&body) {
+                Ok(r) => ops.issue_coupons(r).await.map(|v| json(StatusCode::OK, &v)),
+                Err(e) => Err(e),
+            }
+        }
+        (_, ["coupons"] | ["coupons", "issue"] | ["loyalty", "credit" | "balance"]) => {
+            return error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("{method} is not allowed on /{}", segments.join("/")),
+            );
+        }
+        _ => {
+            return error(
+                StatusCode::NOT_FOUND,
+                &format!(
+                    "no route {method} /{} (POST /loyalty/credit, /loyalty/balance, \
+                     /coupons/issue; GET /coupons)",
+                    segments.join("/")
+                ),
+            );
+        }
+    };
+    result.unwrap_or_else(|e| hosts_error(&e))
+}
+
+/// A JSON request body of at most [`hosts::MAX_BODY`] bytes.
+async fn json_body(req: Request<Incoming>) -> Result<Bytes, Answer> {
+    match Limited::new(req.into_body(), hosts::MAX_BODY)
+        .collect()
+        .await
+    {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the request body is larger than {} bytes", hosts::MAX_BODY),
+        )),
+        Err(e) => Err(error(
+            StatusCode::BAD_REQUEST,
+            &format!("reading the body: {e}"),
+        )),
+    }
+}
+
+/// The answer to a failed internal-host operation (no card data in it).
+fn hosts_error(e: &HostsError) -> Answer {
+    let status = match e {
+        HostsError::Invalid { .. } => StatusCode::BAD_REQUEST,
+        HostsError::Contended(_) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    if status.is_server_error() {
+        tracing::warn!(error = %e, "admin API: internal host operation failed");
+    }
+    error(status, &e.to_string())
 }
 
 fn authorized(state: &AdminState, req: &Request<Incoming>) -> bool {

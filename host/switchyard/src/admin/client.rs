@@ -15,6 +15,10 @@ use serde::de::DeserializeOwned;
 use super::api::ACTOR_HEADER;
 use super::views::{ErrorBody, PluginList, PluginView, SwapEntry, SwapResult};
 
+/// The content type of a component upload.
+const WASM: &str = "application/wasm";
+/// The content type of a JSON request body.
+const JSON: &str = "application/json";
 /// Longest wait to connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait for an answer (a swap compiles the component first).
@@ -106,6 +110,17 @@ impl AdminClient {
         self.call(Method::POST, path, Bytes::new(), None).await
     }
 
+    /// `POST path` with `body` as JSON, its JSON answer (for what must not
+    /// travel in a URL: card numbers).
+    pub async fn post_body_json<T: DeserializeOwned, B: serde::Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        let body = Bytes::from(serde_json::to_vec(body).context("encoding the request")?);
+        self.call_with(Method::POST, path, body, JSON, None).await
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -113,7 +128,20 @@ impl AdminClient {
         body: Bytes,
         actor: Option<&str>,
     ) -> anyhow::Result<T> {
-        let (status, answer) = self.request(method.clone(), path, body, actor).await?;
+        self.call_with(method, path, body, WASM, actor).await
+    }
+
+    async fn call_with<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        content_type: &str,
+        actor: Option<&str>,
+    ) -> anyhow::Result<T> {
+        let (status, answer) = self
+            .send(method.clone(), path, body, content_type, actor)
+            .await?;
         if status.is_success() {
             return serde_json::from_slice(&answer)
                 .with_context(|| format!("{method} {path}: unexpected answer from {}", self.url));
@@ -138,6 +166,18 @@ impl AdminClient {
         method: Method,
         path: &str,
         body: Bytes,
+        actor: Option<&str>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        self.send(method, path, body, WASM, actor).await
+    }
+
+    /// One request whose body (if any) is of `content_type`.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        content_type: &str,
         actor: Option<&str>,
     ) -> anyhow::Result<(StatusCode, Bytes)> {
         let unreachable = |e: &dyn std::fmt::Display| {
@@ -167,7 +207,7 @@ impl AdminClient {
             .header(HOST, &self.authority)
             .header(AUTHORIZATION, format!("Bearer {}", self.token));
         if !body.is_empty() {
-            req = req.header(CONTENT_TYPE, "application/wasm");
+            req = req.header(CONTENT_TYPE, content_type);
         }
         if let Some(a) = actor {
             req = req.header(ACTOR_HEADER, a);

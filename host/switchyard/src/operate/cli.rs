@@ -24,13 +24,13 @@ use crate::plugin_cli::AdminArgs;
 #[derive(Debug, Args)]
 pub struct Target {
     #[command(flatten)]
-    admin: AdminArgs,
+    pub(super) admin: AdminArgs,
     /// The data directory of a stopped switch (instead of the config's).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 /// `switchyard tranlog …`.
@@ -140,7 +140,7 @@ pub enum KeysCommand {
 }
 
 /// Where the answers come from.
-enum Backend {
+pub(super) enum Backend {
     /// The running switch's admin API.
     Remote(AdminClient),
     /// The stopped switch's data directory (its lock held while we work).
@@ -148,7 +148,7 @@ enum Backend {
 }
 
 impl Target {
-    async fn backend(&self) -> anyhow::Result<Backend> {
+    pub(super) async fn backend(&self) -> anyhow::Result<Backend> {
         if self.admin.url.is_some() {
             return Ok(Backend::Remote(self.admin.client()?));
         }
@@ -180,7 +180,7 @@ impl Target {
     }
 }
 
-fn print<T: Serialize>(
+pub(super) fn print<T: Serialize>(
     json: bool,
     value: &T,
     text: impl FnOnce(&T) -> String,
@@ -198,7 +198,7 @@ async fn get<T: DeserializeOwned>(client: &AdminClient, path: &str) -> anyhow::R
 }
 
 /// Percent-encodes a query value.
-fn q(v: &str) -> String {
+pub(super) fn q(v: &str) -> String {
     v.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

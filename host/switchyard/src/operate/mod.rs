@@ -1,17 +1,20 @@
 //! Operator tools for the money-safe life cycle: `switchyard tranlog
 //! search|show`, `switchyard saf list|retry`, `switchyard keys
-//! status|rotate`. [`Ops`] answers them from the store's ports; a running
-//! switch serves it through its admin API, and the CLI uses it directly on
-//! the data directory of a stopped switch ([`cli`]).
+//! status|rotate`, and the internal hosts' data ([`hosts`]: `switchyard
+//! loyalty credit|balance`, `switchyard coupons issue|list`). [`Ops`]
+//! answers them from the store's ports; a running switch serves it through
+//! its admin API, and the CLI uses it directly on the data directory of a
+//! stopped switch ([`cli`]).
 
 pub mod cli;
+pub mod hosts;
 pub mod views;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, anyhow};
-use switchyard_engine::ports::{Keyring, SafFilter, SafQueue, Tranlog, TxId, TxQuery};
+use switchyard_engine::ports::{Keyring, KvStore, SafFilter, SafQueue, Tranlog, TxId, TxQuery};
 
 use views::{KeysView, QueueView, RetryResult, RotationView, SafList, SafView, TxLife, TxView};
 
@@ -33,6 +36,8 @@ pub struct Ops {
     pub saf: Arc<dyn SafQueue>,
     /// The keyring.
     pub keyring: Arc<dyn Keyring>,
+    /// The plugins' key/value data (the loyalty and coupon hosts' state).
+    pub kv: Arc<dyn KvStore>,
     /// Wakes the running switch's forwarders (`saf retry` is then sent at
     /// once); `None` on a stopped switch's data directory.
     pub wake: Option<switchyard_engine::lifecycle::SafWaker>,

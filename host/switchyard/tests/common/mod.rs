@@ -12,7 +12,7 @@ use std::sync::mpsc;
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
-/// The default config with both listeners and the simulator on free ports,
+/// The default config with every listener and simulator on free ports,
 /// the admin API on `admin_bind`, state in `var` beside the config file and
 /// the plugin cache shared by the tests.
 pub fn free_ports_config(admin_bind: &str) -> String {
@@ -27,7 +27,10 @@ pub fn free_ports_config(admin_bind: &str) -> String {
         )
         .replace("port = 5001 ", "port = 5001\nbind = \"127.0.0.1:0\" ")
         .replace("port = 5002\n", "port = 5002\nbind = \"127.0.0.1:0\"\n")
+        .replace("port = 5003\n", "port = 5003\nbind = \"127.0.0.1:0\"\n")
+        .replace("port = 5005\n", "port = 5005\nbind = \"127.0.0.1:0\"\n")
         .replace("address = \"127.0.0.1:7002\"", "address = \"127.0.0.1:0\"")
+        .replace("address = \"127.0.0.1:7005\"", "address = \"127.0.0.1:0\"")
         .replace(
             "bind = \"127.0.0.1:5080\"",
             &format!("bind = {admin_bind:?}"),
