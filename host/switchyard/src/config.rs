@@ -1093,7 +1093,7 @@ mod tests {
     #[test]
     fn default_config_is_valid() {
         let c = Config::default_config();
-        assert_eq!(c.listeners.len(), 2);
+        assert_eq!(c.listeners.len(), 4);
         assert_eq!(c.listeners[0].port, 5001);
     }
 

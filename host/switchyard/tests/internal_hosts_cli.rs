@@ -15,7 +15,7 @@ use std::process::Child;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use common::{field, free_ports_config, spawn_run, switchyard};
+use common::{field, spawn_run, switchyard};
 
 /// A Luhn-valid card of the loyalty range.
 const CARD: &str = "6006490000000004";
@@ -121,6 +121,20 @@ fn later() -> String {
     format!("{}-06-30", 1970 + secs / 31_556_952 + 2)
 }
 
+/// A minimal switch: no plugin, one listener on a free port, the admin API
+/// on `admin_bind`, state in `var` beside the config file (the commands
+/// need only the store: the plugins' kv data is in it whether or not the
+/// loyalty and coupon plugins are loaded).
+fn config_text(admin_bind: &str) -> String {
+    format!(
+        "[switch]\ndata_dir = \"var\"\n\n\
+         [admin]\nenabled = true\nbind = {admin_bind:?}\ntoken_file = \"admin.token\"\ndeploy_dir = \"\"\n\n\
+         [[listener]]\nname = \"local\"\nport = 5001\nbind = \"127.0.0.1:0\"\npipeline = \"acquirer\"\n\n\
+         [participants.close]\nstep = \"close\"\n\n[participants.send]\nstep = \"send\"\n\n\
+         [pipelines.acquirer]\nparticipants = [\"close\", \"send\"]\n"
+    )
+}
+
 /// A TCP port free right now, for the admin API (the CLI finds a running
 /// switch from its config, so the port must be in it).
 fn free_port() -> u16 {
@@ -201,7 +215,9 @@ impl Running {
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .unwrap();
-        assert!(self.child.wait().unwrap().success());
+        let status = self.child.wait().unwrap();
+        let log: Vec<String> = self.log.try_iter().collect();
+        assert!(status.success(), "{status}:\n{}", masked(&log.join("\n")));
     }
 }
 
@@ -310,6 +326,16 @@ fn on_the_stopped_switch(cfg: &str, expires: &str) -> (Vec<String>, Listed) {
         "coupons", "list", "--tenant", "acme", "--config", cfg, "--json",
     ]);
     assert!(other.is_empty());
+    // Another plugin's coupons are its own.
+    let gifts = issue(&[&issuing(cfg, "3", expires)[..], &["--plugin", "gifts"]].concat());
+    let listed = coupons(&[
+        "coupons", "list", "--plugin", "gifts", "--config", cfg, "--json",
+    ]);
+    assert_eq!(listed, [row(&gifts[0], "3.00")]);
+    assert_eq!(
+        coupons(&["coupons", "list", "--config", cfg, "--json"]),
+        expected
+    );
     (numbers, expected)
 }
 
@@ -402,7 +428,7 @@ fn loyalty_and_coupons_on_a_stopped_data_directory_then_through_the_running_swit
     let dir = dir();
     let config = dir.join("switch.toml");
     let admin = format!("127.0.0.1:{}", free_port());
-    std::fs::write(&config, free_ports_config(&admin)).unwrap();
+    std::fs::write(&config, config_text(&admin)).unwrap();
     let cfg = config.to_str().unwrap();
     let expires = later();
     // A first run creates the data directory (database, keys, token).

@@ -298,3 +298,25 @@ fn counts_that_cannot_be_written_fail_the_finish_and_are_written_later() {
     // The first add's row went with the table; the second is back.
     assert_eq!(s.counter_sum(SCOPE, "count", TEST_PAN, DAY), Ok(1));
 }
+
+#[test]
+fn adds_reach_the_disk_on_their_own_soon_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    s.counter_add(SCOPE, "count", TEST_PAN, 1, DAY).unwrap();
+    // The flusher writes within FLUSH_EVERY (50 ms); allow a slow machine.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while rows(dir.path()) == 0 {
+        assert!(std::time::Instant::now() < deadline, "never written");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // Many waiting: an add queues the flush itself.
+    for k in 0..crate::counter_log::FLUSH_AT + 10 {
+        s.counter_add(SCOPE, "count", &format!("k{k}"), 1, DAY)
+            .unwrap();
+    }
+    while rows(dir.path()) < crate::counter_log::FLUSH_AT as i64 {
+        assert!(std::time::Instant::now() < deadline, "never written");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

@@ -648,7 +648,7 @@ mod tests {
         let err = run(&t).unwrap_err();
         assert!(
             err.to_string()
-                .contains("does not export switchyard:participant/store-and-forward@1.2.0"),
+                .contains("does not export switchyard:participant/store-and-forward@1.3.0"),
             "{err}"
         );
     }
