@@ -152,23 +152,31 @@ struct Running {
     token: String,
 }
 
+/// `switchyard run`, once it serves (its admin API and its listener).
 fn start(config: &Path) -> Running {
     let (child, log) = spawn_run(config);
+    let (mut admin, mut serving) = (None, false);
     let until = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < until {
+    while (admin.is_none() || !serving) && Instant::now() < until {
         let line = log
             .recv_timeout(Duration::from_secs(120))
             .expect("the switch logs");
         if line.contains("admin API listening") {
-            return Running {
-                child,
-                url: format!("http://{}", field(&line, "addr=").unwrap()),
-                token: field(&line, "token_file=").unwrap(),
-                log,
-            };
+            admin = Some((
+                field(&line, "addr=").unwrap(),
+                field(&line, "token_file=").unwrap(),
+            ));
         }
+        serving |= line.contains("serving");
     }
-    panic!("no admin API within 120 s");
+    let (addr, token) = admin.expect("the admin API within 120 s");
+    assert!(serving, "the listener within 120 s");
+    Running {
+        child,
+        url: format!("http://{addr}"),
+        token,
+        log,
+    }
 }
 
 impl Running {
@@ -431,8 +439,21 @@ fn loyalty_and_coupons_on_a_stopped_data_directory_then_through_the_running_swit
     std::fs::write(&config, config_text(&admin)).unwrap();
     let cfg = config.to_str().unwrap();
     let expires = later();
-    // A first run creates the data directory (database, keys, token).
-    start(&config).stop();
+    // A first run creates the data directory (database, keys, token); its
+    // API answers an empty list.
+    let first = start(&config);
+    let remote = [
+        "--url",
+        first.url.as_str(),
+        "--token-file",
+        first.token.as_str(),
+    ];
+    let empty = ok(&[&["coupons", "list"][..], &remote[..]].concat());
+    assert!(
+        empty.contains("no coupons (tenant default, plugin coupon)"),
+        "{empty}"
+    );
+    first.stop();
 
     let (mut numbers, listed) = on_the_stopped_switch(cfg, &expires);
     let sw = start(&config);
