@@ -21,6 +21,7 @@ fn fin(amount: u64, stan: u32) -> RequestSpec {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_response_code_of_the_default_contract() {
     let sw = TestSwitch::start(default_config(&shared_data_dir())).await;
+    switchyard::demo::seed_internal_hosts(&sw.switch).unwrap();
     let mut sent = Vec::new();
     for case in cases() {
         let mut conn = sw.connect(case.port).await;
@@ -288,11 +289,11 @@ async fn granted_capabilities_work_end_to_end_and_kv_survives_a_restart() {
     }
     sw.switch.shutdown().await.unwrap();
 
-    // Balances are in the store (encrypted, keyed by a hash of the PAN);
-    // counters live in memory and start again.
+    // Balances are in the store (encrypted, keyed by a hash of the PAN),
+    // and so are counters: both survive the restart.
     let sw = TestSwitch::start(config()).await;
     let r = sw.exchange(5001, &fin(1_000, 83)).await;
-    assert_eq!(r.get_str(44), Some("n=1;p=30"));
+    assert_eq!(r.get_str(44), Some("n=3;p=30"));
     sw.switch.shutdown().await.unwrap();
     let db = std::fs::read(data_dir.join("switchyard.db")).unwrap();
     assert!(!db.windows(TEST_PAN.len()).any(|w| w == TEST_PAN.as_bytes()));

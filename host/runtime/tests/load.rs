@@ -78,7 +78,7 @@ fn a_plugin_must_export_what_its_role_needs() {
         .unwrap();
     assert_eq!(
         err.to_string(),
-        "plugin formatter-xxx cannot act as a participant: it does not export switchyard:participant/participant@1.2.0"
+        "plugin formatter-xxx cannot act as a participant: it does not export switchyard:participant/participant@1.3.0"
     );
     let validate = runtime
         .load("validate", bundled("validate"), PluginOptions::default())

@@ -22,7 +22,7 @@ const TEST_PAN: &str = "4761739001010119";
 
 /// The message that refuses a formatter without `store-and-forward` for an
 /// endpoint.
-const NO_SAF: &str = "it does not export switchyard:participant/store-and-forward@1.2.0: \
+const NO_SAF: &str = "it does not export switchyard:participant/store-and-forward@1.3.0: \
     an endpoint needs it to build the reversal of a transaction that timed out and to forward \
     acquirer reversals and advices; rebuild the formatter against contract 1.2.0 \
     (SDK: implement Formatter::format_saf)";
@@ -157,7 +157,7 @@ fn a_1_0_0_participant_and_a_1_1_0_formatter_still_load_and_run() {
         failure.message.starts_with("formatter test-v1-1 ")
             && failure
                 .message
-                .contains("does not export switchyard:participant/store-and-forward@1.2.0"),
+                .contains("does not export switchyard:participant/store-and-forward@1.3.0"),
         "{failure}"
     );
 }
@@ -193,7 +193,7 @@ fn an_endpoint_refuses_a_formatter_without_store_and_forward() {
             .unwrap_err()
             .to_string(),
         "plugin validate cannot act as a formatter of an endpoint: it does not export \
-         switchyard:participant/formatter@1.2.0"
+         switchyard:participant/formatter@1.3.0"
     );
     let xxx = rt
         .load(

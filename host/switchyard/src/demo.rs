@@ -19,13 +19,28 @@ use switchyard_iso8583::{Message, Mti};
 pub const TEST_PAN: &str = "4761739001010119";
 /// The same PAN with its check digit broken.
 pub const BAD_LUHN_PAN: &str = "4761739001010118";
+/// A published Mastercard test PAN (routed to `yyy` on 5003).
+pub const MASTERCARD_PAN: &str = "5413330089010509";
+/// A published American Express test PAN: no BIN entry matches it on 5003.
+pub const AMEX_PAN: &str = "378282246310005";
+/// The card the velocity cases use (a published Visa test PAN).
+pub const VELOCITY_PAN: &str = "4111111111111111";
+/// The demo's loyalty card (range 600649, Luhn-valid), credited
+/// [`LOYALTY_POINTS`] before the cases run.
+pub const LOYALTY_PAN: &str = "6006490000000012";
+/// Points credited to [`LOYALTY_PAN`] (100.00).
+pub const LOYALTY_POINTS: i64 = 10_000;
+/// The demo's coupon (range 600650, Luhn-valid), worth 20.00, issued before
+/// the cases run.
+pub const COUPON_PAN: &str = "6006500000000018";
 
 /// One scripted transaction.
 #[derive(Debug, Clone)]
 pub struct Case {
     /// What it shows.
     pub title: &'static str,
-    /// The listener port (5001 local, 5002 switched out).
+    /// The listener port (5001 local, 5002 switched out, 5003 routed by
+    /// card, 5005 the mainframe endpoint).
     pub port: u16,
     /// What to send.
     pub request: Script,
@@ -109,7 +124,7 @@ pub fn cases() -> Vec<Case> {
         omit: Vec::new(),
     };
     let m = Script::Message;
-    vec![
+    let mut cases = vec![
         Case {
             title: "purchase, authorized locally",
             port: 5001,
@@ -228,7 +243,140 @@ pub fn cases() -> Vec<Case> {
             }),
             expect: "14",
         },
-    ]
+    ];
+    cases.extend(issuer_cases());
+    cases
+}
+
+/// The cases of 5003 (routing, velocity, the internal hosts) and 5005.
+fn issuer_cases() -> Vec<Case> {
+    let m = Script::Message;
+    let fin = |pan: &str, amount: u64, stan: u32| RequestSpec::financial("0200", pan, amount, stan);
+    let mut inquiry = fin(LOYALTY_PAN, 0, 70);
+    inquiry.fields.push((3, "310000".into()));
+    let case = |title, port, request, expect| Case {
+        title,
+        port,
+        request,
+        expect,
+    };
+    let mut cases = vec![
+        case(
+            "5003: Visa (BIN 4) → routed to xxx",
+            5003,
+            m(fin(TEST_PAN, 4_200, 40)),
+            "00",
+        ),
+        case(
+            "5003: Mastercard (BIN 51..55) → routed to yyy, the mainframe",
+            5003,
+            m(fin(MASTERCARD_PAN, 4_300, 41)),
+            "00",
+        ),
+        case(
+            "5003: no BIN entry matches (Amex) → no such issuer",
+            5003,
+            m(fin(AMEX_PAN, 4_400, 42)),
+            "15",
+        ),
+    ];
+    for n in 0..10 {
+        cases.push(case(
+            VELOCITY_TITLES[n as usize],
+            5003,
+            m(fin(VELOCITY_PAN, 100, 50 + n)),
+            "00",
+        ));
+    }
+    cases.extend([
+        case(
+            "5003: velocity — the 11th approval of the card in 24 h → exceeds frequency limit",
+            5003,
+            m(fin(VELOCITY_PAN, 100, 60)),
+            "65",
+        ),
+        case(
+            "5003: loyalty card, spend 25.00 of 100.00 in points",
+            5003,
+            m(fin(LOYALTY_PAN, 2_500, 71)),
+            "00",
+        ),
+        case(
+            "5003: loyalty card, spend 500.00 → not enough points",
+            5003,
+            m(fin(LOYALTY_PAN, 50_000, 72)),
+            "51",
+        ),
+        case(
+            "5003: loyalty balance inquiry (DE3 31) → balance in DE54",
+            5003,
+            m(inquiry),
+            "00",
+        ),
+        case(
+            "5003: coupon worth 20.00, redeem 15.00",
+            5003,
+            m(fin(COUPON_PAN, 1_500, 80)),
+            "00",
+        ),
+        case(
+            "5003: the same coupon again → redeemed once only",
+            5003,
+            m(fin(COUPON_PAN, 1_500, 81)),
+            "05",
+        ),
+        case(
+            "5005: mainframe endpoint yyy (EBCDIC records), approved",
+            5005,
+            m(fin(TEST_PAN, 12_300, 90)),
+            "00",
+        ),
+        case(
+            "5005: mainframe endpoint declines (…51)",
+            5005,
+            m(fin(TEST_PAN, 10_051, 91)),
+            "51",
+        ),
+    ]);
+    cases
+}
+
+const VELOCITY_TITLES: [&str; 10] = [
+    "5003: velocity — approval 1 of the 10 a card may have in 24 h",
+    "5003: velocity — approval 2",
+    "5003: velocity — approval 3",
+    "5003: velocity — approval 4",
+    "5003: velocity — approval 5",
+    "5003: velocity — approval 6",
+    "5003: velocity — approval 7",
+    "5003: velocity — approval 8",
+    "5003: velocity — approval 9",
+    "5003: velocity — approval 10",
+];
+
+/// Credits the demo's loyalty card and issues its coupon, in the switch's
+/// store, as `switchyard loyalty credit` and `coupons issue` would.
+pub fn seed_internal_hosts(switch: &Switch) -> anyhow::Result<()> {
+    use switchyard_engine::ports::KvStore as _;
+    let store = switch.store();
+    let expires = UtcTime::now().year + 1;
+    store
+        .kv_set(
+            "default",
+            "loyalty",
+            &format!("points:{LOYALTY_PAN}"),
+            LOYALTY_POINTS.to_string().as_bytes(),
+        )
+        .context("crediting the demo's loyalty card")?;
+    store
+        .kv_set(
+            "default",
+            "coupon",
+            &format!("coupon:{COUPON_PAN}"),
+            format!("v1 {COUPON_PAN} 2000 {expires}-12-31 open").as_bytes(),
+        )
+        .context("issuing the demo's coupon")?;
+    Ok(())
 }
 
 /// A frame whose MTI, bitmap and STAN decode but whose DE14 (expiry, n4)
@@ -279,6 +427,12 @@ pub async fn run(config: Config) -> anyhow::Result<bool> {
         println!("  endpoint {name:<9} simulator on {addr}");
     }
     println!();
+    seed_internal_hosts(&switch)?;
+    println!(
+        "  loyalty card {} credited {LOYALTY_POINTS} points; coupon {} worth 20.00 issued\n",
+        switchyard_iso8583::mask_pan(LOYALTY_PAN),
+        switchyard_iso8583::mask_pan(COUPON_PAN),
+    );
 
     let mut all_ok = true;
     let mut sent: Vec<Option<Message>> = Vec::new();
@@ -336,6 +490,9 @@ pub async fn run(config: Config) -> anyhow::Result<bool> {
                         format!("EXPECTED {}", case.expect)
                     }
                 );
+                if let Some(amounts) = response.get_str(54) {
+                    println!("    DE54 additional amounts (balance): {amounts}");
+                }
             }
             Err(e) => {
                 all_ok = false;

@@ -616,6 +616,36 @@ async fn purge(store: &Arc<SqliteStore>, retention: Duration) {
     if total > 0 {
         tracing::info!(rows = total, "tranlog rows past their retention purged");
     }
+    purge_counters(store).await;
+}
+
+/// Velocity counter rows whose window has passed (adds purge some too; this
+/// covers a switch that sees no adds), in bounded batches.
+async fn purge_counters(store: &Arc<SqliteStore>) {
+    const BATCH: usize = 1024;
+    let mut total = 0;
+    for _ in 0..1000 {
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.purge_counters(BATCH)).await {
+            Ok(Ok(n)) => {
+                total += n;
+                if n < BATCH as u64 {
+                    break;
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "purging expired velocity counters failed");
+                break;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the counter purge panicked");
+                break;
+            }
+        }
+    }
+    if total > 0 {
+        tracing::info!(rows = total, "expired velocity counter rows purged");
+    }
 }
 
 fn load_plugins(

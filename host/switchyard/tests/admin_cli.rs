@@ -101,7 +101,7 @@ fn plugin_list_swap_rollback_and_history_against_a_running_switch() {
     let (out, text) = run(&[&["plugin", "list"][..], &flags].concat());
     assert!(out.status.success(), "{text}");
     for needle in [
-        "generation 1, 5 plugin(s)",
+        "generation 1, 10 plugin(s)",
         "tag  ",
         "  limits     memory 16.0 MiB, deadline 50 ms",
         "  calls      ",

@@ -123,7 +123,11 @@ fn check_reports_every_config_problem() {
             "pipeline = \"nowhere\"\nframing",
         )
         .replace("plugin = \"local-auth\"", "plugin = \"local-auht\"")
-        .replace("timeout_ms = 1000", "timeout_ms = 1000\ncolour = \"red\"");
+        .replacen(
+            "timeout_ms = 1000",
+            "timeout_ms = 1000\ncolour = \"red\"",
+            1,
+        );
     std::fs::write(&path, text).unwrap();
     let out = Command::new(BIN)
         .args(["check", "--config"])

@@ -315,8 +315,8 @@ async fn loyalty_and_coupon_hosts_spend_redeem_once_and_undo_on_reversal() {
     assert_eq!(rc, "00", "25.00 of 100.00 in points");
     let (rc, _) = sw.rc(5003, &purchase(LOYALTY_CARD, 8_000, 301)).await;
     assert_eq!(rc, "51", "80.00 is more than the 75.00 left");
-    // validate refuses a zero DE4 (13) on every DE3, so the inquiry carries 0.01.
-    let mut inquiry = with_de3(purchase(LOYALTY_CARD, 1, 302), "310000");
+    // A balance inquiry moves no money: DE4 is zero.
+    let mut inquiry = with_de3(purchase(LOYALTY_CARD, 0, 302), "310000");
     let r = sw.send(5003, &inquiry.build().unwrap()).await;
     assert_eq!((r.get_str(39), balance(&r)), (Some("00"), 7_500));
     assert_eq!(reverse(&sw, 5003, &spend, 303).await, "00");
@@ -460,4 +460,62 @@ fn check_refuses_plugin_settings_that_would_fail_every_transaction() {
         assert!(!out.status.success(), "{what}: check passed");
         assert!(text.contains(path), "{what}: {path} not in {text}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_endpoint_yyy_stands_in_for_the_mainframe_alone() {
+    use std::io::{BufRead, BufReader};
+    let mut sim = std::process::Command::new(common::BIN)
+        .args(["simulate", "--endpoint", "yyy", "--bind", "127.0.0.1:0"])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(sim.stderr.take().unwrap());
+    let mut addr = None;
+    for line in stderr.lines().map_while(Result::ok) {
+        if line.contains("mainframe simulator listening") {
+            addr = field(&line, "addr=");
+            break;
+        }
+    }
+    let addr = addr.expect("the mainframe simulator logs its address");
+    // The switch's yyy is that process, not its own simulator.
+    let d = dir("simulate-yyy");
+    let cfg = config(&d, |t| {
+        t.replace(
+            "framing = \"rdw\"              # IBM record descriptor word: 2-byte length counting itself, 2 zero bytes\nsimulator = true",
+            "framing = \"rdw\"\nsimulator = false",
+        )
+        .replacen("address = \"127.0.0.1:0\"", "address = \"127.0.0.1:0\"", 1)
+    });
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let at = text.find("[endpoints.yyy]").unwrap();
+    let (head, tail) = text.split_at(at);
+    let tail = tail.replacen(
+        "address = \"127.0.0.1:0\"",
+        &format!("address = {addr:?}"),
+        1,
+    );
+    std::fs::write(&cfg, format!("{head}{tail}")).unwrap();
+    assert!(
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .contains("simulator = false")
+    );
+    let sw = start(&cfg);
+    let r = sw
+        .send(5005, &purchase(VISA, 12_300, 500).build().unwrap())
+        .await;
+    assert_eq!(r.get_str(39), Some("00"));
+    assert!(
+        r.get_str(38).unwrap_or("").starts_with('Y'),
+        "the mainframe's code"
+    );
+    let (rc, _) = sw.rc(5005, &purchase(VISA, 10_051, 501)).await;
+    assert_eq!(rc, "51");
+    drop(sw);
+    let _ = sim.kill();
+    let _ = sim.wait();
 }

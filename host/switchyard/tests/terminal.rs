@@ -38,6 +38,9 @@ fn json(args: &[&str]) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
+/// The default config's listeners (5001, 5002, 5003, 5005).
+const DEFAULT_LISTENERS: usize = 4;
+
 /// A running switch: its listeners' addresses by name, its log.
 struct Running {
     child: Child,
@@ -126,7 +129,7 @@ fn send_speaks_every_built_in_spec_and_framing() {
     let dir = dir("every-spec");
     let sw = Running::start(
         &every_spec_config(&dir),
-        2 + WIRES.len() + MORE_FRAMINGS.len(),
+        DEFAULT_LISTENERS + WIRES.len() + MORE_FRAMINGS.len(),
     );
     // The framings of no spec of their own: an approval on 3b, an echo on 2a.
     let (ok, text) = run(&["send", "--port", &sw.port("three-b"), "--framing", "3b"]);
@@ -190,7 +193,7 @@ fn send_speaks_every_built_in_spec_and_framing() {
 fn default_switch(dir: &Path) -> Running {
     let path = dir.join("switch.toml");
     std::fs::write(&path, free_ports_config("127.0.0.1:0")).unwrap();
-    Running::start(&path, 2)
+    Running::start(&path, DEFAULT_LISTENERS)
 }
 
 #[test]
@@ -326,7 +329,10 @@ fn send_repeats_reverses_omits_counts_and_explains() {
 fn send_finds_a_listener_in_a_config() {
     let dir = dir("listener");
     let config = every_spec_config(&dir);
-    let sw = Running::start(&config, 2 + WIRES.len() + MORE_FRAMINGS.len());
+    let sw = Running::start(
+        &config,
+        DEFAULT_LISTENERS + WIRES.len() + MORE_FRAMINGS.len(),
+    );
     // The config binds port 0, so --port names the bound one; spec and
     // framing come from the listener.
     let port = sw.port("iso87-binary");
@@ -465,10 +471,12 @@ fn simulate_answers_by_a_rules_file_in_any_spec_and_framing() {
     ] {
         assert!(text.contains(needle), "{needle:?} missing from {text}");
     }
-    let (ok, text) = run(&["simulate", "--endpoint", "yyy"]);
+    let (ok, text) = run(&["simulate", "--endpoint", "zzz"]);
     assert!(!ok, "{text}");
     assert!(
-        text.contains("--endpoint \"yyy\": no such endpoint in the default config (defined: xxx)"),
+        text.contains(
+            "--endpoint \"zzz\": no such endpoint in the default config (defined: xxx, yyy)"
+        ),
         "{text}"
     );
 }

@@ -13,7 +13,15 @@
 //! Behaviour:
 //! - `format-request`: the request's MTI and every field it has, unchanged
 //!   (the endpoint authorizes: it gets the card data; nothing of it is ever
-//!   logged). The matching key is `RESPONSE_MTI|DE11|DE41`, e.g.
+//!   logged). An ISO 8583:1993 request (MTI `1xxx`, from a listener on an
+//!   `iso93-*` spec) is translated to 1987 first ([`to_1987`]): 1100 → 0100,
+//!   1200 → 0200, 1220 → 0220; DE12 (local date and time, YYMMDDhhmmss)
+//!   becomes DE12 (hhmmss) and DE13 (MMDD); the fields that mean the same in
+//!   both versions ([`SAME_IN_1987_AND_1993`]) are kept and the others (the
+//!   POS data code DE22, the function code DE24, DE13 "date effective", …)
+//!   are left out. The endpoint's 2-character response code comes back
+//!   unchanged: the acquirer's listener writes it as the 1993 action code.
+//!   The matching key is `RESPONSE_MTI|DE11|DE41`, e.g.
 //!   `0210|000123|TERM0001` for an 0200; a request without DE11 or DE41
 //!   cannot be matched and is refused.
 //! - `reply-key`: the same key, read from a reply. The key's MTI is the MTI
@@ -104,6 +112,49 @@ pub const LOCAL_TIME: u16 = 12;
 pub const LOCAL_DATE: u16 = 13;
 /// DE90: original data elements of a reversal.
 pub const ORIGINAL_DATA: u16 = 90;
+
+/// Fields whose format and meaning are the same in ISO 8583:1987 and
+/// ISO 8583:1993: what [`to_1987`] keeps of a 1993 request.
+pub const SAME_IN_1987_AND_1993: [u16; 22] = [
+    2, 3, 4, 5, 6, 7, 10, 11, 14, 18, 19, 32, 33, 35, 37, 41, 42, 45, 49, 51, 52, 55,
+];
+
+/// `message` as ISO 8583:1987, the version endpoint `xxx` speaks: itself
+/// when its MTI is already 1987 (`0xxx`); for an ISO 8583:1993 message
+/// (`1xxx`), the MTI with version digit 0, the fields of
+/// [`SAME_IN_1987_AND_1993`], and DE12/DE13 (hhmmss, MMDD) from its DE12
+/// (YYMMDDhhmmss). Any other MTI version is refused.
+pub fn to_1987(message: Message) -> Result<Message, String> {
+    let mut mti = *message.mti().as_bytes();
+    match mti[0] {
+        b'0' => return Ok(message),
+        b'1' => mti[0] = b'0',
+        _ => {
+            return Err(format!(
+                "MTI {} is neither ISO 8583:1987 (0xxx) nor :1993 (1xxx)",
+                message.mti()
+            ));
+        }
+    }
+    let mut out = Message::with_capacity(Mti::from_bytes(mti), SAME_IN_1987_AND_1993.len() + 2);
+    for n in SAME_IN_1987_AND_1993 {
+        if let Some(value) = message.get(n) {
+            out.try_set(n, value.to_vec())
+                .map_err(|e| format!("1993 request: {e}"))?;
+        }
+    }
+    if let Some(local) = message.get(LOCAL_TIME) {
+        if local.len() != 12 || !local.iter().all(u8::is_ascii_digit) {
+            return Err(format!(
+                "DE12 of a 1993 request must be 12 digits (YYMMDDhhmmss); it has {} characters",
+                local.len()
+            ));
+        }
+        out.set(LOCAL_TIME, local[6..].to_vec());
+        out.set(LOCAL_DATE, local[2..6].to_vec());
+    }
+    Ok(out)
+}
 
 /// The fields of the original a reversal carries (those present).
 pub const REVERSAL_FIELDS: [u16; 11] = [
@@ -243,8 +294,9 @@ pub fn advice(completion: &Message, retransmission: bool) -> Result<Message, Str
 }
 
 impl XxxFormatter {
-    /// The transaction's request as a message: two host calls whatever the
-    /// message (the field list, then the MTI and every value at once).
+    /// The transaction's request as a 1987 message ([`to_1987`]): two host
+    /// calls whatever the message (the field list, then the MTI and every
+    /// value at once).
     fn request(tx: &impl Transaction) -> Result<Message, String> {
         let mut wanted = vec![0u16];
         wanted.extend_from_slice(&tx.request_fields());
@@ -259,7 +311,7 @@ impl XxxFormatter {
                     .map_err(|e| format!("request: {e}"))?;
             }
         }
-        Ok(message)
+        to_1987(message)
     }
 
     /// `message` behind `header`, and its key.
@@ -861,5 +913,91 @@ mod tests {
                 .check_settings(&MockEnv::new())
                 .is_empty()
         );
+    }
+
+    /// An ISO 8583:1993 purchase as an `iso93-*` listener decodes it.
+    fn purchase_1993() -> MockTransaction {
+        MockTransaction::new("1200")
+            .with_field(2, TEST_PAN)
+            .with_field(3, "000000")
+            .with_field(4, "000000001000")
+            .with_field(7, "1202101010")
+            .with_field(11, "000123")
+            .with_field(12, "261202111213")
+            .with_field(13, "2601")
+            .with_field(14, "2712")
+            .with_field(22, "510101511326")
+            .with_field(24, "200")
+            .with_field(41, "TERM0001")
+            .with_field(49, "840")
+    }
+
+    #[test]
+    fn a_1993_request_goes_to_xxx_as_its_1987_equivalent() {
+        let mut f = XxxFormatter::default();
+        let env = MockEnv::new();
+        let mut tx = purchase_1993();
+        let out = f.format_request(&mut tx, &env).unwrap();
+        assert_eq!(out.key, "0210|000123|TERM0001");
+        let sent = f.decode_reply(&out.payload).unwrap();
+        assert_eq!(sent.mti().as_str(), "0200");
+        assert_eq!(sent.get_str(12), Some("111213"), "hhmmss");
+        assert_eq!(
+            sent.get_str(13),
+            Some("1202"),
+            "MMDD, not 1993's date effective"
+        );
+        for n in [22, 24] {
+            assert!(!sent.contains(n), "DE{n} means something else in 1987");
+        }
+        for n in [2, 3, 4, 7, 11, 14, 41, 49] {
+            assert_eq!(sent.get(n), tx.request_values(&[n]).get(0), "DE{n}");
+        }
+        // The endpoint's 1987 reply is read as usual.
+        let reply = reply("0210", &[(11, "000123"), (41, "TERM0001"), (39, "51")]);
+        f.parse_response(&reply, &mut tx, &env).unwrap();
+        assert_eq!(tx.rc(), Some("51"));
+        let mut auth = MockTransaction::new("1100")
+            .with_field(11, "000124")
+            .with_field(41, "TERM0001");
+        let out = f.format_request(&mut auth, &env).unwrap();
+        assert_eq!(out.key, "0110|000124|TERM0001");
+    }
+
+    #[test]
+    fn the_reversal_of_a_1993_original_is_a_1987_0420() {
+        let mut f = XxxFormatter::default();
+        let env = MockEnv::new();
+        let mut tx = purchase_1993();
+        let out = f
+            .format_saf(&SafRequest::reversal("68"), &mut tx, &env)
+            .unwrap();
+        assert_eq!(out.key, "0430|000123|TERM0001");
+        let sent = f.decode_reply(&out.payload).unwrap();
+        assert_eq!(sent.mti().as_str(), "0420");
+        assert_eq!(sent.get_str(12), Some("111213"));
+        assert_eq!(sent.get_str(13), Some("1202"));
+        let de90 = sent.get_str(90).unwrap();
+        assert_eq!(&de90[..20], "02000001231202101010", "the 0200 xxx saw");
+    }
+
+    #[test]
+    fn a_1993_request_with_a_bad_de12_or_another_version_is_refused() {
+        let mut f = XxxFormatter::default();
+        let env = MockEnv::new();
+        let mut tx = purchase_1993().with_field(12, "111213");
+        let e = f.format_request(&mut tx, &env).unwrap_err();
+        assert!(
+            e.contains("DE12 of a 1993 request must be 12 digits"),
+            "{e}"
+        );
+        let mut tx = MockTransaction::new("2200")
+            .with_field(11, "000123")
+            .with_field(41, "TERM0001");
+        let e = f.format_request(&mut tx, &env).unwrap_err();
+        assert!(e.contains("neither ISO 8583:1987"), "{e}");
+        // A 1987 request is sent as it is.
+        let message = to_1987(Message::new(Mti::new("0200").unwrap())).unwrap();
+        assert_eq!(message.mti().as_str(), "0200");
     }
 }

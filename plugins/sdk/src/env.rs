@@ -69,7 +69,8 @@ pub trait Clock {
 /// the environment provides them.
 pub trait Counters {
     /// Adds `delta` to `name`/`key` now and returns the sum over the last
-    /// `window_seconds` seconds (1..=86400). Keys may be card numbers: the
+    /// `window_seconds` seconds (1..=2678400, 31 days, on a host offering
+    /// contract 1.3.0; 1..=86400 before). Keys may be card numbers: the
     /// host keeps only their keyed hash.
     fn counter_add(
         &self,

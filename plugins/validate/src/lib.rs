@@ -8,7 +8,8 @@
 //!    the Luhn check;
 //! 3. **54** expired card: DE14 (YYMM) before the current month, UTC, by the
 //!    host's clock; a DE14 that is not a valid YYMM counts as expired;
-//! 4. **13** invalid amount: DE4 present and zero or not numeric;
+//! 4. **13** invalid amount: DE4 present and zero or not numeric (zero is
+//!    allowed on a balance inquiry, DE3 `31xxxx`, which moves no money);
 //! 5. **12** unsupported: any other MTI, a network management request that
 //!    is not an echo test, or a 1993 request whose function code (DE24)
 //!    belongs to another message class. Network management needs no
@@ -179,9 +180,11 @@ pub fn check(tx: &impl Transaction, clock: &impl Clock) -> Result<(), Rejection>
             Err(e) => return reject(rc::EXPIRED, format!("DE14 is not an expiry date: {e}")),
         }
     }
+    // A balance inquiry (DE3 31xxxx) moves no money: its DE4 may be zero.
+    let inquiry = value(field::PROCESSING_CODE).is_some_and(|pc| pc.starts_with(b"31"));
     if let Some(amount) = value(field::AMOUNT) {
         match parse_minor_units(amount) {
-            Ok(0) => return reject(rc::INVALID_AMOUNT, "DE4 is zero"),
+            Ok(0) if !inquiry => return reject(rc::INVALID_AMOUNT, "DE4 is zero"),
             Ok(_) => {}
             Err(e) => return reject(rc::INVALID_AMOUNT, format!("DE4: {e}")),
         }
@@ -587,5 +590,17 @@ mod tests {
         let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys, ["limit", "strict"]);
         assert!(problems[0].message.contains("no settings"));
+    }
+
+    #[test]
+    fn a_balance_inquiry_may_carry_a_zero_amount() {
+        let inquiry = request("0200")
+            .with_field(3, "310000")
+            .with_field(4, "000000000000");
+        assert_ne!(rc_of(inquiry).as_deref(), Some(rc::INVALID_AMOUNT));
+        let purchase = request("0200")
+            .with_field(3, "000000")
+            .with_field(4, "000000000000");
+        assert_eq!(rc_of(purchase).as_deref(), Some(rc::INVALID_AMOUNT));
     }
 }
