@@ -27,9 +27,35 @@ pub fn is_financial_or_repeat(mti: &str) -> bool {
     is_financial(mti) || mti == AUTHORIZATION_REPEAT || mti == FINANCIAL_REPEAT
 }
 
+/// [`is_financial_or_repeat`] in ISO 8583:1987 or 1993: 0100, 0101, 0200,
+/// 0201, 1100, 1101, 1200, 1201. The MTI's version digit, not the
+/// listener's spec, says which version a request is; a participant that
+/// limits or moves money must see both.
+pub fn is_financial_or_repeat_any_version(mti: &str) -> bool {
+    match mti.as_bytes() {
+        [b'0' | b'1', rest @ ..] => {
+            let as_1987 = [b"0".as_slice(), rest].concat();
+            std::str::from_utf8(&as_1987).is_ok_and(is_financial_or_repeat)
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn both_versions_are_financial_or_repeats() {
+        for mti in [
+            "0100", "0101", "0200", "0201", "1100", "1101", "1200", "1201",
+        ] {
+            assert!(is_financial_or_repeat_any_version(mti), "{mti}");
+        }
+        for mti in ["0800", "1804", "0420", "1420", "2100", "", "01", "1a00"] {
+            assert!(!is_financial_or_repeat_any_version(mti), "{mti}");
+        }
+    }
 
     #[test]
     fn only_0100_and_0200_are_financial() {

@@ -42,7 +42,8 @@
 //! # What counts
 //!
 //! 0100 and 0200 (and their repeats 0101, 0201, which reach the pipeline
-//! only when processed as originals) whose DE3 is of one of the profile's
+//! only when processed as originals), and their ISO 8583:1993 forms 1100,
+//! 1200, 1101, 1201, whose DE3 is of one of the profile's
 //! types and that carry the scope's field; anything else is left alone by
 //! that profile (and when no profile applies, the participant does not
 //! join). A refund counts like a purchase: velocity limits activity, not
@@ -193,7 +194,7 @@ impl Request {
     /// a counted type.
     fn read(tx: &impl Transaction, profiles: &[Profile]) -> Option<Request> {
         let values = tx.request_values(&READ);
-        if !mti::is_financial_or_repeat(values.str(0).unwrap_or_default()) {
+        if !mti::is_financial_or_repeat_any_version(values.str(0).unwrap_or_default()) {
             return None;
         }
         let tx_type = TxType::of_processing_code(values.get(1)?)?;

@@ -1100,3 +1100,26 @@ fn an_abort_after_its_own_decline_gives_nothing_back_twice() {
     v.abort(&mut second, &env);
     assert_eq!(env.counter_sum("c:count", card, 86_400), Ok(1));
 }
+
+#[test]
+fn a_1993_financial_request_counts_like_a_1987_one() {
+    let env = MockEnv::new().with_config("profile c", "scope=card window=24h count=1");
+    let mut v = Velocity::default();
+    let card = "4111111111111111";
+    let tx = |mti: &str| {
+        MockTransaction::new(mti)
+            .with_field(2, card)
+            .with_field(3, "000000")
+            .with_field(4, "000000000100")
+    };
+    let mut first = tx("1200");
+    assert_eq!(v.prepare(&mut first, &env), Outcome::Prepared);
+    first.set_result_code("00");
+    v.commit(&mut first, &env);
+    assert_eq!(
+        v.prepare(&mut tx("0200"), &env),
+        Outcome::Aborted,
+        "the limit is shared"
+    );
+    assert_eq!(v.prepare(&mut tx("1100"), &env), Outcome::Aborted);
+}
