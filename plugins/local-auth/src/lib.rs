@@ -37,9 +37,6 @@ use switchyard_sdk::{
 /// The `limit` used when none is configured.
 pub const DEFAULT_LIMIT: &str = "5000.00";
 
-/// Characters of an authorization code.
-const AUTH_CODE_ALPHABET: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-
 /// Largest ISO 4217 exponent (CLF, UYW): the limit is parsed at most once
 /// for each of 0..=`MAX_EXPONENT`.
 const MAX_EXPONENT: u8 = 4;
@@ -48,7 +45,7 @@ const MAX_EXPONENT: u8 = 4;
 /// codes and the parsed limit per currency exponent.
 #[derive(Clone, Debug, Default)]
 pub struct LocalAuth {
-    counter: Option<u64>,
+    codes: switchyard_sdk::AuthCodes,
     /// The limit in minor units, by currency exponent, parsed on first use.
     limits: [Option<Result<u64, String>>; MAX_EXPONENT as usize + 1],
 }
@@ -66,17 +63,7 @@ pub fn authorizes(mti: &str) -> bool {
 impl LocalAuth {
     /// A new authorization code: six characters of `0-9A-Z`.
     pub fn next_auth_code(&mut self, clock: &impl Clock) -> [u8; 6] {
-        let counter = self
-            .counter
-            .get_or_insert_with(|| splitmix64(clock.monotonic_nanos()));
-        *counter = counter.wrapping_add(1);
-        let mut x = splitmix64(*counter ^ (clock.now_unix_millis() as u64).rotate_left(32));
-        let mut code = [0u8; 6];
-        for c in &mut code {
-            *c = AUTH_CODE_ALPHABET[(x % 36) as usize];
-            x /= 36;
-        }
-        code
+        self.codes.next(clock)
     }
 }
 
@@ -170,14 +157,6 @@ impl Participant for LocalAuth {
         // Someone after us refused the transaction: the approval is void.
         tx.clear_response_field(field::AUTH_ID);
     }
-}
-
-/// SplitMix64's finalizer: a bijective mix of 64 bits.
-fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
 }
 
 switchyard_sdk::export_participant!(LocalAuth);

@@ -94,9 +94,6 @@ pub const ADDITIONAL_AMOUNTS: u16 = 54;
 /// The largest amount of a DE54 entry (12 digits).
 const MAX_DE54_AMOUNT: u64 = 999_999_999_999;
 
-/// Characters of an authorization code.
-const AUTH_CODE_ALPHABET: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-
 /// What `prepare` reads, in one host call: the MTI (0) and the fields.
 const READ: [u16; 5] = [
     0,
@@ -443,24 +440,14 @@ fn abort(tx: &mut impl Transaction, code: &str) -> Outcome {
 #[derive(Clone, Debug, Default)]
 pub struct Loyalty {
     settings: Option<Result<Settings, Vec<SettingProblem>>>,
-    counter: Option<u64>,
+    codes: switchyard_sdk::AuthCodes,
 }
 
 impl Loyalty {
     /// A new authorization code: six characters of `0-9A-Z`, mixing the wall
     /// clock with a per-instance counter seeded from the monotonic clock.
     pub fn next_auth_code(&mut self, clock: &impl Clock) -> [u8; 6] {
-        let counter = self
-            .counter
-            .get_or_insert_with(|| splitmix64(clock.monotonic_nanos()));
-        *counter = counter.wrapping_add(1);
-        let mut x = splitmix64(*counter ^ (clock.now_unix_millis() as u64).rotate_left(32));
-        let mut code = [0u8; 6];
-        for c in &mut code {
-            *c = AUTH_CODE_ALPHABET[(x % 36) as usize];
-            x /= 36;
-        }
-        code
+        self.codes.next(clock)
     }
 
     /// The settings, parsed on first use; `Err` describes every problem.
@@ -692,14 +679,6 @@ impl Participant for Loyalty {
         }
         Ok(())
     }
-}
-
-/// SplitMix64's finalizer: a bijective mix of 64 bits.
-fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
 }
 
 switchyard_sdk::export_participant!(Loyalty);

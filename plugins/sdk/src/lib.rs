@@ -150,6 +150,7 @@ mod participant;
 mod transaction;
 
 pub mod amount;
+mod auth_code;
 pub mod card;
 pub mod expiry;
 pub mod field;
@@ -167,6 +168,7 @@ pub use switchyard_iso8583::cobol;
 
 mod export;
 
+pub use auth_code::AuthCodes;
 pub use env::{Clock, Config, Counters, Env, Kv, Level, Log, MapConfig};
 pub use participant::{
     Formatter, Outbound, Outcome, Participant, REVERSAL_REASON, SafKind, SafRequest, Selector,
