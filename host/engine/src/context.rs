@@ -23,6 +23,9 @@ pub enum HostVar {
     /// The transaction's tranlog row (empty when the switch runs without
     /// a tranlog).
     TranlogId,
+    /// The subject of the client certificate verified by a mutual-TLS
+    /// listener, e.g. `CN=terminal-17, O=Acme` (empty otherwise).
+    TlsClientSubject,
 }
 
 impl HostVar {
@@ -34,6 +37,7 @@ impl HostVar {
             HostVar::Listener => "LISTENER",
             HostVar::Mti => "MTI",
             HostVar::TranlogId => "TRANLOG_ID",
+            HostVar::TlsClientSubject => "TLS_CLIENT_SUBJECT",
         }
     }
 
@@ -44,6 +48,7 @@ impl HostVar {
             "LISTENER" => HostVar::Listener,
             "MTI" => HostVar::Mti,
             "TRANLOG_ID" => HostVar::TranlogId,
+            "TLS_CLIENT_SUBJECT" => HostVar::TlsClientSubject,
             _ => return None,
         })
     }
@@ -109,6 +114,9 @@ pub struct ContextData {
     pub failure: Option<String>,
     /// Values other crates attach to the transaction.
     pub extensions: Extensions,
+    /// The verified TLS client certificate's subject (`TLS_CLIENT_SUBJECT`),
+    /// set by a mutual-TLS listener.
+    pub tls_client_subject: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -193,6 +201,9 @@ impl ContextData {
                 Some(id) => Cow::Owned(id.to_string()),
                 None => Cow::Borrowed(""),
             },
+            HostVar::TlsClientSubject => {
+                Cow::Borrowed(self.tls_client_subject.as_deref().unwrap_or(""))
+            }
         }
     }
 
@@ -239,6 +250,13 @@ mod tests {
         assert_eq!(c.var("MTI").as_deref(), Some("0200"));
         assert!(!c.set_var("PORT", "1"));
         assert_eq!(c.var("PORT").as_deref(), Some("5001"));
+        assert_eq!(c.var("TLS_CLIENT_SUBJECT").as_deref(), Some(""));
+        c.tls_client_subject = Some("CN=terminal-17, O=Acme".into());
+        assert!(!c.set_var("TLS_CLIENT_SUBJECT", "CN=spoofed"));
+        assert_eq!(
+            c.var("TLS_CLIENT_SUBJECT").as_deref(),
+            Some("CN=terminal-17, O=Acme")
+        );
     }
 
     #[test]

@@ -97,6 +97,9 @@ pub enum FailureKind {
     Host,
     /// A group selector named a group the pipeline does not define.
     UnknownGroup,
+    /// The plugin's circuit breaker is open (it failed too often lately):
+    /// the call was refused without running it.
+    CircuitOpen,
 }
 
 impl Failure {

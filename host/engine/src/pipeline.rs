@@ -319,7 +319,9 @@ impl Pipeline {
             };
             ctx.profiler.checkpoint(label);
             if let Err(f) = result {
-                tracing::error!(pipeline = %self.name, participant = %node.name, error = %f,
+                tracing::error!(tenant = %ctx.tenant(), listener = ctx.listener(),
+                    pipeline = %self.name, participant = %node.name,
+                    stan = ctx.request.get_str(11).unwrap_or(""), error = %f,
                     "participant failed in the second phase");
                 failures.push((node.name.to_string(), f));
             }
@@ -344,7 +346,8 @@ impl Pipeline {
         let mut failures = Vec::new();
         for name in names {
             let Some(node) = self.node_id(name).and_then(|id| self.node(id)) else {
-                tracing::warn!(pipeline = %self.name, participant = %name,
+                tracing::warn!(tenant = %ctx.tenant(), listener = ctx.listener(),
+                    pipeline = %self.name, participant = %name,
                     "a reversed transaction names a participant this pipeline no longer has");
                 continue;
             };
@@ -387,10 +390,13 @@ impl Pipeline {
     ) {
         let name = &self.nodes[id as usize].name;
         if failure.logged {
-            tracing::debug!(pipeline = %self.name, participant = %name, kind = ?failure.kind,
-                error = %failure.message, "participant failed; transaction aborts with 96");
+            tracing::debug!(tenant = %ctx.tenant(), listener = ctx.listener(),
+                pipeline = %self.name, participant = %name, kind = ?failure.kind,
+                stan = ctx.request.get_str(11).unwrap_or(""), error = %failure.message,
+                "participant failed; transaction aborts with 96");
         } else {
-            tracing::warn!(pipeline = %self.name, participant = %name, kind = ?failure.kind,
+            tracing::warn!(tenant = %ctx.tenant(), listener = ctx.listener(),
+                pipeline = %self.name, participant = %name, kind = ?failure.kind,
                 stan = ctx.request.get_str(11).unwrap_or(""), error = %failure.message,
                 "participant failed; transaction aborts with 96");
         }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use crate::charset::{bcd_char, first_invalid, hex_value};
 use crate::message::{FieldNumbers, Message};
 use crate::mti::Mti;
-use crate::redact::{ByteChar, Shown, Visibility, visibility};
+use crate::redact::{Shown, Visibility, visibility};
 use crate::spec::{
     BitmapEncoding, CodePage, ContentType, DataEncoding, FieldSpec, LengthEncoding, LengthKind,
     MtiEncoding, Spec,
@@ -42,9 +42,14 @@ impl fmt::Display for BitmapLevel {
 /// for a bad character.
 ///
 /// Display: `field 4 at offset 22: length 12 required, 3 bytes available`,
-/// `MTI at offset 0: "02X0" is not 4 digits`, `secondary bitmap at offset 12: …`,
+/// `MTI at offset 0: not 4 digits`, `secondary bitmap at offset 12: …`,
 /// `message at offset 40: 2 unexpected bytes after the last field`.
-/// Values of DE2 and DE34 are shown masked, values of DE35, DE36, DE45, DE52 and DE55 never.
+///
+/// An error carries the field, the offset, lengths and the reason, and **no byte of the
+/// frame**: not a value, not a length prefix, not even the one offending character. A frame
+/// that does not decode may have its fields misparsed (a wrong length prefix moves card digits
+/// into a neighbouring field), so no field of it is known to be safe to show; whoever needs the
+/// bytes has the frame and the offset. The same holds for its `Debug`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeError {
     /// The data element at fault, if any.
@@ -67,10 +72,7 @@ pub enum DecodeErrorKind {
         have: usize,
     },
     /// The MTI is not four digits.
-    InvalidMti {
-        /// The MTI's bytes as found.
-        found: Vec<u8>,
-    },
+    InvalidMti,
     /// The frame ends inside a bitmap.
     BitmapTruncated {
         /// Which bitmap.
@@ -84,8 +86,6 @@ pub enum DecodeErrorKind {
     InvalidBitmap {
         /// Which bitmap.
         bitmap: BitmapLevel,
-        /// The offending byte.
-        byte: u8,
     },
     /// Bit 65 announces a tertiary bitmap the spec does not have.
     TertiaryBitmapNotInSpec,
@@ -100,8 +100,6 @@ pub enum DecodeErrorKind {
     },
     /// A length prefix is not a number in its encoding.
     InvalidLengthPrefix {
-        /// The prefix's bytes as found.
-        prefix: Vec<u8>,
         /// How the prefix should have been encoded.
         encoding: LengthEncoding,
     },
@@ -132,30 +130,18 @@ pub enum DecodeErrorKind {
     InvalidCharacter {
         /// The field's content type.
         content: ContentType,
-        /// The offending character (decoded to ASCII when the field is EBCDIC).
-        byte: u8,
-        /// Its index in the value.
+        /// The offending character's index in the value (0-based).
         position: usize,
-        /// The value for display, quoted (masked for a PAN); `None` when it must not be shown.
-        value: Option<String>,
     },
     /// A byte of a BCD field holds a nibble that is not a digit (or, for z, a separator).
-    InvalidBcd {
-        /// The offending byte.
-        byte: u8,
-    },
+    InvalidBcd,
     /// The pad nibble of an odd-length BCD field is not the configured one.
     InvalidPad {
-        /// The nibble found.
-        found: u8,
         /// The configured pad nibble.
         expected: u8,
     },
     /// A byte of a hex field is not a hex digit.
-    InvalidHex {
-        /// The offending byte.
-        byte: u8,
-    },
+    InvalidHex,
     /// A hex field counted in wire characters has an odd length.
     OddHexLength {
         /// The length read.
@@ -163,8 +149,6 @@ pub enum DecodeErrorKind {
     },
     /// A byte of an EBCDIC field has no printable ASCII counterpart.
     InvalidEbcdic {
-        /// The offending byte.
-        byte: u8,
         /// The spec's code page.
         code_page: crate::spec::CodePage,
     },
@@ -182,15 +166,17 @@ fn article(content: ContentType) -> &'static str {
     }
 }
 
-struct Quoted<'a>(&'a [u8]);
-
-impl fmt::Display for Quoted<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.iter().all(|b| (0x20..0x7f).contains(b)) {
-            write!(f, "\"{}\"", String::from_utf8_lossy(self.0).escape_debug())
-        } else {
-            f.write_str("0x")?;
-            self.0.iter().try_for_each(|b| write!(f, "{b:02X}"))
+impl DecodeErrorKind {
+    /// The length the error is about, when it has one: the value of a length prefix that is
+    /// out of bounds, odd or runs past the frame (in the field's length unit).
+    pub fn length(&self) -> Option<usize> {
+        use DecodeErrorKind::*;
+        match self {
+            TooLong { length, .. }
+            | TooShort { length, .. }
+            | Truncated { length, .. }
+            | OddHexLength { length } => Some(*length),
+            _ => None,
         }
     }
 }
@@ -202,8 +188,8 @@ impl fmt::Display for DecodeErrorKind {
             MtiTruncated { need, have } | BitmapTruncated { need, have, .. } => {
                 write!(f, "{need} bytes required, {have} available")
             }
-            InvalidMti { found } => write!(f, "{} is not 4 digits", Quoted(found)),
-            InvalidBitmap { byte, .. } => write!(f, "{} is not a hex digit", ByteChar(*byte)),
+            InvalidMti => f.write_str("not 4 digits"),
+            InvalidBitmap { .. } => f.write_str("not a hex digit"),
             TertiaryBitmapNotInSpec => {
                 f.write_str("announced by bit 65, but the spec has no tertiary bitmap")
             }
@@ -211,7 +197,7 @@ impl fmt::Display for DecodeErrorKind {
             LengthPrefixTruncated { need, have } => {
                 write!(f, "length prefix needs {need} bytes, {have} available")
             }
-            InvalidLengthPrefix { prefix, encoding } => {
+            InvalidLengthPrefix { encoding } => {
                 let what = match encoding {
                     LengthEncoding::Ascii => "a decimal number",
                     LengthEncoding::Ebcdic => "a decimal number in EBCDIC",
@@ -219,7 +205,7 @@ impl fmt::Display for DecodeErrorKind {
                     LengthEncoding::Hex => "a hexadecimal number",
                     LengthEncoding::Binary => "a binary number",
                 };
-                write!(f, "length prefix {} is not {what}", Quoted(prefix))
+                write!(f, "length prefix is not {what}")
             }
             TooLong { length, max } => write!(f, "length {length} exceeds the maximum {max}"),
             TooShort { length, min } => write!(f, "length {length} is below the minimum {min}"),
@@ -229,37 +215,23 @@ impl fmt::Display for DecodeErrorKind {
             Truncated { length, need, have } => {
                 write!(f, "length {length} needs {need} bytes, {have} available")
             }
-            InvalidCharacter {
-                content,
-                byte,
-                value,
-                ..
-            } => {
-                f.write_str("value ")?;
-                if let Some(v) = value {
-                    write!(f, "{v} ")?;
-                }
-                write!(
-                    f,
-                    "contains {} not allowed in {} {content} field",
-                    ByteChar(*byte),
-                    article(*content)
-                )
-            }
-            InvalidBcd { byte } => write!(f, "byte 0x{byte:02X} is not valid BCD"),
-            InvalidPad { found, expected } => {
-                write!(f, "pad nibble is {found:X}, expected {expected:X}")
-            }
-            InvalidHex { byte } => write!(f, "{} is not a hex digit", ByteChar(*byte)),
+            InvalidCharacter { content, position } => write!(
+                f,
+                "character {position} of the value is not allowed in {} {content} field",
+                article(*content)
+            ),
+            InvalidBcd => f.write_str("byte is not valid BCD"),
+            InvalidPad { expected } => write!(f, "pad nibble is not {expected:X}"),
+            InvalidHex => f.write_str("not a hex digit"),
             OddHexLength { length } => {
                 write!(
                     f,
                     "length {length} is odd, but hex takes 2 characters per byte"
                 )
             }
-            InvalidEbcdic { byte, code_page } => write!(
+            InvalidEbcdic { code_page } => write!(
                 f,
-                "byte 0x{byte:02X} is not a printable character in EBCDIC (code page {})",
+                "byte is not a printable character in EBCDIC (code page {})",
                 &code_page.as_str()[2..]
             ),
             TrailingBytes { count } => {
@@ -275,7 +247,7 @@ impl fmt::Display for DecodeError {
         let o = self.offset;
         match (self.field, &self.kind) {
             (Some(n), k) => write!(f, "field {n} at offset {o}: {k}"),
-            (None, k @ (MtiTruncated { .. } | InvalidMti { .. })) => {
+            (None, k @ (MtiTruncated { .. } | InvalidMti)) => {
                 write!(f, "MTI at offset {o}: {k}")
             }
             (None, k @ (BitmapTruncated { bitmap, .. } | InvalidBitmap { bitmap, .. })) => {
@@ -390,9 +362,7 @@ impl Decoder<'_> {
                 self.pos = need;
                 Ok(mti)
             }
-            _ => Err(err(DecodeErrorKind::InvalidMti {
-                found: raw.to_vec(),
-            })),
+            _ => Err(err(DecodeErrorKind::InvalidMti)),
         }
     }
 
@@ -425,10 +395,7 @@ impl Decoder<'_> {
                         return Err(DecodeError {
                             field: None,
                             offset: at + i,
-                            kind: DecodeErrorKind::InvalidBitmap {
-                                bitmap: level,
-                                byte: b,
-                            },
+                            kind: DecodeErrorKind::InvalidBitmap { bitmap: level },
                         });
                     };
                     w = (w << 4) | u64::from(v);
@@ -516,7 +483,7 @@ impl Decoder<'_> {
 }
 
 /// Reads the value of field (or subfield) `n` defined by `fs` at `start` of `frame`; returns
-/// it and where it ends. `n` decides what an error may show of the value.
+/// it and where it ends. Its errors carry no byte of the frame.
 #[inline]
 pub(crate) fn read_value(
     frame: &Bytes,
@@ -547,7 +514,6 @@ pub(crate) fn read_value(
             };
             let Some(length) = parse_prefix(fs.length_encoding, raw) else {
                 let kind = DecodeErrorKind::InvalidLengthPrefix {
-                    prefix: raw.to_vec(),
                     encoding: fs.length_encoding,
                 };
                 return Err(fail(start, kind, None));
@@ -591,19 +557,17 @@ pub(crate) fn read_value(
         let end = data_at + wire;
         let raw = &buf[data_at..end];
 
-        let content_error = |i: usize, value: &[u8]| {
+        let content_error = |i: usize| {
             let kind = DecodeErrorKind::InvalidCharacter {
                 content: fs.content,
-                byte: value[i],
                 position: i,
-                value: shown(n, value),
             };
             fail(data_at + i, kind, Some(end))
         };
         match fs.encoding {
             DataEncoding::Ascii => match first_invalid(fs.content, raw) {
                 None => Ok(frame.slice(data_at..end)),
-                Some((i, _)) => Err(content_error(i, raw)),
+                Some((i, _)) => Err(content_error(i)),
             },
             DataEncoding::Binary => Ok(frame.slice(data_at..end)),
             DataEncoding::Ebcdic => {
@@ -613,14 +577,14 @@ pub(crate) fn read_value(
                     match tables.decode(b) {
                         Some(a) => value.push(a),
                         None => {
-                            let kind = DecodeErrorKind::InvalidEbcdic { byte: b, code_page };
+                            let kind = DecodeErrorKind::InvalidEbcdic { code_page };
                             return Err(fail(data_at + i, kind, Some(end)));
                         }
                     }
                 }
                 match first_invalid(fs.content, &value) {
                     None => Ok(Bytes::from(value)),
-                    Some((i, _)) => Err(content_error(i, &value)),
+                    Some((i, _)) => Err(content_error(i)),
                 }
             }
             DataEncoding::Hex => {
@@ -629,11 +593,11 @@ pub(crate) fn read_value(
                     match (hex_value(pair[0]), hex_value(pair[1])) {
                         (Some(hi), Some(lo)) => value.push(hi << 4 | lo),
                         (None, _) => {
-                            let kind = DecodeErrorKind::InvalidHex { byte: pair[0] };
+                            let kind = DecodeErrorKind::InvalidHex;
                             return Err(fail(data_at + 2 * i, kind, Some(end)));
                         }
                         (_, None) => {
-                            let kind = DecodeErrorKind::InvalidHex { byte: pair[1] };
+                            let kind = DecodeErrorKind::InvalidHex;
                             return Err(fail(data_at + 2 * i + 1, kind, Some(end)));
                         }
                     }
@@ -667,10 +631,7 @@ fn bcd(fs: &FieldSpec, length: usize, raw: &[u8]) -> Result<Vec<u8>, (usize, Dec
     let skip = if digits % 2 == 1 {
         let found = nibble(pad_at);
         if found != pad {
-            let kind = DecodeErrorKind::InvalidPad {
-                found,
-                expected: pad,
-            };
+            let kind = DecodeErrorKind::InvalidPad { expected: pad };
             return Err((pad_at / 2, kind));
         }
         Some(pad_at)
@@ -683,7 +644,7 @@ fn bcd(fs: &FieldSpec, length: usize, raw: &[u8]) -> Result<Vec<u8>, (usize, Dec
     for k in (0..nibbles).filter(|&k| Some(k) != skip) {
         match bcd_char(fs.content, nibble(k)) {
             Some(c) => value.push(c),
-            None => return Err((k / 2, DecodeErrorKind::InvalidBcd { byte: raw[k / 2] })),
+            None => return Err((k / 2, DecodeErrorKind::InvalidBcd)),
         }
     }
     Ok(value)

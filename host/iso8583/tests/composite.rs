@@ -137,7 +137,7 @@ fn private_tlv_positional_and_bitmapped_from_config() {
         spec.decode_subfields(60, &Bytes::from_static(b"12x4"))
             .unwrap_err()
             .to_string(),
-        "field 60, 1 at offset 2: value \"12x4\" contains 'x' not allowed in an n field"
+        "field 60, 1 at offset 2: character 2 of the value is not allowed in an n field"
     );
 
     let mut de127 = vec![0x60, 0, 0x04, 0, 0, 0, 0, 0];

@@ -50,11 +50,11 @@ fn mti_errors() {
     );
     assert_eq!(
         iso87(Bytes::from_static(b"02X0\0\0\0\0\0\0\0\0")),
-        "MTI at offset 0: \"02X0\" is not 4 digits"
+        "MTI at offset 0: not 4 digits"
     );
     assert_eq!(
         iso87(Bytes::from_static(b"02\xff0")),
-        "MTI at offset 0: 0x3032FF30 is not 4 digits"
+        "MTI at offset 0: not 4 digits"
     );
 }
 
@@ -86,7 +86,7 @@ fn bitmap_errors() {
     let hex = Spec::iso87_ascii().with_bitmap_encoding(BitmapEncoding::Hex);
     assert_eq!(
         decode_err(&hex, Bytes::from_static(b"020070G0000000000000")),
-        "primary bitmap at offset 6: 'G' is not a hex digit"
+        "primary bitmap at offset 6: not a hex digit"
     );
 }
 
@@ -114,11 +114,11 @@ fn length_prefix_errors() {
     );
     assert_eq!(
         iso87(frame(&[2], b"1x4761739001")),
-        "field 2 at offset 12: length prefix \"1x\" is not a decimal number"
+        "field 2 at offset 12: length prefix is not a decimal number"
     );
     assert_eq!(
         iso87(frame(&[2], b"-1")),
-        "field 2 at offset 12: length prefix \"-1\" is not a decimal number"
+        "field 2 at offset 12: length prefix is not a decimal number"
     );
     assert_eq!(
         iso87(frame(&[2], b"2047617390010101191234")),
@@ -165,43 +165,40 @@ fn truncated_fields() {
 }
 
 #[test]
-fn bad_characters_name_the_byte_and_hide_secrets() {
+fn bad_characters_name_the_position_and_show_no_byte() {
     assert_eq!(
         iso87(frame(&[39], b"0!")),
-        "field 39 at offset 13: value \"0!\" contains '!' not allowed in an an field"
+        "field 39 at offset 13: character 1 of the value is not allowed in an an field"
     );
     assert_eq!(
         iso87(frame(&[4], b"00000000100A")),
-        "field 4 at offset 23: value \"00000000100A\" contains 'A' not allowed in an n field"
+        "field 4 at offset 23: character 11 of the value is not allowed in an n field"
     );
     assert_eq!(
         iso87(frame(&[41], b"TERM\t001")),
-        "field 41 at offset 16: value 0x5445524D09303031 contains '\\t' not allowed in an ans field"
+        "field 41 at offset 16: character 4 of the value is not allowed in an ans field"
     );
     let mut cafe = b"Caf\xc3\xa9 Amsterdam".to_vec();
     cafe.resize(40, b' ');
     let e = iso87(frame(&[43], &cafe));
-    assert!(
-        e.starts_with("field 43 at offset 15: value 0x436166C3A920"),
-        "{e}"
+    assert_eq!(
+        e,
+        "field 43 at offset 15: character 3 of the value is not allowed in an ans field"
     );
-    assert!(
-        e.ends_with("contains 0xC3 not allowed in an ans field"),
-        "{e}"
-    );
-    // A PAN is only ever shown masked.
+    // No byte of an undecodable frame is shown: not even a masked PAN.
     let e = iso87(frame(&[2], b"1647617390X1010119"));
     assert_eq!(
         e,
-        "field 2 at offset 22: value \"476173******0119\" contains 'X' not allowed in an n field"
+        "field 2 at offset 22: character 8 of the value is not allowed in an n field"
     );
     // Track data is never shown.
     let e = iso87(frame(&[35], b"214761739001010119^2512"));
     assert_eq!(
         e,
-        "field 35 at offset 30: value contains '^' not allowed in a z field"
+        "field 35 at offset 30: character 16 of the value is not allowed in a z field"
     );
     assert!(!e.contains("4761739001010119"));
+    assert!(!e.contains("2512"));
 }
 
 #[test]
@@ -250,19 +247,19 @@ fn encoding_errors() {
     let s = exotic();
     assert_eq!(
         decode_err(&s, frame(&[2], b"\x1a\x47")),
-        "field 2 at offset 12: length prefix 0x1A is not a BCD number"
+        "field 2 at offset 12: length prefix is not a BCD number"
     );
     assert_eq!(
         decode_err(&s, frame(&[2], b"\x04\x47\x6a")),
-        "field 2 at offset 14: byte 0x6A is not valid BCD"
+        "field 2 at offset 14: byte is not valid BCD"
     );
     assert_eq!(
         decode_err(&s, frame(&[3], b"\x01\x23")),
-        "field 3 at offset 12: pad nibble is 0, expected F"
+        "field 3 at offset 12: pad nibble is not F"
     );
     assert_eq!(
         decode_err(&s, frame(&[41], b"\xe3\xc5\x00\xd4")),
-        "field 41 at offset 14: byte 0x00 is not a printable character in EBCDIC (code page 037)"
+        "field 41 at offset 14: byte is not a printable character in EBCDIC (code page 037)"
     );
     assert_eq!(
         decode_err(&s, frame(&[55], b"0049F2")),
@@ -270,7 +267,7 @@ fn encoding_errors() {
     );
     assert_eq!(
         decode_err(&s, frame(&[55], b"0049F2X1")),
-        "field 55 at offset 18: 'X' is not a hex digit"
+        "field 55 at offset 18: not a hex digit"
     );
     assert_eq!(
         decode_err(&s, frame(&[55], b"0039F2")),
@@ -380,7 +377,7 @@ fn decode_partial_keeps_what_it_could_read() {
     assert_eq!(m.field_numbers().collect::<Vec<_>>(), [3]);
     assert_eq!(
         r.unwrap_err().to_string(),
-        "field 32 at offset 18: length prefix \"x1\" is not a decimal number"
+        "field 32 at offset 18: length prefix is not a decimal number"
     );
     // Trailing bytes: everything is there, and the error says so.
     let (m, r) = spec.decode_partial(frame(&[11], b"000123!"));

@@ -1,10 +1,19 @@
 //! Endpoint links and the `query-endpoint` step.
 //!
-//! One multiplexed TCP connection per endpoint, opened on first use and
-//! re-opened after it drops. Requests are written as they come; replies are
-//! matched to their requests by the key the endpoint's formatter gives both
-//! (the response MTI, STAN and terminal for `xxx`), so many transactions —
-//! and the store-and-forward forwarder's reversals — share the link.
+//! One multiplexed TCP (or TLS) connection per endpoint, opened on first
+//! use. Requests are written as they come; replies are matched to their
+//! requests by the key the endpoint's formatter gives both (the response
+//! MTI, STAN and terminal for `xxx`), so many transactions — and the
+//! store-and-forward forwarder's reversals — share the link.
+//!
+//! After the link drops it is reopened in the background with exponential
+//! backoff ([`Backoff`]); while it is down, requests fail at once as not
+//! sent (RC 91, nothing to reverse) instead of each waiting on a connect.
+//! On an idle link a network-management echo (0800, DE70 = 301, built by
+//! the endpoint's formatter) goes out every `echo_interval`; one not
+//! answered within the endpoint timeout declares the link down. A
+//! formatter that builds no 0800 (a non-ISO endpoint such as `yyy`) has no
+//! echo. [`Endpoint::state`] says where the link stands ([`EndpointState`]).
 //!
 //! What becomes of a request is recorded in its context
 //! ([`switchyard_engine::UpstreamLeg`]): answered; not sent (the endpoint
@@ -17,6 +26,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -28,18 +38,22 @@ use switchyard_engine::{
     AsyncParticipant, Context, Failure, FailureKind, Formatter, Lifecycle, Outbound, Outcome,
     UpstreamLeg, rc,
 };
-use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::framing::Framing;
+use crate::link::echo_request;
+use crate::link::{Backoff, EndpointState, LinkStatus};
 
 /// How long a timed-out request's key is kept to recognise its late reply:
 /// this many endpoint timeouts, and at least [`LATE_MIN`].
 const LATE_TIMEOUTS: u32 = 10;
 const LATE_MIN: Duration = Duration::from_secs(60);
+
+/// Longest a background reconnect attempt may take (TCP and TLS).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How to reach an endpoint.
 #[derive(Debug, Clone)]
@@ -54,6 +68,14 @@ pub struct EndpointOptions {
     pub framing: Framing,
     /// Largest accepted reply frame.
     pub max_frame: usize,
+    /// TLS on the link (pinned CA, optional client certificate); `None`:
+    /// plain TCP. Shared with the reload (SIGHUP, `POST /tls/reload`).
+    pub tls: Option<Arc<crate::tls::ClientTls>>,
+    /// An echo (0800, DE70 = 301) after this long without a frame from
+    /// the endpoint; `None`: no echo.
+    pub echo_interval: Option<Duration>,
+    /// How the link is reopened after it drops.
+    pub reconnect: Backoff,
 }
 
 /// Why an exchange got no reply.
@@ -101,13 +123,46 @@ pub struct Links {
 
 /// An endpoint: its formatter and its link.
 pub struct Endpoint {
+    inner: Arc<Inner>,
+}
+
+/// What an endpoint and its link tasks share.
+struct Inner {
     options: EndpointOptions,
     formatter: Arc<dyn Formatter>,
     waiters: Arc<Waiters>,
     late: Arc<Late>,
     tranlog: Option<Arc<dyn Tranlog>>,
     links: Links,
-    link: tokio::sync::Mutex<Option<mpsc::UnboundedSender<Bytes>>>,
+    /// The open link; `None` before the first use and while down.
+    link: Mutex<Option<Link>>,
+    state: Mutex<EndpointState>,
+    /// Told when the link comes up or goes down (the first open's waiters).
+    changed: Notify,
+    /// Numbers the links, so that a late word about an old one is ignored.
+    generations: AtomicU64,
+    /// The formatter built no echo once: none on later links either.
+    no_echo: AtomicBool,
+    echo_stan: AtomicU32,
+}
+
+/// One open link.
+struct Link {
+    generation: u64,
+    tx: mpsc::UnboundedSender<Bytes>,
+    closed: CancellationToken,
+}
+
+/// When the link last received a frame.
+type Activity = Mutex<tokio::time::Instant>;
+
+/// Whether a request waits for a link that is down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// A transaction: fails at once (RC 91, not sent).
+    FailFast,
+    /// A store-and-forward delivery: waits, within its timeout.
+    ForTheLink,
 }
 
 /// A request's place among the link's waiters, held from before it is
@@ -128,56 +183,214 @@ impl Endpoint {
         links: Links,
     ) -> Endpoint {
         Endpoint {
-            options,
-            formatter,
-            waiters: Arc::default(),
-            late: Arc::default(),
-            tranlog,
-            links,
-            link: tokio::sync::Mutex::new(None),
+            inner: Arc::new(Inner {
+                options,
+                formatter,
+                waiters: Arc::default(),
+                late: Arc::default(),
+                tranlog,
+                links,
+                link: Mutex::new(None),
+                state: Mutex::new(EndpointState::new()),
+                changed: Notify::new(),
+                generations: AtomicU64::new(0),
+                no_echo: AtomicBool::new(false),
+                echo_stan: AtomicU32::new(0),
+            }),
         }
     }
 
     /// The endpoint's name.
     pub fn name(&self) -> &str {
-        &self.options.name
+        &self.inner.options.name
     }
 
     /// Its options.
     pub fn options(&self) -> &EndpointOptions {
-        &self.options
+        &self.inner.options
     }
 
     /// Its formatter.
     pub fn formatter(&self) -> &Arc<dyn Formatter> {
-        &self.formatter
+        &self.inner.formatter
     }
 
-    /// The link's sender, connecting first if needed.
-    async fn sender(&self) -> std::io::Result<mpsc::UnboundedSender<Bytes>> {
-        let mut link = self.link.lock().await;
-        if let Some(tx) = link.as_ref().filter(|tx| !tx.is_closed()) {
-            return Ok(tx.clone());
+    /// Where its link stands now.
+    pub fn state(&self) -> EndpointState {
+        self.inner.state.lock().clone()
+    }
+
+    /// Sends `outbound` and waits for the reply with its key, at most the
+    /// endpoint's timeout. Unlike a transaction's [`Endpoint::query`], a
+    /// link that is down is waited for (within that timeout): a reversal
+    /// or advice never sent is not counted as transmitted.
+    pub async fn exchange(&self, outbound: Outbound) -> Result<Bytes, ExchangeError> {
+        let inner = &self.inner;
+        let reservation = inner.reserve(&outbound.key)?;
+        let deadline = tokio::time::Instant::now() + inner.options.timeout;
+        inner
+            .send(reservation, outbound.payload, deadline, Wait::ForTheLink)
+            .await
+    }
+
+    /// Sends the transaction to the endpoint and reads the reply into it,
+    /// recording the upstream leg. `Ok(false)`: no usable answer (RC 91).
+    pub async fn query(
+        &self,
+        ctx: &mut Context,
+        lifecycle: Option<&Lifecycle>,
+    ) -> Result<bool, Failure> {
+        self.inner.query(ctx, lifecycle).await
+    }
+}
+
+impl Inner {
+    /// The open link's sender, if it is up.
+    fn live_sender(&self) -> Option<mpsc::UnboundedSender<Bytes>> {
+        let link = self.link.lock();
+        link.as_ref()
+            .filter(|l| !l.tx.is_closed())
+            .map(|l| l.tx.clone())
+    }
+
+    /// The link's sender. The first use opens the link (and waits for it);
+    /// a link that is down fails at once (it reconnects in the background)
+    /// unless `wait` says to wait for it.
+    async fn sender(self: &Arc<Self>, wait: Wait) -> std::io::Result<mpsc::UnboundedSender<Bytes>> {
+        loop {
+            let changed = self.changed.notified();
+            if let Some(tx) = self.live_sender() {
+                return Ok(tx);
+            }
+            {
+                let mut state = self.state.lock();
+                match state.status {
+                    LinkStatus::Idle => {
+                        state.status = LinkStatus::Connecting;
+                        self.links.tasks.spawn(connect(self.clone(), 0));
+                    }
+                    LinkStatus::Connecting if state.connects == 0 && state.failed_attempts == 0 => {
+                    }
+                    _ if wait == Wait::ForTheLink => {}
+                    _ => {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::NotConnected,
+                            format!(
+                                "the link is {} ({}); reconnecting in the background",
+                                state.status,
+                                state.last_error.as_deref().unwrap_or("closed")
+                            ),
+                        ));
+                    }
+                }
+            }
+            changed.await;
         }
-        let stream = TcpStream::connect(&self.options.address).await?;
-        let _ = stream.set_nodelay(true);
-        let (read, write) = stream.into_split();
+    }
+
+    /// Starts the tasks of a link just connected and marks it up.
+    fn install(self: &Arc<Self>, read: crate::tls::LinkRead, write: crate::tls::LinkWrite) {
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        let o = &self.options;
         let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
         let closed = self.links.shutdown.child_token();
-        let sink = FramedWrite::new(write, self.options.framing.codec(self.options.max_frame));
-        self.links.tasks.spawn(write_link(
-            self.options.name.clone(),
+        let sink = FramedWrite::new(write, o.framing.codec(o.max_frame));
+        let frames = FramedRead::new(read, o.framing.codec(o.max_frame));
+        let activity = Arc::new(Mutex::new(tokio::time::Instant::now()));
+        let tasks = &self.links.tasks;
+        tasks.spawn(write_link(
+            self.clone(),
+            generation,
             sink,
             rx,
             closed.clone(),
         ));
-        let frames = FramedRead::new(read, self.options.framing.codec(self.options.max_frame));
-        self.links
-            .tasks
-            .spawn(read_link(self.reader(), frames, closed));
-        tracing::info!(endpoint = %self.options.name, address = %self.options.address, "endpoint link connected");
-        *link = Some(tx.clone());
-        Ok(tx)
+        tasks.spawn(read_link(
+            self.clone(),
+            generation,
+            frames,
+            closed.clone(),
+            activity.clone(),
+        ));
+        if let Some(every) = o.echo_interval
+            && !self.no_echo.load(Ordering::Relaxed)
+        {
+            let echo = Echo {
+                inner: self.clone(),
+                generation,
+                tx: tx.clone(),
+                closed: closed.clone(),
+                activity,
+                every,
+            };
+            tasks.spawn(echo.run());
+        }
+        *self.link.lock() = Some(Link {
+            generation,
+            tx,
+            closed,
+        });
+        let mut state = self.state.lock();
+        let (was, attempts) = (state.status, state.failed_attempts);
+        let down_for = state.since.elapsed().unwrap_or_default();
+        state.status = LinkStatus::Up;
+        state.since = SystemTime::now();
+        state.connects += 1;
+        state.failed_attempts = 0;
+        if state.connects == 1 && attempts == 0 {
+            tracing::info!(endpoint = %o.name, address = %o.address, "endpoint link connected");
+        } else {
+            tracing::info!(endpoint = %o.name, address = %o.address, was = %was, attempts = attempts + 1,
+                down_ms = down_for.as_millis() as u64, "endpoint link up again");
+        }
+        drop(state);
+        self.changed.notify_waiters();
+    }
+
+    /// The link `generation` is gone (`why`): marks it down and starts
+    /// reconnecting. Said once per link; nothing at shutdown.
+    fn link_lost(self: &Arc<Self>, generation: u64, why: &str) {
+        {
+            let mut link = self.link.lock();
+            match link.as_ref() {
+                Some(l) if l.generation == generation => {
+                    l.closed.cancel();
+                    *link = None;
+                }
+                _ => return,
+            }
+        }
+        if self.links.shutdown.is_cancelled() {
+            return;
+        }
+        let mut state = self.state.lock();
+        state.status = LinkStatus::Down;
+        state.since = SystemTime::now();
+        state.last_error = Some(why.to_owned());
+        drop(state);
+        tracing::warn!(endpoint = %self.options.name, address = %self.options.address, reason = why,
+            "endpoint link down; requests fail at once (RC 91) while it reconnects in the background");
+        self.links.tasks.spawn(connect(self.clone(), 1));
+        self.changed.notify_waiters();
+    }
+
+    /// An attempt to connect failed: down until the next one.
+    fn attempt_failed(&self, why: String) {
+        let mut state = self.state.lock();
+        let first_open = state.connects == 0 && state.failed_attempts == 0;
+        state.status = LinkStatus::Down;
+        state.failed_attempts += 1;
+        if first_open {
+            state.since = SystemTime::now();
+            tracing::warn!(endpoint = %self.options.name, address = %self.options.address, error = %why,
+                "endpoint unreachable; requests fail at once (RC 91) while it reconnects in the background");
+        } else {
+            tracing::debug!(endpoint = %self.options.name, attempt = state.failed_attempts, error = %why,
+                "endpoint reconnect attempt failed");
+        }
+        state.last_error = Some(why);
+        drop(state);
+        self.changed.notify_waiters();
     }
 
     fn reader(&self) -> LinkReader {
@@ -206,13 +419,14 @@ impl Endpoint {
 
     /// Sends a reserved request and waits for its reply until `deadline`.
     async fn send(
-        &self,
+        self: &Arc<Self>,
         reservation: Reservation,
         payload: Vec<u8>,
         deadline: tokio::time::Instant,
+        wait: Wait,
     ) -> Result<Bytes, ExchangeError> {
         let sent = tokio::time::timeout_at(deadline, async {
-            let link = self.sender().await?;
+            let link = self.sender(wait).await?;
             link.send(Bytes::from(payload)).map_err(|_| {
                 std::io::Error::other("the link closed before the request was written")
             })
@@ -236,14 +450,6 @@ impl Endpoint {
         result
     }
 
-    /// Sends `outbound` and waits for the reply with its key, at most the
-    /// endpoint's timeout.
-    pub async fn exchange(&self, outbound: Outbound) -> Result<Bytes, ExchangeError> {
-        let reservation = self.reserve(&outbound.key)?;
-        let deadline = tokio::time::Instant::now() + self.options.timeout;
-        self.send(reservation, outbound.payload, deadline).await
-    }
-
     /// Remembers that the request `key` of transaction `id` got no answer,
     /// so that its late reply is recognised and recorded.
     fn expect_late(&self, key: String, id: TxId) {
@@ -258,8 +464,8 @@ impl Endpoint {
 
     /// Sends the transaction to the endpoint and reads the reply into it,
     /// recording the upstream leg. `Ok(false)`: no usable answer (RC 91).
-    pub async fn query(
-        &self,
+    async fn query(
+        self: &Arc<Self>,
         ctx: &mut Context,
         lifecycle: Option<&Lifecycle>,
     ) -> Result<bool, Failure> {
@@ -280,7 +486,9 @@ impl Endpoint {
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(started + self.options.timeout);
         let key = reservation.key.clone();
-        let result = self.send(reservation, outbound.payload, deadline).await;
+        let result = self
+            .send(reservation, outbound.payload, deadline, Wait::FailFast)
+            .await;
         ctx.external = Some(started.elapsed());
         let upstream = match result {
             Ok(frame) => match self.formatter.parse_response(ctx, &frame) {
@@ -314,10 +522,45 @@ impl Endpoint {
     }
 }
 
+/// Connects the endpoint's link, attempt `attempt` onwards: attempt 0 at
+/// once, attempt `n` after [`Backoff::jittered`]`(n - 1)`; until it is up
+/// or the switch shuts down.
+async fn connect(inner: Arc<Inner>, mut attempt: u32) {
+    let shutdown = inner.links.shutdown.clone();
+    let o = &inner.options;
+    loop {
+        if attempt > 0 {
+            let wait = o.reconnect.jittered(attempt - 1);
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        inner.state.lock().status = LinkStatus::Connecting;
+        let opened = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = tokio::time::timeout(CONNECT_TIMEOUT, crate::tls::connect(&o.address, o.tls.as_deref())) => r,
+        };
+        match opened {
+            Ok(Ok((read, write))) => {
+                inner.install(read, write);
+                return;
+            }
+            Ok(Err(e)) => inner.attempt_failed(e.to_string()),
+            Err(_) => inner.attempt_failed(format!(
+                "no connection within {} ms",
+                CONNECT_TIMEOUT.as_millis()
+            )),
+        }
+        attempt = attempt.saturating_add(1);
+    }
+}
+
 /// Writes the frames queued for the link until it closes.
 async fn write_link(
-    name: Arc<str>,
-    mut sink: FramedWrite<tokio::net::tcp::OwnedWriteHalf, crate::framing::FrameCodec>,
+    inner: Arc<Inner>,
+    generation: u64,
+    mut sink: FramedWrite<crate::tls::LinkWrite, crate::framing::FrameCodec>,
     mut rx: mpsc::UnboundedReceiver<Bytes>,
     closed: CancellationToken,
 ) {
@@ -330,7 +573,8 @@ async fn write_link(
             },
         };
         if let Err(e) = sink.send(frame).await {
-            tracing::warn!(endpoint = %name, error = %e, "endpoint link write failed");
+            tracing::warn!(endpoint = %inner.options.name, error = %e, "endpoint link write failed");
+            inner.link_lost(generation, &format!("write failed: {e}"));
             break;
         }
     }
@@ -350,35 +594,136 @@ struct LinkReader {
 /// Reads replies until the link closes, handing each to the request
 /// waiting for its key (or recording it as a late reply).
 async fn read_link(
-    reader: LinkReader,
-    mut frames: FramedRead<tokio::net::tcp::OwnedReadHalf, crate::framing::FrameCodec>,
+    inner: Arc<Inner>,
+    generation: u64,
+    mut frames: FramedRead<crate::tls::LinkRead, crate::framing::FrameCodec>,
     closed: CancellationToken,
+    activity: Arc<Activity>,
 ) {
+    let reader = inner.reader();
     let name = reader.name.clone();
-    loop {
+    let why = loop {
         let frame = tokio::select! {
-            _ = closed.cancelled() => break,
+            _ = closed.cancelled() => break "closed".to_owned(),
             f = frames.next() => match f {
                 Some(f) => f,
-                None => break,
+                None => break "the endpoint closed the connection".to_owned(),
             },
         };
         let frame = match frame {
             Ok(f) => f.freeze(),
             Err(e) => {
                 tracing::warn!(endpoint = %name, error = %e, "endpoint link framing error; reconnecting");
-                break;
+                break format!("framing error: {e}");
             }
         };
+        *activity.lock() = tokio::time::Instant::now();
         if !frame.is_empty() {
             reader.dispatch(frame);
         }
-    }
-    tracing::info!(endpoint = %name, "endpoint link closed");
-    // The next request reconnects; those waiting on this link will get no
-    // reply: answer them now rather than at their timeout.
+    };
+    tracing::debug!(endpoint = %name, reason = %why, "endpoint link closed");
+    // Those waiting on this link will get no reply: answer them now rather
+    // than at their timeout.
     reader.waiters.lock().clear();
     closed.cancel();
+    inner.link_lost(generation, &why);
+}
+
+/// The echo task of one link: an 0800 after `every` without a frame from
+/// the endpoint; no answer within the endpoint timeout closes the link.
+struct Echo {
+    inner: Arc<Inner>,
+    generation: u64,
+    tx: mpsc::UnboundedSender<Bytes>,
+    closed: CancellationToken,
+    activity: Arc<Activity>,
+    every: Duration,
+}
+
+/// Why an echo did not prove the link alive.
+enum EchoError {
+    /// The formatter builds no echo: none on this endpoint.
+    Unsupported(String),
+    /// Sent, not answered in time (or the link closed).
+    Unanswered(String),
+}
+
+impl Echo {
+    async fn run(self) {
+        loop {
+            let due = *self.activity.lock() + self.every;
+            tokio::select! {
+                _ = self.closed.cancelled() => return,
+                _ = tokio::time::sleep_until(due) => {}
+            }
+            if *self.activity.lock() + self.every > tokio::time::Instant::now() {
+                continue; // a frame came meanwhile
+            }
+            let name = &self.inner.options.name;
+            match self.echo().await {
+                Ok(rc) => {
+                    tracing::debug!(endpoint = %name, rc = rc.as_deref().unwrap_or("?"), "echo answered")
+                }
+                Err(EchoError::Unsupported(why)) => {
+                    self.inner.no_echo.store(true, Ordering::Relaxed);
+                    tracing::info!(endpoint = %name, reason = %why,
+                        "the endpoint's formatter builds no echo (0800): no echo on this endpoint");
+                    return;
+                }
+                Err(EchoError::Unanswered(why)) => {
+                    if self.closed.is_cancelled() {
+                        return;
+                    }
+                    tracing::warn!(endpoint = %name, reason = %why, "echo not answered: the link is declared down");
+                    self.inner
+                        .link_lost(self.generation, &format!("echo not answered: {why}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends one echo and waits for its answer: the answer's result code.
+    async fn echo(&self) -> Result<Option<String>, EchoError> {
+        let inner = &self.inner;
+        let stan = inner.echo_stan.fetch_add(1, Ordering::Relaxed) % 999_999 + 1;
+        let request = echo_request(stan, SystemTime::now());
+        let mut ctx = Context::new("".into(), inner.options.name.clone(), 0, request);
+        let outbound = inner
+            .formatter
+            .format_request(&mut ctx)
+            .map_err(|f| EchoError::Unsupported(f.to_string()))?;
+        let reservation = match inner.reserve(&outbound.key) {
+            Ok(r) => r,
+            // An earlier echo with this key still waits: this one is moot.
+            Err(_) => return Ok(None),
+        };
+        inner.state.lock().echoes_sent += 1;
+        if self.tx.send(Bytes::from(outbound.payload)).is_err() {
+            inner.waiters.lock().remove(&reservation.key);
+            return Err(EchoError::Unanswered("the link closed".into()));
+        }
+        let timeout = inner.options.timeout;
+        match tokio::time::timeout(timeout, reservation.reply).await {
+            Ok(Ok(frame)) => {
+                inner.state.lock().echoes_answered += 1;
+                let rc = match inner.formatter.parse_response(&mut ctx, &frame) {
+                    Ok(()) => ctx.result_code().map(str::to_owned),
+                    Err(_) => None,
+                };
+                Ok(rc)
+            }
+            Ok(Err(_)) => Err(EchoError::Unanswered("the link closed".into())),
+            Err(_) => {
+                inner.waiters.lock().remove(&reservation.key);
+                Err(EchoError::Unanswered(format!(
+                    "no answer within {} ms",
+                    timeout.as_millis()
+                )))
+            }
+        }
+    }
 }
 
 impl LinkReader {

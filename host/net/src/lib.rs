@@ -14,18 +14,24 @@
 //! WebAssembly.
 #![forbid(unsafe_code)]
 
+mod admission;
 pub mod endpoint;
 pub mod forwarder;
 pub mod framing;
+pub mod link;
 pub mod listener;
 pub mod mainframe;
+pub mod reject;
 pub mod simulator;
+pub mod tls;
 
 pub use endpoint::{Endpoint, EndpointOptions, ExchangeError, Links, QueryEndpoint};
 pub use forwarder::{
     DEFAULT_ACK_CODES, EndpointDelivery, Forwarder, ForwarderOptions, ForwarderStats,
 };
 pub use framing::Framing;
+pub use link::{Backoff, EndpointState, LinkStatus};
 pub use listener::{Completed, Listener, ListenerOptions, Observer, SendResponse};
 pub use mainframe::{MainframeOptions, MainframeSimulator};
 pub use simulator::{Simulator, SimulatorOptions};
+pub use tls::{ClientTls, ClientTlsFiles, ServerTls, ServerTlsFiles, TlsError};

@@ -9,6 +9,11 @@
 //! An empty frame is a keep-alive: skipped, never answered. With a TPDU
 //! framing (`+tpdu`), each response carries its request's TPDU with source
 //! and destination swapped.
+//!
+//! Admission (`admission.rs`): beyond `max_connections`, or beyond
+//! `max_connections_per_peer` from one IP address, a connection is accepted
+//! and closed at once, counted on a rate-limited WARN line; a connection
+//! that delivers no complete frame within `first_frame_timeout` is closed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +34,7 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::{Gate, RefusalCounts, Refusals};
 use crate::framing::Framing;
 
 /// What a listener serves and how.
@@ -48,9 +54,16 @@ pub struct ListenerOptions {
     pub max_frame: usize,
     /// A connection with no frame for this long is closed.
     pub idle_timeout: Duration,
+    /// A connection that has not delivered one complete frame this long
+    /// after it was accepted is closed (then `idle_timeout` applies).
+    pub first_frame_timeout: Duration,
+    /// Most connections at once from one IP address (0: no limit); one
+    /// over it is closed at once.
+    pub max_connections_per_peer: usize,
     /// Most requests in flight per connection; reading pauses beyond it.
     pub max_in_flight: usize,
-    /// Most connections at once; accepting pauses beyond it.
+    /// Most connections at once; a connection beyond it is accepted and
+    /// closed at once (counted in a rate-limited WARN line).
     pub max_connections: usize,
     /// The message spec of the wire.
     pub spec: Arc<Spec>,
@@ -62,6 +75,9 @@ pub struct ListenerOptions {
     /// runs every request straight through the pipeline, unrecorded
     /// (benches only).
     pub lifecycle: Option<Arc<Lifecycle>>,
+    /// TLS (and mutual TLS) on every connection; `None`: plain TCP.
+    /// Shared with the reload (SIGHUP, `POST /tls/reload`).
+    pub tls: Option<Arc<crate::tls::ServerTls>>,
 }
 
 /// A completed transaction, as an [`Observer`] sees it (no card data).
@@ -113,19 +129,18 @@ impl Listener {
     /// in-flight transactions to finish.
     pub async fn serve(self, shutdown: CancellationToken, tracker: TaskTracker) {
         let opts = self.options;
-        let limit = Arc::new(Semaphore::new(opts.max_connections));
+        let gate = Gate::new(opts.max_connections, opts.max_connections_per_peer);
+        let mut refusals = Refusals::default();
         tracing::info!(listener = %opts.name, addr = %self.socket.local_addr().map(|a| a.to_string()).unwrap_or_default(),
             port = opts.port, tenant = %opts.tenant, pipeline = opts.pipeline.name(), "listening");
         loop {
-            let permit = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                p = limit.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-            };
+            let due = refusals.due();
             let (stream, peer) = tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
+                    log_refusals(&opts, &gate, refusals.take(tokio::time::Instant::now()));
+                    continue;
+                }
                 r = self.socket.accept() => match r {
                     Ok(x) => x,
                     Err(e) => {
@@ -135,28 +150,93 @@ impl Listener {
                     }
                 },
             };
+            let permit = match gate.admit(peer.ip()) {
+                Ok(permit) => permit,
+                Err(why) => {
+                    // Closed at once: the client learns now, not at a timeout.
+                    drop(stream);
+                    tracing::debug!(listener = %opts.name, %peer, reason = ?why, "connection refused");
+                    log_refusals(
+                        &opts,
+                        &gate,
+                        refusals.refused(why, tokio::time::Instant::now()),
+                    );
+                    continue;
+                }
+            };
             let _ = stream.set_nodelay(true);
             let opts = opts.clone();
             let shutdown = shutdown.clone();
             let inner = tracker.clone();
             tracker.spawn(async move {
-                connection(opts, stream, peer, shutdown, inner).await;
+                accept_connection(opts, stream, peer, shutdown, inner).await;
                 drop(permit);
             });
         }
+        log_refusals(&opts, &gate, refusals.take(tokio::time::Instant::now()));
         tracing::info!(listener = %opts.name, "stopped accepting");
     }
 }
 
-async fn connection(
+/// The rate-limited line of the connections refused since the last one.
+fn log_refusals(opts: &ListenerOptions, gate: &Gate, counts: Option<RefusalCounts>) {
+    if let Some(c) = counts {
+        tracing::warn!(listener = %opts.name, refused_at_limit = c.full, refused_per_peer = c.per_peer,
+            open = gate.open(), max_connections = opts.max_connections,
+            max_connections_per_peer = opts.max_connections_per_peer,
+            "connections refused (closed at once) since the last such line");
+    }
+}
+
+/// Longest TLS handshake on an accepted connection.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves an accepted connection: plain, or after its TLS handshake (which
+/// verifies the client's certificate on a mutual-TLS listener). A failed
+/// handshake closes the connection, logged (rate-limited) with its reason.
+async fn accept_connection(
     opts: Arc<ListenerOptions>,
     stream: TcpStream,
     peer: SocketAddr,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let Some(tls) = opts.tls.clone() else {
+        let (read, write) = stream.into_split();
+        return connection(opts, read, write, None, peer, shutdown, tracker).await;
+    };
+    let handshake = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)) => r,
+    };
+    let reason = match handshake {
+        Ok(Ok((stream, subject))) => {
+            tracing::debug!(listener = %opts.name, %peer, subject = subject.as_deref().unwrap_or(""), "TLS handshake done");
+            let (read, write) = tokio::io::split(stream);
+            return connection(opts, read, write, subject, peer, shutdown, tracker).await;
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no handshake within {} s", HANDSHAKE_TIMEOUT.as_secs()),
+    };
+    if let Some(suppressed) = tls.failed_handshake() {
+        tracing::warn!(listener = %opts.name, %peer, reason = %reason, not_logged_since_last = suppressed,
+            "TLS handshake failed; connection closed");
+    }
+}
+
+async fn connection<R, W>(
+    opts: Arc<ListenerOptions>,
+    read: R,
+    write: W,
+    tls_subject: Option<Arc<str>>,
+    peer: SocketAddr,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) where
+    R: tokio::io::AsyncRead + Send + Unpin + 'static,
+    W: tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
     tracing::debug!(listener = %opts.name, %peer, "connection opened");
-    let (read, write) = stream.into_split();
     let mut frames = FramedRead::new(read, opts.framing.codec(opts.max_frame));
     let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
     let writer = {
@@ -183,16 +263,25 @@ async fn connection(
         })
     };
     let in_flight = Arc::new(Semaphore::new(opts.max_in_flight));
+    // Until the first complete frame, the first-frame deadline; then the
+    // idle timeout, frame by frame.
+    let mut first_frame_by = Some(tokio::time::Instant::now() + opts.first_frame_timeout);
     loop {
         let permit = match in_flight.clone().acquire_owned().await {
             Ok(p) => p,
             Err(_) => break,
         };
+        let by = first_frame_by.unwrap_or_else(|| tokio::time::Instant::now() + opts.idle_timeout);
         let next = tokio::select! {
             _ = shutdown.cancelled() => break,
-            n = tokio::time::timeout(opts.idle_timeout, frames.next()) => n,
+            n = tokio::time::timeout_at(by, frames.next()) => n,
         };
         let frame = match next {
+            Err(_) if first_frame_by.is_some() => {
+                tracing::info!(listener = %opts.name, %peer, first_frame_ms = opts.first_frame_timeout.as_millis() as u64,
+                    "no complete frame within the first-frame timeout; closing");
+                break;
+            }
             Err(_) => {
                 tracing::info!(listener = %opts.name, %peer, idle_s = opts.idle_timeout.as_secs(), "idle timeout; closing");
                 break;
@@ -202,7 +291,10 @@ async fn connection(
                 tracing::warn!(listener = %opts.name, %peer, error = %e, "framing error; closing the connection");
                 break;
             }
-            Ok(Some(Ok(frame))) => frame.freeze(),
+            Ok(Some(Ok(frame))) => {
+                first_frame_by = None;
+                frame.freeze()
+            }
         };
         if frame.is_empty() {
             continue; // keep-alive
@@ -221,8 +313,9 @@ async fn connection(
         };
         let opts = opts.clone();
         let tx = tx.clone();
+        let tls_subject = tls_subject.clone();
         tracker.spawn(async move {
-            transaction(&opts, peer, frame, tpdu, received, tx).await;
+            transaction(&opts, peer, frame, tpdu, received, tx, tls_subject).await;
             drop(permit);
         });
     }
@@ -239,6 +332,7 @@ async fn transaction(
     tpdu: Option<Tpdu>,
     received: Instant,
     tx: mpsc::UnboundedSender<Bytes>,
+    tls_subject: Option<Arc<str>>,
 ) {
     let mut profiler = Profiler::start_at(received);
     let request = match opts.spec.decode(frame.clone()) {
@@ -252,6 +346,7 @@ async fn transaction(
     let mut ctx = Context::new(opts.tenant.clone(), opts.name.clone(), opts.port, request);
     ctx.profiler = profiler;
     ctx.spec = Some(opts.spec.clone());
+    ctx.tls_client_subject = tls_subject;
     let verdict = run(opts, &mut ctx).await;
     if ctx.respond {
         ConnectionResponder {
@@ -262,11 +357,13 @@ async fn transaction(
         }
         .respond(&ctx.response);
     } else {
-        tracing::debug!(listener = %opts.name, "pipeline sent no response");
+        tracing::debug!(tenant = %opts.tenant, listener = %opts.name,
+            stan = ctx.request.get_str(11).unwrap_or(""), "pipeline sent no response");
     }
     let mti = ctx.request.mti();
     tracing::info!(
         target: "switchyard::profiler",
+        tenant = %opts.tenant,
         listener = %opts.name,
         mti = mti.as_str(),
         stan = ctx.request.get_str(11).unwrap_or(""),
@@ -324,15 +421,16 @@ fn reject(
     error: &switchyard_iso8583::DecodeError,
     tx: &mpsc::UnboundedSender<Bytes>,
 ) {
-    let (partial, _) = opts.spec.decode_partial(frame);
-    let readable = partial.filter(|m| m.contains(11) && m.mti().is_request());
-    match readable {
-        Some(request) => {
-            tracing::warn!(listener = %opts.name, %peer, mti = request.mti().as_str(),
-                stan = request.get_str(11).unwrap_or(""), error = %error,
-                "undecodable request; answered with 30");
-            let mut response = Message::default();
-            complete_response(&request, rc::FORMAT_ERROR, &mut response);
+    // Field, offset, lengths and reason only: no byte of the frame (crate::reject).
+    let rejection = crate::reject::reject(&opts.spec, &frame, error);
+    let facts = &rejection.facts;
+    let mti = facts.mti.as_ref().map(|m| m.as_str());
+    match rejection.reply {
+        Some(response) => {
+            tracing::warn!(tenant = %opts.tenant, listener = %opts.name, %peer, mti,
+                stan = facts.stan.as_deref(), field = facts.field, offset = facts.offset,
+                length = facts.length, frame_len = facts.frame_len, reason = %facts.reason,
+                withheld = ?facts.withheld, "undecodable request; answered with 30");
             ConnectionResponder {
                 tx: tx.clone(),
                 spec: opts.spec.clone(),
@@ -342,8 +440,10 @@ fn reject(
             .respond(&response);
         }
         None => {
-            tracing::warn!(listener = %opts.name, %peer, error = %error,
-                "undecodable frame without a readable MTI and STAN; dropped");
+            tracing::warn!(tenant = %opts.tenant, listener = %opts.name, %peer, mti,
+                field = facts.field, offset = facts.offset, length = facts.length,
+                frame_len = facts.frame_len, reason = %facts.reason,
+                "undecodable frame without a readable request MTI and STAN; dropped");
         }
     }
 }

@@ -11,6 +11,7 @@ use switchyard_engine::ports::{KvStore, PortError};
 use switchyard_engine::steps::NEVER_RETURNED;
 
 use crate::bindings::{clock, config, counters, kv, log, transaction};
+use crate::deadline::CallClock;
 use crate::runtime::Capabilities;
 
 /// Most log lines a plugin instance may write per second; the rest are
@@ -100,6 +101,8 @@ pub struct HostState {
     pub(crate) tenant: Arc<str>,
     capabilities: Arc<Capabilities>,
     log_budget: LogBudget,
+    /// The deadline of the call in progress.
+    pub(crate) clock: CallClock,
 }
 
 impl HostState {
@@ -123,6 +126,7 @@ impl HostState {
                 used: 0,
                 suppressed: 0,
             },
+            clock: CallClock::default(),
         }
     }
 

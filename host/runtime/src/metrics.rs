@@ -85,6 +85,11 @@ pub struct PluginStats {
     pub instantiations: AtomicU64,
     /// Instances retired by policy (call count or memory high-water mark).
     pub recycled: AtomicU64,
+    /// Times the circuit breaker opened (re-openings after a failed trial
+    /// included).
+    pub breaker_opens: AtomicU64,
+    /// Calls refused because the circuit breaker was open.
+    pub breaker_refused: AtomicU64,
     /// Largest linear memory any instance reached, in bytes.
     pub peak_memory: AtomicU64,
     /// Call latency.

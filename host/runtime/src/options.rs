@@ -1,5 +1,5 @@
 //! What an operator configures per plugin: sandbox limits, instance policy,
-//! failure policy and granted capabilities.
+//! failure policy, circuit breaker and granted capabilities.
 
 use std::time::Duration;
 
@@ -75,6 +75,41 @@ pub enum FailurePolicy {
     Optional,
 }
 
+/// The circuit breaker of a plugin: after `failures` failed calls (trap,
+/// deadline, memory cap, fuel; not a business decline) within `window`, the
+/// plugin is *open* for `cooldown`: its calls fail at once, without entering
+/// wasm, with [`switchyard_engine::FailureKind::CircuitOpen`]. After the
+/// cool-down one trial call is let through (*half-open*): success closes the
+/// breaker, failure opens it again for another cool-down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerOptions {
+    /// Failures that open the breaker (default 5); 0 turns it off.
+    pub failures: u32,
+    /// The window those failures must fall in (default 10 s).
+    pub window: Duration,
+    /// How long an open breaker refuses calls (default 30 s).
+    pub cooldown: Duration,
+}
+
+impl Default for BreakerOptions {
+    fn default() -> BreakerOptions {
+        BreakerOptions {
+            failures: 5,
+            window: Duration::from_secs(10),
+            cooldown: Duration::from_secs(30),
+        }
+    }
+}
+
+impl BreakerOptions {
+    /// A breaker that never opens.
+    pub const OFF: BreakerOptions = BreakerOptions {
+        failures: 0,
+        window: Duration::from_secs(10),
+        cooldown: Duration::from_secs(30),
+    };
+}
+
 /// A host capability a plugin may import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Capability {
@@ -148,6 +183,10 @@ pub struct PluginOptions {
     pub failure: FailurePolicy,
     /// Capabilities it may import.
     pub grants: Vec<Capability>,
+    /// Its circuit breaker (off in `PluginOptions::default()`; a
+    /// configured plugin of the switch gets `BreakerOptions::default()`
+    /// unless its configuration says otherwise).
+    pub breaker: BreakerOptions,
 }
 
 impl Default for PluginOptions {
@@ -158,6 +197,9 @@ impl Default for PluginOptions {
             limits,
             failure: FailurePolicy::Required,
             grants: Capability::DEFAULT_GRANTS.to_vec(),
+            // Off for embedders and tests that count every failure; the
+            // switch's configuration turns it on (`BreakerOptions::default`).
+            breaker: BreakerOptions::OFF,
         }
     }
 }

@@ -167,6 +167,8 @@ impl Calls {
         }
     }
 
+    /// [`Calls::call_instance`] under the plugin's circuit breaker.
+    #[inline]
     fn call_on<R>(
         &self,
         plugin: &Plugin,
@@ -176,6 +178,22 @@ impl Calls {
         keep: impl FnOnce(&R) -> bool,
     ) -> Result<R, Failure> {
         let tenant = ctx.tenant().clone();
+        plugin.guarded(&tenant, || {
+            self.call_instance(plugin, ctx, &tenant, phase, call, keep)
+        })
+    }
+
+    /// Gets an instance (held, pooled or new) and runs `call` on it.
+    #[inline]
+    fn call_instance<R>(
+        &self,
+        plugin: &Plugin,
+        ctx: &mut Context,
+        tenant: &Arc<str>,
+        phase: Phase,
+        call: impl FnOnce(&mut Instance) -> wasmtime::Result<R>,
+        keep: impl FnOnce(&R) -> bool,
+    ) -> Result<R, Failure> {
         let fresh = plugin.options().policy == InstancePolicy::Fresh;
         let held = if fresh {
             ctx.extensions.remove::<Held>(self.step_id).map(|h| h.0)
@@ -185,11 +203,11 @@ impl Calls {
         let mut instance = match held {
             Some(i) => i,
             None => match (!fresh)
-                .then(|| self.pools.checkout(plugin, self.live_id(), &tenant))
+                .then(|| self.pools.checkout(plugin, self.live_id(), tenant))
                 .flatten()
             {
                 Some(i) => i,
-                None => plugin.instantiate(&tenant, self.settings.clone())?,
+                None => plugin.instantiate(tenant, self.settings.clone())?,
             },
         };
         let (result, after) = plugin.run(&mut instance, Some(ctx), call);
@@ -204,7 +222,7 @@ impl Calls {
                     ctx.extensions.insert(self.step_id, Held(instance));
                 }
             } else if self.live_id() == instance.version {
-                self.pools.checkin(&tenant, instance);
+                self.pools.checkin(tenant, instance);
             }
         }
         result
@@ -224,15 +242,17 @@ impl Calls {
         let generation = self.registry.current();
         let plugin = generation.plugin(self.slot);
         let tenant: Arc<str> = LINK_TENANT.into();
-        let mut instance = match self.pools.checkout(plugin, plugin.id(), &tenant) {
-            Some(i) => i,
-            None => plugin.instantiate(LINK_TENANT, self.settings.clone())?,
-        };
-        let (result, after) = plugin.run(&mut instance, None, call);
-        if let AfterCall::Keep = after {
-            self.pools.checkin(&tenant, instance);
-        }
-        result
+        plugin.guarded(LINK_TENANT, || {
+            let mut instance = match self.pools.checkout(plugin, plugin.id(), &tenant) {
+                Some(i) => i,
+                None => plugin.instantiate(LINK_TENANT, self.settings.clone())?,
+            };
+            let (result, after) = plugin.run(&mut instance, None, call);
+            if let AfterCall::Keep = after {
+                self.pools.checkin(&tenant, instance);
+            }
+            result
+        })
     }
 
     fn failure_policy(&self, ctx: &Context) -> FailurePolicy {

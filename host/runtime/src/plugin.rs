@@ -15,6 +15,8 @@ use crate::bindings::{
     FORMATTER_EXPORT, PARTICIPANT_EXPORT, SAF_EXPORT, SELECTOR_EXPORT, formatter_export,
     participant_export, reversible_export, saf_export, selector_export, settings_export,
 };
+use crate::breaker::{Admission, Breaker, BreakerState, Transition};
+use crate::deadline::{SLICE_TICKS, on_epoch};
 use crate::error::LoadError;
 use crate::host::{HostState, Limiter, Settings};
 use crate::metrics::PluginStats;
@@ -77,6 +79,16 @@ pub struct PluginShared {
     failure_log: Mutex<(Option<Instant>, u32, u64)>,
 }
 
+/// Whether a failure of this kind counts towards opening the breaker: the
+/// plugin misbehaved (trap, deadline or fuel, memory cap), not a decline
+/// of its own nor a host problem.
+fn opens_breaker(kind: FailureKind) -> bool {
+    matches!(
+        kind,
+        FailureKind::Trap | FailureKind::Deadline | FailureKind::Memory
+    )
+}
+
 /// Longest the trial instantiation at load or swap time may take (wall
 /// time, start functions included).
 pub const LOAD_CHECK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -99,6 +111,8 @@ pub struct Plugin {
     deadline_ticks: u64,
     runtime: Runtime,
     shared: Arc<PluginShared>,
+    /// This version's circuit breaker (a swap starts closed).
+    breaker: Breaker,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -201,6 +215,7 @@ impl Plugin {
             saf,
             settings,
             deadline_ticks: u64::try_from(ticks.max(1)).unwrap_or(u64::MAX),
+            breaker: Breaker::new(options.breaker),
             options,
             runtime: runtime.clone(),
             shared,
@@ -249,6 +264,80 @@ impl Plugin {
     /// Its metrics (shared by all its versions).
     pub fn stats(&self) -> &PluginStats {
         &self.shared.stats
+    }
+
+    /// The state of this version's circuit breaker.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
+    }
+
+    /// Runs `call` (getting an instance and calling it) under this version's
+    /// circuit breaker: while it is open the call is refused at once with a
+    /// [`FailureKind::CircuitOpen`] failure (already logged: the breaker
+    /// logs when it opens and closes, not per call).
+    #[inline]
+    pub(crate) fn guarded<R>(
+        &self,
+        tenant: &str,
+        call: impl FnOnce() -> Result<R, Failure>,
+    ) -> Result<R, Failure> {
+        let admission = self.breaker.admit();
+        if let Admission::Refused { retry_in } = admission {
+            return Err(self.refused(retry_in));
+        }
+        let result = call();
+        let failed = matches!(&result, Err(f) if opens_breaker(f.kind));
+        if let Some(transition) = self.breaker.settle(admission, failed) {
+            self.log_transition(tenant, transition);
+        }
+        result
+    }
+
+    #[cold]
+    fn refused(&self, retry_in: Duration) -> Failure {
+        self.shared
+            .stats
+            .breaker_refused
+            .fetch_add(1, Ordering::Relaxed);
+        let mut failure = Failure::new(
+            FailureKind::CircuitOpen,
+            format!(
+                "plugin {} {}: circuit breaker open (it failed {} times within {} ms); not \
+                 called, next trial in {} ms",
+                self.name,
+                self.version(),
+                self.options.breaker.failures,
+                self.options.breaker.window.as_millis(),
+                retry_in.as_millis()
+            ),
+        );
+        failure.logged = true;
+        failure
+    }
+
+    #[cold]
+    fn log_transition(&self, tenant: &str, transition: Transition) {
+        let stats = &self.shared.stats;
+        let b = &self.options.breaker;
+        let cooldown_ms = b.cooldown.as_millis() as u64;
+        match transition {
+            Transition::Opened { failures } => {
+                stats.breaker_opens.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(plugin = %self.name, version = self.version(), tenant, failures,
+                    window_ms = b.window.as_millis() as u64, cooldown_ms,
+                    "plugin circuit breaker opened: its calls fail at once (RC 96; optional \
+                     participants are skipped) until a trial call after the cool-down succeeds");
+            }
+            Transition::Reopened => {
+                stats.breaker_opens.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(plugin = %self.name, version = self.version(), tenant, cooldown_ms,
+                    "plugin circuit breaker re-opened: the trial call after the cool-down failed");
+            }
+            Transition::Closed => {
+                tracing::warn!(plugin = %self.name, version = self.version(), tenant,
+                    "plugin circuit breaker closed: the trial call succeeded; calls run again");
+            }
+        }
     }
 
     /// Whether this version exports `reversible` (contract 1.2.0): it is
@@ -327,7 +416,9 @@ impl Plugin {
         let Some(check) = instance.settings.take() else {
             return Ok(SettingsCheck::default());
         };
-        instance.store.set_epoch_deadline(ticks);
+        let now = self.runtime.ticks().now();
+        instance.store.data_mut().clock.start(now, ticks);
+        instance.store.set_epoch_deadline(SLICE_TICKS);
         if let Some(fuel) = self.options.limits.fuel {
             let _ = instance.store.set_fuel(fuel);
         }
@@ -391,8 +482,11 @@ impl Plugin {
         );
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(deadline_ticks);
+        let ticks = self.runtime.ticks().clone();
+        store.epoch_deadline_callback(move |mut cx| Ok(on_epoch(&mut cx.data_mut().clock, &ticks)));
+        let now = self.runtime.ticks().now();
+        store.data_mut().clock.start(now, deadline_ticks);
+        store.set_epoch_deadline(SLICE_TICKS);
         if let Some(fuel) = limits.fuel {
             // Instantiation runs start functions: give it the call budget.
             let _ = store.set_fuel(fuel);
@@ -473,8 +567,13 @@ impl Plugin {
             }
             state.bound = bound;
             state.limiter.memory_denied = false;
+            state
+                .clock
+                .start(self.runtime.ticks().now(), self.deadline_ticks);
         }
-        instance.store.set_epoch_deadline(self.deadline_ticks);
+        // A short first slice: a call still running when it ends hands its
+        // async worker off and goes on to the deadline (`deadline`).
+        instance.store.set_epoch_deadline(SLICE_TICKS);
         if let Some(fuel) = self.options.limits.fuel {
             let _ = instance.store.set_fuel(fuel);
         }

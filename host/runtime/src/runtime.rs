@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
@@ -19,6 +19,7 @@ use wasmtime::component::{Component, HasSelf, Linker, LinkerInstance, ResourceTy
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::bindings;
+use crate::deadline::Ticks;
 use crate::error::LoadError;
 use crate::host::HostState;
 use crate::options::{Capability, InstancePolicy, PluginOptions};
@@ -96,6 +97,7 @@ struct Inner {
     cache_dir: Option<PathBuf>,
     capabilities: Arc<Capabilities>,
     pool_instances: u32,
+    ticks: Arc<Ticks>,
     stop: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
 }
@@ -122,26 +124,21 @@ impl Runtime {
     /// the last clone is dropped).
     pub fn new(options: RuntimeOptions) -> Result<Runtime, LoadError> {
         if let Some(dir) = &options.cache_dir {
-            fs::create_dir_all(dir).map_err(|e| LoadError::Cache {
+            private_dir(dir).map_err(|e| LoadError::Cache {
                 path: dir.clone(),
                 reason: e.to_string(),
             })?;
         }
         let stop = Arc::new(AtomicBool::new(false));
         let ticking: Arc<Mutex<Vec<Engine>>> = Arc::default();
+        let ticks = Arc::new(Ticks::new());
         let ticker = {
             let stop = stop.clone();
             let ticking = ticking.clone();
+            let ticks = ticks.clone();
             std::thread::Builder::new()
                 .name("wasm-epoch".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(EPOCH_TICK);
-                        for engine in ticking.lock().iter() {
-                            engine.increment_epoch();
-                        }
-                    }
-                })
+                .spawn(move || tick(&stop, &ticking, &ticks))
                 .map_err(|e| LoadError::Engine(format!("epoch ticker: {e}")))?
         };
         Ok(Runtime {
@@ -154,6 +151,7 @@ impl Runtime {
                     counters: options.counters,
                 }),
                 pool_instances: options.pool_instances.max(1),
+                ticks,
                 stop,
                 ticker: Some(ticker),
             }),
@@ -162,6 +160,11 @@ impl Runtime {
 
     pub(crate) fn capabilities(&self) -> &Arc<Capabilities> {
         &self.inner.capabilities
+    }
+
+    /// The tick counter that per-call deadlines are measured on.
+    pub(crate) fn ticks(&self) -> &Arc<Ticks> {
+        &self.inner.ticks
     }
 
     fn engine_for(&self, options: &PluginOptions) -> Result<Arc<EngineEntry>, LoadError> {
@@ -402,7 +405,7 @@ impl Runtime {
         match component.serialize() {
             Ok(bytes) => {
                 let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-                let written = fs::write(&tmp, bytes).and_then(|()| fs::rename(&tmp, &path));
+                let written = private_write(&tmp, &bytes).and_then(|()| fs::rename(&tmp, &path));
                 if let Err(e) = written {
                     let _ = fs::remove_file(&tmp);
                     tracing::warn!(plugin = name, path = %path.display(), error = %e, "could not cache the precompiled plugin");
@@ -413,6 +416,64 @@ impl Runtime {
             }
         }
         Ok(component)
+    }
+}
+
+/// Creates the cache directory (and its parents) and makes it 0700, and
+/// every file in it 0600 (a cache an older version wrote 0644): compiled
+/// plugins are code the switch runs, for its user only.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        for entry in fs::read_dir(dir)?.map_while(Result::ok) {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+                fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes a new cache file, mode 0600 whatever the umask.
+fn private_write(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        // An older file of this name (a crashed write) kept its mode.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    }
+    file.write_all(bytes)
+}
+
+/// The epoch ticker: every [`EPOCH_TICK`], advances the epoch of every
+/// engine (which makes running calls check their deadline) and sets the
+/// tick counter to the ticks elapsed since it started. The counter follows
+/// wall time even when the thread wakes late (a loaded machine): a deadline
+/// is then not stretched by the ticker's lateness.
+fn tick(stop: &AtomicBool, ticking: &Mutex<Vec<Engine>>, ticks: &Ticks) {
+    let mut done: u64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let next = ticks.instant_of(done.saturating_add(1));
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        }
+        // Every tick due by now (more than one when this thread woke late).
+        done = ticks.due().max(done + 1);
+        ticks.set(done);
+        for engine in ticking.lock().iter() {
+            engine.increment_epoch();
+        }
     }
 }
 

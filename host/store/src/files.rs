@@ -29,6 +29,34 @@ pub(crate) fn private_file(path: &Path) -> Result<(), StoreError> {
     set_mode(path, 0o600)
 }
 
+/// Refuses a key file that group or others may read or write: its mode is
+/// not tightened behind the operator's back, since the key may already have
+/// been copied; the error names the file, its mode and the fix.
+pub(crate) fn require_private_key(path: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(StoreError::io(path, "reading the mode"))?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(StoreError::KeyFile {
+                path: path.display().to_string(),
+                reason: format!(
+                    "mode {mode:04o} lets group or others read or write the key-encryption key; \
+                     refusing to start: `chmod 600 {}` (and consider the key exposed)",
+                    path.display()
+                ),
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 /// Makes `path` 0600 when it exists (SQLite's `-wal` and `-shm`).
 pub(crate) fn tighten_if_present(path: &Path) -> Result<(), StoreError> {
     if path.exists() {

@@ -176,7 +176,7 @@ pub(crate) fn open(kek_path: &Path, recorded: Option<&str>) -> Result<(Kek, bool
         tracing::info!(kek = %kek.fingerprint, path = %kek_path.display(), "created a key-encryption key");
         created = true;
     }
-    files::private_file(kek_path)?;
+    files::require_private_key(kek_path)?;
     let kek = read(kek_path)?;
     if let Some(fp) = recorded
         && fp != kek.fingerprint

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use switchyard_iso8583::Spec;
 use switchyard_net::Framing;
-use switchyard_runtime::{Capability, FailurePolicy, InstancePolicy, Limits, PluginOptions};
+use switchyard_runtime::{
+    BreakerOptions, Capability, FailurePolicy, InstancePolicy, Limits, PluginOptions,
+};
 
 /// The embedded default configuration (`config/switchyard.toml`).
 pub const DEFAULT_CONFIG: &str = include_str!("../../../config/switchyard.toml");
@@ -45,6 +47,9 @@ pub struct Config {
     /// Where relative paths in the file are resolved from.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// Where the configuration came from (a file's path), for messages.
+    #[serde(skip)]
+    pub source: String,
     /// Every spec a listener names, loaded and validated (by the listener's `spec` value).
     #[serde(skip)]
     pub loaded_specs: BTreeMap<String, Spec>,
@@ -301,9 +306,22 @@ pub struct ListenerConfig {
     /// Most requests in flight per connection.
     #[serde(default = "default_in_flight")]
     pub max_in_flight: usize,
-    /// Most connections at once.
+    /// Most connections at once; one more is accepted and closed at once.
     #[serde(default = "default_connections")]
     pub max_connections: usize,
+    /// A connection without one complete frame this long after it opened
+    /// is closed (at most `idle_timeout_ms`).
+    #[serde(default = "default_first_frame_ms")]
+    pub first_frame_ms: u64,
+    /// Most connections at once from one IP address; 0: no limit.
+    #[serde(default = "default_connections_per_peer")]
+    pub max_connections_per_peer: usize,
+    /// `[listener.tls]`: TLS (mutual TLS with `client_ca`); see `tls_config`.
+    #[serde(default)]
+    pub tls: Option<crate::tls_config::ListenerTls>,
+    /// Serve plain TCP on a non-loopback address (needed there without `tls`).
+    #[serde(default)]
+    pub plaintext: bool,
 }
 
 fn default_tenant() -> String {
@@ -326,6 +344,12 @@ fn default_in_flight() -> usize {
 }
 fn default_connections() -> usize {
     1024
+}
+fn default_first_frame_ms() -> u64 {
+    10_000
+}
+fn default_connections_per_peer() -> usize {
+    64
 }
 
 /// `[plugins.NAME]`.
@@ -365,6 +389,16 @@ pub struct PluginConfig {
     /// Host capabilities it may import.
     #[serde(default = "default_grants")]
     pub grants: Vec<String>,
+    /// Circuit breaker: failed calls (trap, deadline, memory, fuel) within
+    /// `breaker_window_ms` that open it; 0 turns it off.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// Circuit breaker: the window of `breaker_failures`, ms.
+    #[serde(default = "default_breaker_window_ms")]
+    pub breaker_window_ms: u64,
+    /// Circuit breaker: how long an open breaker refuses calls, ms.
+    #[serde(default = "default_breaker_cooldown_ms")]
+    pub breaker_cooldown_ms: u64,
     /// Settings every participant of this plugin gets (a participant's own
     /// `config` overrides them key by key).
     #[serde(default)]
@@ -394,6 +428,15 @@ fn default_max_calls() -> u64 {
 }
 fn default_failure() -> String {
     "required".into()
+}
+fn default_breaker_failures() -> u32 {
+    BreakerOptions::default().failures
+}
+fn default_breaker_window_ms() -> u64 {
+    BreakerOptions::default().window.as_millis() as u64
+}
+fn default_breaker_cooldown_ms() -> u64 {
+    BreakerOptions::default().cooldown.as_millis() as u64
 }
 fn default_grants() -> Vec<String> {
     ["transaction", "config", "log", "clock"]
@@ -434,6 +477,11 @@ impl PluginConfig {
                 .iter()
                 .filter_map(|g| Capability::parse(g))
                 .collect(),
+            breaker: BreakerOptions {
+                failures: self.breaker_failures,
+                window: std::time::Duration::from_millis(self.breaker_window_ms),
+                cooldown: std::time::Duration::from_millis(self.breaker_cooldown_ms),
+            },
         }
     }
 
@@ -478,6 +526,17 @@ impl PluginConfig {
                 "{at}.failure: {:?} is neither \"required\" nor \"optional\"",
                 self.failure
             ));
+        }
+        if self.breaker_failures > 10_000 {
+            problems.push(format!("{at}.breaker_failures: must be 0..=10000 (0: off)"));
+        }
+        for (key, ms) in [
+            ("breaker_window_ms", self.breaker_window_ms),
+            ("breaker_cooldown_ms", self.breaker_cooldown_ms),
+        ] {
+            if ms == 0 || ms > 86_400_000 {
+                problems.push(format!("{at}.{key}: must be 1..=86400000"));
+            }
         }
         for g in &self.grants {
             if Capability::parse(g).is_none() {
@@ -547,6 +606,31 @@ pub struct EndpointConfig {
     /// is retried).
     #[serde(default = "default_ack_codes")]
     pub ack_codes: Vec<String>,
+    /// A network-management echo (0800, DE70 301) after this long without
+    /// a frame from the endpoint, ms; 0: none. Unanswered within
+    /// `timeout_ms`: the link is declared down.
+    #[serde(default = "default_echo_ms")]
+    pub echo_ms: u64,
+    /// First wait before reconnecting a dropped link, ms (doubled each
+    /// attempt, with jitter).
+    #[serde(default = "default_reconnect_ms")]
+    pub reconnect_ms: u64,
+    /// Longest wait between reconnect attempts, ms.
+    #[serde(default = "default_reconnect_max_ms")]
+    pub reconnect_max_ms: u64,
+    /// `[endpoints.NAME.tls]`: TLS on the link (pinned CA); see `tls_config`.
+    #[serde(default)]
+    pub tls: Option<crate::tls_config::EndpointTls>,
+}
+
+fn default_echo_ms() -> u64 {
+    30_000
+}
+fn default_reconnect_ms() -> u64 {
+    100
+}
+fn default_reconnect_max_ms() -> u64 {
+    30_000
 }
 
 /// The wire an in-process (or `switchyard simulate`) endpoint simulator
@@ -631,15 +715,18 @@ impl Config {
             problems: vec![e.to_string().trim().to_owned()],
         })?;
         let mut config: Config = serde_ignored::deserialize(de, |path| {
-            problems.push(format!("{path}: unknown key"));
+            problems.push(format!("{}: unknown key", crate::plan::serde_path(&path)));
         })
         .map_err(|e| ConfigErrors {
             source: source.into(),
             problems: vec![e.to_string().trim().to_owned()],
         })?;
         config.base_dir = base_dir.to_owned();
+        config.source = source.to_owned();
         config.validate(&mut problems);
         config.loaded_specs = config.load_specs(&mut problems);
+        // What only the resolved plan shows (responses a spec cannot encode, …).
+        crate::plan::Plan::add_problems(&config, &mut problems);
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -832,9 +919,18 @@ impl Config {
             if l.max_connections == 0 {
                 problems.push(format!("{at}.max_connections: must be above 0"));
             }
+            if l.first_frame_ms == 0 {
+                problems.push(format!("{at}.first_frame_ms: must be above 0"));
+            } else if l.first_frame_ms > l.idle_timeout_ms && l.idle_timeout_ms > 0 {
+                problems.push(format!(
+                    "{at}.first_frame_ms: {} is above idle_timeout_ms ({})",
+                    l.first_frame_ms, l.idle_timeout_ms
+                ));
+            }
             if l.tenant.is_empty() {
                 problems.push(format!("{at}.tenant: must not be empty"));
             }
+            crate::tls_config::validate_listener(self, &at, l, problems);
         }
         for (name, p) in &self.plugins {
             let at = format!("plugins.{name}");
@@ -908,10 +1004,10 @@ impl Config {
                 problems.push(format!("{at}.participants: must not be empty"));
             }
             let mut check = |path: String, names: &[String]| {
-                for n in names {
+                for (i, n) in names.iter().enumerate() {
                     if !self.participants.contains_key(n) {
                         problems.push(format!(
-                            "{path}: participant {n:?} is not defined (defined: {})",
+                            "{path}[{i}]: participant {n:?} is not defined (defined: {})",
                             list(self.participants.keys())
                         ));
                     }
@@ -924,6 +1020,7 @@ impl Config {
         }
         for (name, e) in &self.endpoints {
             let at = format!("endpoints.{name}");
+            crate::tls_config::validate_endpoint(self, &at, e, problems);
             if e.address.parse::<SocketAddr>().is_err()
                 && e.address
                     .rsplit_once(':')
@@ -939,6 +1036,14 @@ impl Config {
             }
             if e.timeout_ms == 0 {
                 problems.push(format!("{at}.timeout_ms: must be above 0"));
+            }
+            if e.reconnect_ms == 0 {
+                problems.push(format!("{at}.reconnect_ms: must be above 0"));
+            } else if e.reconnect_max_ms < e.reconnect_ms {
+                problems.push(format!(
+                    "{at}.reconnect_max_ms: {} is below reconnect_ms ({})",
+                    e.reconnect_max_ms, e.reconnect_ms
+                ));
             }
             if !self.plugins.contains_key(&e.formatter) {
                 problems.push(format!(
@@ -1098,6 +1203,45 @@ mod tests {
     }
 
     #[test]
+    fn admission_and_link_settings_are_checked() {
+        let text = crate::config::DEFAULT_CONFIG
+            .replacen(
+                "idle_timeout_ms = 300000",
+                "idle_timeout_ms = 300000\nfirst_frame_ms = 400000\nmax_connections_per_peer = 0",
+                1,
+            )
+            .replacen(
+                "timeout_ms = 1000",
+                "timeout_ms = 1000\necho_ms = 0\nreconnect_ms = 500\nreconnect_max_ms = 100",
+                1,
+            );
+        let err = Config::parse(&text, "t", Path::new("/nonexistent"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("listener[0].first_frame_ms: 400000 is above idle_timeout_ms (300000)"),
+            "{err}"
+        );
+        assert!(
+            err.contains("endpoints.xxx.reconnect_max_ms: 100 is below reconnect_ms (500)"),
+            "{err}"
+        );
+        let c = Config::default_config();
+        assert_eq!(
+            (
+                c.listeners[0].first_frame_ms,
+                c.listeners[0].max_connections_per_peer
+            ),
+            (10_000, 64)
+        );
+        let xxx = &c.endpoints["xxx"];
+        assert_eq!(
+            (xxx.echo_ms, xxx.reconnect_ms, xxx.reconnect_max_ms),
+            (30_000, 100, 30_000)
+        );
+    }
+
+    #[test]
     fn every_problem_is_reported_with_its_path() {
         let text = r#"
 [[listener]]
@@ -1124,7 +1268,7 @@ colour = "red"
         let err = Config::parse(text, "test.toml", Path::new(".")).unwrap_err();
         let all = err.to_string();
         for needle in [
-            "listener.0.prot: unknown key",
+            "listener[0].prot: unknown key",
             "pipelines.main.colour: unknown key",
             "listener[0].pipeline: pipeline \"nope\" is not defined",
             "listener[0].spec: unknown spec \"martian\"",
@@ -1132,7 +1276,7 @@ colour = "red"
             "plugins.p.memory_mib",
             "participants.x.plugin: plugin \"q\" is not defined",
             "participants.y.step: unknown step \"teleport\"",
-            "pipelines.main.participants: participant \"z\" is not defined",
+            "pipelines.main.participants[1]: participant \"z\" is not defined",
         ] {
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
         }

@@ -19,12 +19,14 @@ pub mod config;
 pub mod demo;
 pub mod hexdump;
 pub mod operate;
+pub mod plan;
 pub mod plugin_cli;
 pub mod plugin_settings;
 pub mod send;
 pub mod simulate;
 pub mod state;
 pub mod switch;
+pub mod tls_config;
 
 pub use config::{Config, ConfigErrors};
 pub use switch::{StartOptions, Switch};

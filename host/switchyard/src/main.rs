@@ -20,8 +20,25 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "Switchyard: an ISO 8583 payment switch with WebAssembly participants"
 )]
 struct Cli {
+    /// How log lines on stderr look: `json` (one JSON object a line), `text`,
+    /// or `auto`: JSON for `run` and `simulate` when stderr is not a
+    /// terminal, text otherwise (no colour unless stderr is a terminal).
+    /// Also `SWITCHYARD_LOG_FORMAT`; the flag wins.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The `--log-format` choices.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// JSON for the serving commands when stderr is not a terminal, else text.
+    Auto,
+    /// One JSON object a line.
+    Json,
+    /// Human-readable lines.
+    Text,
 }
 
 #[derive(Subcommand)]
@@ -108,7 +125,9 @@ unless --data-dir names one to keep; compiled plugins are cached in $XDG_CACHE_H
         #[command(subcommand)]
         command: switchyard::operate::hosts::cli::CouponsCommand,
     },
-    /// Validate a configuration file and load its plugins, then exit.
+    /// Prove a configuration: validate it, load its plugins (in memory) and
+    /// have them check their settings, build its pipelines; bind nothing,
+    /// write nothing.
     #[command(after_help = "Examples:
   switchyard check                    # the embedded default config
   switchyard check --config my.toml   # every problem at once, with its path")]
@@ -138,13 +157,60 @@ unless --data-dir names one to keep; compiled plugins are cached in $XDG_CACHE_H
     },
 }
 
-fn init_tracing(default: &str) {
+/// The log format: the flag, else `SWITCHYARD_LOG_FORMAT`, else `auto`.
+fn log_format(flag: Option<LogFormat>) -> Result<LogFormat, String> {
+    use clap::ValueEnum as _;
+    if let Some(f) = flag {
+        return Ok(f);
+    }
+    match std::env::var("SWITCHYARD_LOG_FORMAT") {
+        Ok(v) if !v.is_empty() => LogFormat::from_str(&v, true)
+            .map_err(|_| format!("SWITCHYARD_LOG_FORMAT={v:?}: expected json, text or auto")),
+        _ => Ok(LogFormat::Auto),
+    }
+}
+
+/// The subscriber on stderr: JSON lines (event fields at the top level:
+/// `timestamp`, `level`, `target`, `message`, `tenant`, `listener`, …) or
+/// text, ANSI colour only on a terminal without `NO_COLOR`. `RUST_LOG`
+/// filters, else `default`.
+fn init_tracing(default: &str, format: LogFormat, serving: bool) {
+    use std::io::IsTerminal as _;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let terminal = std::io::stderr().is_terminal();
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => serving && !terminal,
+    };
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
+        let colour = terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        builder.with_target(false).with_ansi(colour).init();
+    }
+}
+
+/// Raises the soft limit of open files to the hard limit, so that the
+/// switch can hold every connection its listeners admit.
+fn raise_fd_limit() {
+    let before = rlimit::Resource::NOFILE.get().map(|(soft, _)| soft);
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(now) => tracing::debug!(
+            before = before.unwrap_or(0),
+            now,
+            "open-file limit (RLIMIT_NOFILE) raised to the hard limit"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit (RLIMIT_NOFILE)"),
+    }
 }
 
 fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
@@ -153,11 +219,16 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = match cli.command {
-        Command::Run { .. } | Command::Simulate(_) => "info",
-        _ => "warn",
+    let serving = matches!(cli.command, Command::Run { .. } | Command::Simulate(_));
+    let default_level = if serving { "info" } else { "warn" };
+    let format = match log_format(cli.log_format) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
     };
-    init_tracing(default_level);
+    init_tracing(default_level, format, serving);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -180,12 +251,13 @@ fn main() -> ExitCode {
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run { config } => {
+            raise_fd_limit();
             let config = load_config(config.as_ref())?;
             let switch = Switch::start(config, StartOptions::default()).await?;
             for (name, port, addr) in switch.listeners() {
                 tracing::info!(listener = %name, port, %addr, "serving");
             }
-            switchyard::wait_for_signal().await?;
+            switch.tls().serve_until_signal().await?; // SIGHUP reloads TLS
             tracing::info!("shutting down: no new connections; finishing in-flight transactions");
             switch.shutdown().await?;
             tracing::info!("stopped");
@@ -207,32 +279,20 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Loyalty { command } => switchyard::operate::hosts::cli::loyalty(command).await,
         Command::Coupons { command } => switchyard::operate::hosts::cli::coupons(command).await,
         Command::Check { config } => {
+            // Proves the configuration and binds nothing, opens no store and
+            // writes nothing (plugins are compiled in memory).
             let config = load_config(config.as_ref())?;
-            let mut config = config;
-            // Bind nothing and touch no state: only prove that every plugin
-            // loads and wires (the compiled plugins go to the config's cache).
-            for l in &mut config.listeners {
-                l.bind = Some("127.0.0.1:0".into());
-            }
-            config.admin.enabled = false;
-            config.switch.cache_dir = std::path::absolute(config.cache_path())?;
-            let scratch =
-                std::env::temp_dir().join(format!("switchyard-check-{}", std::process::id()));
-            config.switch.data_dir = scratch.clone();
-            let _cleanup = RemoveOnDrop(scratch);
-            let switch = Switch::start(
-                config,
-                StartOptions {
-                    ephemeral_ports: true,
-                    ..StartOptions::default()
-                },
-            )
-            .await?;
-            for status in switch.registry().list() {
+            let plan = switchyard::plan::Plan::from_config(&config).map_err(|e| anyhow!("{e}"))?;
+            let registry = switchyard::switch::check(&plan).await?;
+            for status in registry.list() {
                 println!("plugin {}: version {} ok", status.name, status.version);
             }
-            switch.shutdown().await?;
-            println!("configuration ok");
+            println!(
+                "configuration ok: {} listener(s), {} endpoint(s), {} pipeline(s)",
+                plan.listeners.len(),
+                plan.endpoints.len(),
+                plan.pipelines.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -305,15 +365,6 @@ fn user_cache_dir() -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
     Some(base.join("switchyard"))
-}
-
-/// Removes a scratch directory when dropped.
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[cfg(test)]

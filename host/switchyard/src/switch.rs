@@ -1,4 +1,6 @@
-//! Wiring: from a validated [`Config`] to a running switch, one function
+//! Wiring: from a validated [`Config`], resolved into its [`Plan`], to a
+//! running switch (or, for `switchyard check`, to loaded plugins and built
+//! pipelines that serve nothing: [`check`]), one function
 //! per part: the data directory and its store (recovery first), the
 //! runtime and its plugins, endpoints (and their simulators), participants
 //! and pipelines, the admin API, listeners, the store-and-forward
@@ -6,12 +8,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
-use switchyard_engine::ports::{Keyring, LOCAL_ENDPOINT, SafQueue, Tranlog};
+use switchyard_engine::ports::{Keyring, LOCAL_ENDPOINT, SafQueue, SwapHistory, Tranlog};
 use switchyard_engine::saf::{Deliver, ListenerPipeline, LocalReversals};
 use switchyard_engine::steps::{Close, LogStep};
 use switchyard_engine::{Lifecycle, Pipeline, PipelineBuilder, Step};
@@ -30,10 +31,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::Admin;
+use crate::config::Config;
 use crate::config::SimulatorFormat;
-use crate::config::{Config, settings};
 use crate::operate::Ops;
+use crate::plan::{EndpointPlan, HostStep, Plan, PluginSource, SimulatorPlan, Step as PlanStep};
 use crate::state::{DataDirLock, open_store, ops_of};
+use switchyard_net::Backoff;
 use switchyard_net::mainframe::{MainframeOptions, MainframeSimulator};
 
 pub use switchyard_net::{Completed, Observer as TransactionObserver};
@@ -83,6 +86,8 @@ pub struct Switch {
     ops: Option<Ops>,
     admin: Option<Admin>,
     tasks: Tasks,
+    /// Every listener's and endpoint's TLS (SIGHUP, `POST /tls/reload`).
+    tls: crate::tls_config::TlsReloader,
     grace: Duration,
     _runtime: Runtime,
     _lock: DataDirLock,
@@ -99,48 +104,58 @@ impl Switch {
     /// left), loads the plugins, builds pipelines and endpoints, binds the
     /// listeners and starts serving and forwarding.
     pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Switch> {
-        let lock = DataDirLock::acquire(&config.data_dir())?;
+        let plan = Plan::from_config(&config).map_err(|e| anyhow!("{e}"))?;
+        let lock = DataDirLock::acquire(&plan.data_dir)?;
         let store = open_store(&config)?;
         recover(&store).await?;
-        let runtime = start_runtime(&config, &store)?;
-        let registry = {
-            let (runtime, config, store) = (runtime.clone(), config.clone(), store.clone());
-            tokio::task::spawn_blocking(move || {
-                let registry = load_plugins(runtime, store, &config)?;
-                crate::plugin_settings::check(&config, &registry)?;
-                anyhow::Ok(registry)
-            })
-            .await
-            .context("plugin loading panicked")??
-        };
+        let runtime = start_runtime(&plan, &store)?;
+        let history: Arc<dyn SwapHistory> = store.clone();
+        let registry = load_checked_plugins(runtime.clone(), Some(history), &plan).await?;
         let tasks = Tasks::default();
-        let wakers = forwarder_wakers(&config);
+        let wakers = forwarder_wakers(&plan);
         let lifecycle = (!options.without_tranlog)
             .then(|| Arc::new(Lifecycle::new(store.clone(), waker_of(&wakers))));
-        let endpoints = start_endpoints(&config, &options, &registry, &store, &tasks).await?;
-        let steps = build_steps(&config, &registry, &endpoints, lifecycle.as_ref())?;
-        let pipelines = build_pipelines(&config, &registry, &steps)?;
+        let tls = crate::tls_config::TlsReloader::load(&plan, options.ephemeral_ports)?;
+        let endpoints = start_endpoints(&plan, &options, &registry, &store, &tasks, &tls).await?;
+        let query = |endpoint: &str| {
+            let e = endpoints.by_name.get(endpoint)?.clone();
+            Some(Step::Async(Arc::new(QueryEndpoint::new(
+                e,
+                lifecycle.clone(),
+            ))))
+        };
+        let steps = build_steps(&plan, &registry, &query)?;
+        let pipelines = build_pipelines(&plan, &registry, &steps)?;
         let ops = lifecycle.is_some().then(|| Ops {
             wake: Some(waker_of(&wakers)),
             ..ops_of(&store)
         });
-        let admin = match config.admin.enabled {
+        let admin = match plan.admin.is_some() {
             true => Some(
                 Admin::start(
                     registry.clone(),
                     &config,
                     options.ephemeral_ports,
                     ops.clone(),
+                    endpoints.by_name.values().cloned().collect(),
+                    tls.clone(),
                 )
                 .await?,
             ),
             false => None,
         };
-        let listeners =
-            start_listeners(&config, &options, &pipelines, lifecycle.as_ref(), &tasks).await?;
+        let listeners = start_listeners(
+            &plan,
+            &options,
+            &pipelines,
+            lifecycle.as_ref(),
+            &tasks,
+            &tls,
+        )
+        .await?;
         if lifecycle.is_some() {
-            start_forwarders(&config, &store, &endpoints, &pipelines, &wakers, &tasks);
-            start_background(&config, &store, &tasks);
+            start_forwarders(&plan, &store, &endpoints, &pipelines, &wakers, &tasks);
+            start_background(&plan, &store, &tasks);
         }
         Ok(Switch {
             listeners,
@@ -150,7 +165,8 @@ impl Switch {
             ops,
             admin,
             tasks,
-            grace: Duration::from_millis(config.switch.shutdown_grace_ms),
+            tls,
+            grace: plan.shutdown_grace,
             _runtime: runtime,
             _lock: lock,
         })
@@ -182,6 +198,11 @@ impl Switch {
     /// The admin API and deploy directory, unless `[admin] enabled = false`.
     pub fn admin(&self) -> Option<&Admin> {
         self.admin.as_ref()
+    }
+
+    /// Every listener's and endpoint's TLS, to reload.
+    pub fn tls(&self) -> &crate::tls_config::TlsReloader {
+        &self.tls
     }
 
     /// The bound address of the admin API.
@@ -234,6 +255,25 @@ impl Switch {
     }
 }
 
+/// `switchyard check`: loads every plugin of `plan` (compiled in memory: no
+/// cache is written), has them check their settings and a selector's
+/// targets, loads the TLS certificates and keys, builds the endpoints'
+/// formatters, the participants and the pipelines. Binds nothing, connects nowhere, opens no store and writes
+/// nothing. The loaded plugins, for a report.
+pub async fn check(plan: &Plan) -> anyhow::Result<Arc<Registry>> {
+    let runtime = Runtime::new(RuntimeOptions::default()).context("starting the wasm runtime")?;
+    let registry = load_checked_plugins(runtime, None, plan).await?;
+    // Certificates and keys are read (and proven to load), nothing more.
+    crate::tls_config::TlsReloader::load(plan, false)?;
+    for (name, ep) in &plan.endpoints {
+        endpoint_formatter(&registry, name, ep)?;
+    }
+    // A query-endpoint participant stands in as a log step: no link is made.
+    let steps = build_steps(plan, &registry, &|_| Some(Step::Sync(Arc::new(LogStep))))?;
+    build_pipelines(plan, &registry, &steps)?;
+    Ok(registry)
+}
+
 /// Cancels a group of tasks and waits for them, at most `grace`; whether
 /// they all finished.
 async fn stop((token, tracker): &(CancellationToken, TaskTracker), grace: Duration) -> bool {
@@ -259,8 +299,8 @@ async fn recover(store: &Arc<SqliteStore>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn start_runtime(config: &Config, store: &Arc<SqliteStore>) -> anyhow::Result<Runtime> {
-    let cache_dir = config.cache_path();
+fn start_runtime(plan: &Plan, store: &Arc<SqliteStore>) -> anyhow::Result<Runtime> {
+    let cache_dir = plan.cache_dir.clone();
     Runtime::new(RuntimeOptions {
         cache_dir: Some(cache_dir.clone()),
         kv: Some(store.clone()),
@@ -272,9 +312,8 @@ fn start_runtime(config: &Config, store: &Arc<SqliteStore>) -> anyhow::Result<Ru
 }
 
 /// One waker per endpoint forwarder (and the local one).
-fn forwarder_wakers(config: &Config) -> HashMap<String, Arc<Notify>> {
-    config
-        .endpoints
+fn forwarder_wakers(plan: &Plan) -> HashMap<String, Arc<Notify>> {
+    plan.endpoints
         .keys()
         .map(String::as_str)
         .chain([LOCAL_ENDPOINT])
@@ -296,40 +335,39 @@ fn waker_of(wakers: &HashMap<String, Arc<Notify>>) -> switchyard_engine::lifecyc
 }
 
 async fn start_endpoints(
-    config: &Config,
+    plan: &Plan,
     options: &StartOptions,
     registry: &Arc<Registry>,
     store: &Arc<SqliteStore>,
     tasks: &Tasks,
+    tls: &crate::tls_config::TlsReloader,
 ) -> anyhow::Result<Endpoints> {
     let mut by_name = BTreeMap::new();
     let mut simulators = Vec::new();
-    for (name, e) in &config.endpoints {
-        let framing = Framing::parse(&e.framing).expect("validated");
-        let mut address = e.address.clone();
-        if e.simulator {
-            let actual = start_simulator(name, e, framing, options, tasks).await?;
+    for (name, ep) in &plan.endpoints {
+        let e = &ep.config;
+        let framing = ep.framing;
+        let mut address = ep.address.clone();
+        if let Some(sim) = &ep.simulator {
+            let actual = start_simulator(name, e, sim, framing, options, tasks).await?;
             address = actual.to_string();
             simulators.push((name.clone(), actual));
         }
-        let slot = registry.slot(&e.formatter).expect("loaded");
-        let formatter = WasmFormatter::for_endpoint(
-            registry.clone(),
-            slot,
-            Settings(settings(&[
-                &config.plugins[&e.formatter].config,
-                &e.formatter_config,
-            ])),
-        )
-        .with_context(|| format!("endpoints.{name}.formatter"))?;
+        let formatter = endpoint_formatter(registry, name, ep)?;
         let tranlog: Arc<dyn Tranlog> = store.clone();
         let endpoint = Endpoint::new(
             EndpointOptions {
                 name: name.as_str().into(),
                 address,
-                timeout: Duration::from_millis(e.timeout_ms),
+                timeout: ep.timeout,
                 framing,
                 max_frame: e.max_frame,
+                tls: tls.for_endpoint(name),
+                echo_interval: (e.echo_ms > 0).then(|| Duration::from_millis(e.echo_ms)),
+                reconnect: Backoff {
+                    initial: Duration::from_millis(e.reconnect_ms),
+                    max: Duration::from_millis(e.reconnect_max_ms),
+                },
             },
             Arc::new(formatter),
             (!options.without_tranlog).then_some(tranlog),
@@ -343,9 +381,28 @@ async fn start_endpoints(
     })
 }
 
+/// The formatter of endpoint `name` (it must also export
+/// `store-and-forward`, for reversals and advices).
+fn endpoint_formatter(
+    registry: &Arc<Registry>,
+    name: &str,
+    ep: &EndpointPlan,
+) -> anyhow::Result<WasmFormatter> {
+    let slot = registry.slot(&ep.formatter).ok_or_else(|| {
+        anyhow!(
+            "endpoints.{name}.formatter: plugin {} is not loaded",
+            ep.formatter
+        )
+    })?;
+    let settings = Settings(ep.formatter_settings.clone());
+    WasmFormatter::for_endpoint(registry.clone(), slot, settings)
+        .with_context(|| format!("endpoints.{name}.formatter"))
+}
+
 async fn start_simulator(
     name: &str,
     e: &crate::config::EndpointConfig,
+    sim: &SimulatorPlan,
     framing: Framing,
     options: &StartOptions,
     tasks: &Tasks,
@@ -353,7 +410,7 @@ async fn start_simulator(
     let bind: SocketAddr = if options.ephemeral_ports {
         SocketAddr::from(([127, 0, 0, 1], 0))
     } else {
-        e.address.parse().expect("validated")
+        sim.bind
     };
     let rules = Arc::new(switchyard_net::simulator::Rules::contract(
         Duration::from_millis(250),
@@ -362,7 +419,7 @@ async fn start_simulator(
         anyhow!(e).context(format!("endpoints.{name}: binding the simulator on {bind}"))
     };
     let shutdown = tasks.simulators.0.clone();
-    let actual = match e.simulator_format {
+    let actual = match sim.format {
         SimulatorFormat::Iso8583 => {
             let sim = Simulator::bind(SimulatorOptions {
                 bind,
@@ -396,39 +453,39 @@ async fn start_simulator(
 }
 
 /// Participants, shared by every pipeline.
+/// Participants, shared by every pipeline; `query` makes the step of a
+/// `query-endpoint` participant from its endpoint's name.
 fn build_steps(
-    config: &Config,
+    plan: &Plan,
     registry: &Arc<Registry>,
-    endpoints: &Endpoints,
-    lifecycle: Option<&Arc<Lifecycle>>,
+    query: &dyn Fn(&str) -> Option<Step>,
 ) -> anyhow::Result<Vec<(String, Step)>> {
     let mut steps = Vec::new();
-    for (name, p) in &config.participants {
-        let step = match (&p.plugin, p.step.as_deref()) {
-            (Some(plugin_name), _) => {
-                let slot = registry.slot(plugin_name).expect("loaded");
+    for (name, p) in &plan.participants {
+        let step = match p {
+            PlanStep::Plugin { plugin, settings } => {
+                let slot = registry.slot(plugin).ok_or_else(|| {
+                    anyhow!("participants.{name}.plugin: plugin {plugin} is not loaded")
+                })?;
                 let live = registry.current();
                 let role = if live.plugin(slot).check_role(Role::Selector).is_ok() {
                     Role::Selector
                 } else {
                     Role::Participant
                 };
-                let s = Settings(settings(&[&config.plugins[plugin_name].config, &p.config]));
+                let s = Settings(settings.clone());
                 let participant = WasmParticipant::new(registry.clone(), slot, role, s)
                     .with_context(|| format!("participants.{name}.plugin"))?;
                 Step::Sync(Arc::new(participant))
             }
-            (None, Some("close")) => Step::Sync(Arc::new(Close)),
-            (None, Some("send")) => Step::Sync(Arc::new(SendResponse)),
-            (None, Some("log")) => Step::Sync(Arc::new(LogStep)),
-            (None, Some("query-endpoint")) => {
-                let endpoint = p.endpoint.as_ref().expect("validated");
-                Step::Async(Arc::new(QueryEndpoint::new(
-                    endpoints.by_name[endpoint].clone(),
-                    lifecycle.cloned(),
-                )))
+            PlanStep::Host(HostStep::Close) => Step::Sync(Arc::new(Close)),
+            PlanStep::Host(HostStep::Send) => Step::Sync(Arc::new(SendResponse)),
+            PlanStep::Host(HostStep::Log) => Step::Sync(Arc::new(LogStep)),
+            PlanStep::Host(HostStep::QueryEndpoint { endpoint }) => {
+                query(endpoint).ok_or_else(|| {
+                    anyhow!("participants.{name}.endpoint: {endpoint} is not started")
+                })?
             }
-            _ => bail!("participants.{name}: neither a plugin nor a known step"),
         };
         steps.push((name.clone(), step));
     }
@@ -436,12 +493,12 @@ fn build_steps(
 }
 
 fn build_pipelines(
-    config: &Config,
+    plan: &Plan,
     registry: &Arc<Registry>,
     steps: &[(String, Step)],
 ) -> anyhow::Result<BTreeMap<String, Arc<Pipeline>>> {
     let mut pipelines = BTreeMap::new();
-    for (name, p) in &config.pipelines {
+    for (name, p) in &plan.pipelines {
         let mut builder = PipelineBuilder::new(name.as_str());
         builder.on_begin(registry.pin_hook());
         for (pname, step) in steps {
@@ -468,42 +525,49 @@ fn build_pipelines(
 }
 
 async fn start_listeners(
-    config: &Config,
+    plan: &Plan,
     options: &StartOptions,
     pipelines: &BTreeMap<String, Arc<Pipeline>>,
     lifecycle: Option<&Arc<Lifecycle>>,
     tasks: &Tasks,
+    tls: &crate::tls_config::TlsReloader,
 ) -> anyhow::Result<Vec<(String, u16, SocketAddr)>> {
     let mut bound = Vec::new();
-    for (i, l) in config.listeners.iter().enumerate() {
+    for lp in &plan.listeners {
+        let (l, at) = (&lp.config, &lp.at);
         let bind = if options.ephemeral_ports {
             SocketAddr::from(([127, 0, 0, 1], 0))
         } else {
-            Config::listener_bind(l).map_err(|e| anyhow!("listener[{i}].bind: {e}"))?
+            lp.bind
         };
-        let spec = config.listener_spec(l).expect("validated");
+        let pipeline = pipelines
+            .get(&lp.pipeline)
+            .ok_or_else(|| anyhow!("{at}.pipeline: {} is not built", lp.pipeline))?;
         let listener = Listener::bind(ListenerOptions {
             name: l.name.as_str().into(),
             tenant: l.tenant.as_str().into(),
             port: l.port,
             bind,
-            framing: Framing::parse(&l.framing).expect("validated"),
+            framing: lp.framing,
             max_frame: l.max_frame,
-            idle_timeout: Duration::from_millis(l.idle_timeout_ms),
+            idle_timeout: lp.idle_timeout,
+            first_frame_timeout: Duration::from_millis(l.first_frame_ms),
+            max_connections_per_peer: l.max_connections_per_peer,
             max_in_flight: l.max_in_flight,
             max_connections: l.max_connections,
-            spec: Arc::new(spec),
-            pipeline: pipelines[&l.pipeline].clone(),
+            spec: lp.spec.clone(),
+            pipeline: pipeline.clone(),
             observer: options.observer.clone(),
             lifecycle: lifecycle.cloned(),
+            tls: tls.for_listener(&l.name),
         })
         .await
-        .with_context(|| format!("listener {} (listener[{i}]): binding {bind}", l.name))?;
+        .with_context(|| format!("listener {} ({at}): binding {bind}", l.name))?;
         bound.push(listener);
     }
     let (token, tracker) = &tasks.serving;
     let mut listeners = Vec::new();
-    for (listener, l) in bound.into_iter().zip(&config.listeners) {
+    for (listener, l) in bound.into_iter().zip(&plan.listeners) {
         listeners.push((l.name.clone(), l.port, listener.local_addr()?));
         tracker.spawn(listener.serve(token.clone(), tracker.clone()));
     }
@@ -512,7 +576,7 @@ async fn start_listeners(
 
 /// One forwarder per endpoint, and one for local reversals.
 fn start_forwarders(
-    config: &Config,
+    plan: &Plan,
     store: &Arc<SqliteStore>,
     endpoints: &Endpoints,
     pipelines: &BTreeMap<String, Arc<Pipeline>>,
@@ -521,50 +585,50 @@ fn start_forwarders(
 ) {
     let options = |endpoint: &str| ForwarderOptions {
         endpoint: endpoint.to_owned(),
-        owner: config.switch.node_id.clone(),
-        concurrency: config.saf.concurrency,
-        lease: Duration::from_millis(config.saf.lease_ms),
+        owner: plan.node_id.clone(),
+        concurrency: plan.saf.concurrency,
+        lease: plan.saf.lease,
         poll: Duration::from_secs(1),
     };
     let tranlog: Arc<dyn Tranlog> = store.clone();
     let queue: Arc<dyn SafQueue> = store.clone();
     let (token, tracker) = &tasks.forwarding;
+    let waker = |name: &str| wakers.get(name).cloned().unwrap_or_default();
     for (name, endpoint) in &endpoints.by_name {
-        let acks = config.endpoints[name].ack_codes.clone();
+        let acks = plan
+            .endpoints
+            .get(name)
+            .map(|e| e.ack_codes.clone())
+            .unwrap_or_default();
         let deliver: Arc<dyn Deliver> = Arc::new(EndpointDelivery::new(
             endpoint.clone(),
             tranlog.clone(),
             acks,
         ));
-        let f = Forwarder::new(queue.clone(), deliver, options(name), wakers[name].clone());
+        let f = Forwarder::new(queue.clone(), deliver, options(name), waker(name));
         tracker.spawn(f.run(token.clone()));
     }
-    let listeners = config
+    let listeners = plan
         .listeners
         .iter()
-        .map(|l| {
+        .filter_map(|l| {
             let lp = ListenerPipeline {
                 port: l.port,
-                pipeline: pipelines[&l.pipeline].clone(),
+                pipeline: pipelines.get(&l.pipeline)?.clone(),
             };
-            (l.name.clone(), lp)
+            Some((l.name.clone(), lp))
         })
         .collect();
     let local: Arc<dyn Deliver> = Arc::new(LocalReversals::new(tranlog, listeners));
-    let f = Forwarder::new(
-        queue,
-        local,
-        options(LOCAL_ENDPOINT),
-        wakers[LOCAL_ENDPOINT].clone(),
-    );
+    let f = Forwarder::new(queue, local, options(LOCAL_ENDPOINT), waker(LOCAL_ENDPOINT));
     tracker.spawn(f.run(token.clone()));
 }
 
 /// Retention (hourly purge of rows past `[tranlog] retention_days`) and
 /// the re-encryption of rows under retired keys while traffic runs.
-fn start_background(config: &Config, store: &Arc<SqliteStore>, tasks: &Tasks) {
+fn start_background(plan: &Plan, store: &Arc<SqliteStore>, tasks: &Tasks) {
     let (token, tracker) = &tasks.background;
-    let retention = Duration::from_secs(u64::from(config.tranlog.retention_days) * 86_400);
+    let retention = plan.tranlog.retention;
     let (s, t) = (store.clone(), token.clone());
     tracker.spawn(async move {
         loop {
@@ -648,40 +712,61 @@ async fn purge_counters(store: &Arc<SqliteStore>) {
     }
 }
 
+/// Loads every plugin of `plan` and has them check the plan
+/// ([`crate::plugin_settings`]): every problem at once, load failures
+/// included.
+async fn load_checked_plugins(
+    runtime: Runtime,
+    history: Option<Arc<dyn SwapHistory>>,
+    plan: &Plan,
+) -> anyhow::Result<Arc<Registry>> {
+    let plan = plan.clone();
+    tokio::task::spawn_blocking(move || {
+        let (registry, mut problems) = load_plugins(runtime, history, &plan);
+        problems.extend(crate::plugin_settings::problems(&plan, &registry));
+        if !problems.is_empty() {
+            bail!(
+                "{} problem(s) found loading the plugins:\n  - {}",
+                problems.len(),
+                problems.join("\n  - ")
+            );
+        }
+        Ok(registry)
+    })
+    .await
+    .context("plugin loading panicked")?
+}
+
+/// The plugins that load, and a problem for each that does not.
 fn load_plugins(
     runtime: Runtime,
-    store: Arc<SqliteStore>,
-    config: &Config,
-) -> anyhow::Result<Arc<Registry>> {
-    let mut builder = RegistryBuilder::new(runtime, Some(store));
+    history: Option<Arc<dyn SwapHistory>>,
+    plan: &Plan,
+) -> (Arc<Registry>, Vec<String>) {
+    let mut builder = RegistryBuilder::new(runtime, history);
     let mut problems = Vec::new();
-    for (name, p) in &config.plugins {
-        let loaded = match p.file.strip_prefix("builtin:") {
-            Some(b) => {
-                let bytes = switchyard_bundled_plugins::get(b).expect("validated");
-                builder.load(name, bytes, p.options())
-            }
-            None => {
-                let path = config.resolve(Path::new(&p.file));
-                match std::fs::read(&path) {
-                    Ok(bytes) => builder.load(name, &bytes, p.options()),
-                    Err(e) => {
-                        problems.push(format!(
-                            "plugins.{name}: cannot read {}: {e}",
-                            path.display()
-                        ));
-                        continue;
-                    }
+    for (name, p) in &plan.plugins {
+        let at = format!("plugins.{}.file", crate::plan::toml_key(name));
+        let bytes = match &p.source {
+            PluginSource::Bundled(b) => match switchyard_bundled_plugins::get(b) {
+                Some(bytes) => std::borrow::Cow::Borrowed(bytes),
+                None => {
+                    problems.push(format!("{at}: no bundled plugin {b:?}"));
+                    continue;
                 }
-            }
+            },
+            PluginSource::File(path) => match std::fs::read(path) {
+                Ok(bytes) => std::borrow::Cow::Owned(bytes),
+                Err(e) => {
+                    problems.push(format!("{at}: cannot read {}: {e}", path.display()));
+                    continue;
+                }
+            },
         };
-        match loaded {
-            Ok(_) => tracing::info!(plugin = %name, file = %p.file, "plugin loaded"),
-            Err(e) => problems.push(format!("plugins.{name}: {e}")),
+        match builder.load(name, &bytes, p.options.clone()) {
+            Ok(_) => tracing::info!(plugin = %name, file = %p.source, "plugin loaded"),
+            Err(e) => problems.push(format!("{at}: {e}")),
         }
     }
-    if !problems.is_empty() {
-        bail!("plugins failed to load:\n  - {}", problems.join("\n  - "));
-    }
-    Ok(builder.build())
+    (builder.build(), problems)
 }

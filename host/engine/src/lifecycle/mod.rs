@@ -136,7 +136,7 @@ impl Lifecycle {
         }
         match (kind, admitted.matched) {
             (TxKind::Original, Some(earlier)) => {
-                tracing::warn!(tenant = %ctx.tenant(), stan = ctx.request.get_str(11).unwrap_or(""),
+                tracing::warn!(tenant = %ctx.tenant(), listener = ctx.listener(), stan = ctx.request.get_str(11).unwrap_or(""),
                     original = earlier.id, "duplicate transmission of an original: answered 94");
                 let response = self.answer(ctx, DUPLICATE);
                 self.respond(ctx, TxKind::Duplicate, earlier.id, response)
@@ -225,7 +225,7 @@ impl Lifecycle {
         let kind = kind_of(ctx.request.mti());
         match response {
             Some(mut response) => {
-                tracing::info!(tenant = %ctx.tenant(), stan = ctx.request.get_str(11).unwrap_or(""),
+                tracing::info!(tenant = %ctx.tenant(), listener = ctx.listener(), stan = ctx.request.get_str(11).unwrap_or(""),
                     original = earlier.id, "repeat answered from the tranlog; nothing sent upstream");
                 // A response's MTI always ends in 0 (0201 → 0210).
                 if let Some(mti) = ctx.request.mti().response() {
@@ -240,7 +240,7 @@ impl Lifecycle {
                 self.follow_up(ctx, kind).await
             }
             None => {
-                tracing::warn!(tenant = %ctx.tenant(), original = earlier.id, state = %earlier.state,
+                tracing::warn!(tenant = %ctx.tenant(), listener = ctx.listener(), original = earlier.id, state = %earlier.state,
                     "repeat of a transaction that was never answered: answered 91");
                 let response = self.answer(ctx, rc::ISSUER_UNAVAILABLE);
                 self.respond(ctx, TxKind::Repeat, earlier.id, response)
@@ -256,7 +256,7 @@ impl Lifecycle {
         let original = match original_ref(&ctx.request) {
             Ok(o) => o,
             Err(bad) => {
-                tracing::warn!(tenant = %ctx.tenant(), stan = ctx.request.get_str(11).unwrap_or(""),
+                tracing::warn!(tenant = %ctx.tenant(), listener = ctx.listener(), stan = ctx.request.get_str(11).unwrap_or(""),
                     reason = %bad.0, "reversal or completion without a usable reference: answered 30");
                 let response = self.answer(ctx, rc::FORMAT_ERROR);
                 return self.respond(ctx, kind, id, response).await;
@@ -285,7 +285,7 @@ impl Lifecycle {
         if !outcome.queued.is_empty() {
             (self.wake)("");
         }
-        tracing::info!(tenant = %ctx.tenant(), kind = %kind, original = ?outcome.original,
+        tracing::info!(tenant = %ctx.tenant(), listener = ctx.listener(), kind = %kind, original = ?outcome.original,
             first = outcome.first, queued = outcome.queued.len(), rc = code, "acquirer follow-up");
         let response = self.answer(ctx, code);
         let linked = outcome.original.unwrap_or(id);
@@ -357,7 +357,7 @@ impl Lifecycle {
         match self.tranlog.finish(id, finished).await {
             Ok(queued) => {
                 if let (Some(saf), Some(endpoint)) = (queued, endpoint) {
-                    tracing::warn!(tenant = %ctx.tenant(), stan = ctx.request.get_str(11).unwrap_or(""),
+                    tracing::warn!(tenant = %ctx.tenant(), listener = ctx.listener(), stan = ctx.request.get_str(11).unwrap_or(""),
                         endpoint = %endpoint, saf = saf, "no answer from the endpoint: reversal queued");
                     (self.wake)(&endpoint);
                 }
@@ -365,7 +365,7 @@ impl Lifecycle {
                 self.settle(id, response);
             }
             Err(e) => {
-                tracing::error!(tenant = %ctx.tenant(), error = %e,
+                tracing::error!(tenant = %ctx.tenant(), listener = ctx.listener(), error = %e,
                     "tranlog: recording the outcome failed; answering 96");
                 ctx.set_result_code(rc::SYSTEM_ERROR);
                 let mut response = Message::default();

@@ -47,6 +47,34 @@ fn directories_are_0700_and_files_0600() {
     }
 }
 
+#[cfg(unix)]
+#[test]
+fn a_key_file_group_or_others_may_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    open(dir.path()).close();
+    let kek = dir.path().join("data/keys/kek.key");
+    for bad in [0o644, 0o640, 0o604, 0o620] {
+        std::fs::set_permissions(&kek, std::fs::Permissions::from_mode(bad)).unwrap();
+        let err = match crate::SqliteStore::open(super::options(dir.path())) {
+            Ok(_) => panic!("opened with a key file of mode {bad:o}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(&kek.display().to_string()), "{err}");
+        assert!(err.contains(&format!("mode {bad:04o}")), "{err}");
+        assert!(
+            err.contains(&format!("chmod 600 {}", kek.display())),
+            "{err}"
+        );
+        // Refused, not tightened behind the operator's back.
+        assert_eq!(mode(&kek), bad);
+    }
+    std::fs::set_permissions(&kek, std::fs::Permissions::from_mode(0o400)).unwrap();
+    crate::SqliteStore::open(super::options(dir.path()))
+        .unwrap()
+        .close();
+}
+
 /// The PAN in the forms a scan of the files looks for.
 fn forms() -> Vec<Vec<u8>> {
     let ascii = TEST_PAN.as_bytes().to_vec();

@@ -327,5 +327,11 @@ fn a_wrong_or_missing_kek_is_refused() {
         "no new key is made for a database with keys"
     );
     std::fs::write(&kek_path, good).unwrap();
+    // A key restored from a backup must be private again (0644 is refused).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&kek_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     open(dir.path());
 }

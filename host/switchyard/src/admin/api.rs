@@ -4,6 +4,7 @@
 //! | route | answer |
 //! |---|---|
 //! | `GET /health` | [`Health`] |
+//! | `GET /endpoints` | [`EndpointList`]: each endpoint's link (up/down/connecting, since, last error, echoes) |
 //! | `GET /plugins` | [`PluginList`]: what runs now, settings, metrics |
 //! | `GET /plugins/NAME` | one [`PluginView`] |
 //! | `POST /plugins/NAME/swap` (body: the component) | [`SwapResult`]; 422 with the load error when refused |
@@ -72,6 +73,59 @@ pub(crate) struct AdminState {
     pub deploy_dir: Option<PathBuf>,
     /// The life cycle's operator tools (tranlog, SAF, keys).
     pub ops: Option<Ops>,
+    /// The endpoints, for their link state.
+    pub endpoints: Vec<Arc<switchyard_net::Endpoint>>,
+    /// Every listener's and endpoint's TLS, for `POST /tls/reload`.
+    pub tls: crate::tls_config::TlsReloader,
+}
+
+/// `GET /endpoints`: every endpoint's link.
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointList {
+    /// By name.
+    pub endpoints: Vec<EndpointView>,
+}
+
+/// One endpoint's link state ([`switchyard_net::EndpointState`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointView {
+    /// The endpoint's name.
+    pub name: String,
+    /// `host:port`.
+    pub address: String,
+    /// `idle` (never opened: it opens on first use), `connecting`, `up`
+    /// or `down` (reconnecting in the background; requests get RC 91 at
+    /// once).
+    pub status: String,
+    /// When it last came up or went down, ms since the Unix epoch.
+    pub since_ms: u64,
+    /// Why it last went down or failed to connect.
+    pub last_error: Option<String>,
+    /// Times the link came up.
+    pub connects: u64,
+    /// Failed attempts to connect since it was last up.
+    pub failed_attempts: u32,
+    /// Echoes (0800, DE70 301) sent and answered.
+    pub echoes_sent: u64,
+    /// Echoes answered.
+    pub echoes_answered: u64,
+}
+
+impl EndpointView {
+    fn of(e: &switchyard_net::Endpoint) -> EndpointView {
+        let s = e.state();
+        EndpointView {
+            name: e.name().to_owned(),
+            address: e.options().address.clone(),
+            status: s.status.to_string(),
+            since_ms: s.since_unix_ms(),
+            last_error: s.last_error.clone(),
+            connects: s.connects,
+            failed_attempts: s.failed_attempts,
+            echoes_sent: s.echoes_sent,
+            echoes_answered: s.echoes_answered,
+        }
+    }
 }
 
 type Answer = Response<Full<Bytes>>;
@@ -159,6 +213,24 @@ async fn handle(state: &AdminState, peer: SocketAddr, req: Request<Incoming>) ->
                 },
             )
         }
+        (Method::POST, ["tls", "reload"]) => {
+            let reloaded = state.tls.reload();
+            let status = match reloaded.iter().all(|r| r.ok) {
+                true => StatusCode::OK,
+                false => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            json(status, &serde_json::json!({ "reloaded": reloaded }))
+        }
+        (Method::GET, ["endpoints"]) => json(
+            StatusCode::OK,
+            &EndpointList {
+                endpoints: state
+                    .endpoints
+                    .iter()
+                    .map(|e| EndpointView::of(e))
+                    .collect(),
+            },
+        ),
         (Method::GET, ["plugins"]) => {
             let generation = state.registry.current().number;
             let plugins = state.registry.list().iter().map(PluginView::from).collect();
@@ -269,7 +341,7 @@ async fn handle(state: &AdminState, peer: SocketAddr, req: Request<Incoming>) ->
             );
             answer
         }
-        (_, ["health" | "plugins" | "swaps" | "metrics"])
+        (_, ["health" | "plugins" | "swaps" | "metrics" | "endpoints"])
         | (_, ["plugins", _])
         | (_, ["plugins", _, "swap" | "rollback"]) => error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -278,7 +350,7 @@ async fn handle(state: &AdminState, peer: SocketAddr, req: Request<Incoming>) ->
         _ => error(
             StatusCode::NOT_FOUND,
             &format!(
-                "no route {} (routes: GET /health, /plugins, /plugins/NAME, /swaps, /metrics, \
+                "no route {} (routes: GET /health, /endpoints, /plugins, /plugins/NAME, /swaps, /metrics, \
                  /tranlog, /tranlog/ID, /saf, /keys, /coupons; POST /plugins/NAME/swap, \
                  /plugins/NAME/rollback, /saf/ID/retry, /keys/rotate, /loyalty/credit, \
                  /loyalty/balance, /coupons/issue)",

@@ -45,6 +45,8 @@ impl Admin {
         config: &Config,
         ephemeral: bool,
         ops: Option<crate::operate::Ops>,
+        endpoints: Vec<Arc<switchyard_net::Endpoint>>,
+        tls: crate::tls_config::TlsReloader,
     ) -> anyhow::Result<Admin> {
         let section = &config.admin;
         let token_path = config.admin_token_path();
@@ -75,6 +77,8 @@ impl Admin {
             max_upload: (section.max_upload_mib as usize) << 20,
             deploy_dir: deploy_dir.clone(),
             ops,
+            endpoints,
+            tls,
         });
         tracker.spawn(api::serve(
             listener,

@@ -86,6 +86,12 @@ pub struct MetricsView {
     pub instantiations: u64,
     /// Instances retired by policy.
     pub recycled: u64,
+    /// Times the circuit breaker opened.
+    #[serde(default)]
+    pub breaker_opens: u64,
+    /// Calls refused because the circuit breaker was open.
+    #[serde(default)]
+    pub breaker_refused: u64,
     /// Median call time: the upper bound of its histogram bucket, µs
     /// (`None` before the first call).
     pub latency_p50_us: Option<u64>,
@@ -202,6 +208,8 @@ impl From<&PluginStats> for MetricsView {
             peak_memory_bytes: n(&st.peak_memory),
             instantiations: n(&st.instantiations),
             recycled: n(&st.recycled),
+            breaker_opens: n(&st.breaker_opens),
+            breaker_refused: n(&st.breaker_refused),
             latency_p50_us: q(0.5),
             latency_p99_us: q(0.99),
         }
@@ -296,7 +304,7 @@ pub fn prometheus(generation: u64, plugins: &[PluginStatus]) -> String {
         );
     }
     type Get = fn(&PluginStats) -> &std::sync::atomic::AtomicU64;
-    let families: [(&str, &str, &str, Get); 9] = [
+    let families: [(&str, &str, &str, Get); 11] = [
         (
             "calls_total",
             "counter",
@@ -348,6 +356,18 @@ pub fn prometheus(generation: u64, plugins: &[PluginStatus]) -> String {
             "Largest linear memory an instance reached.",
             |s| &s.peak_memory,
         ),
+        (
+            "breaker_opens_total",
+            "counter",
+            "Times the circuit breaker opened (after a failed trial too).",
+            |s| &s.breaker_opens,
+        ),
+        (
+            "breaker_refused_total",
+            "counter",
+            "Calls refused at once because the circuit breaker was open.",
+            |s| &s.breaker_refused,
+        ),
     ];
     for (name, kind, help, get) in families {
         let _ = writeln!(
@@ -362,6 +382,19 @@ pub fn prometheus(generation: u64, plugins: &[PluginStatus]) -> String {
                 get(p.plugin.stats()).load(Ordering::Relaxed)
             );
         }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP switchyard_plugin_breaker_state Circuit breaker of the live version: 0 closed, 1 open, 2 half-open.\n\
+         # TYPE switchyard_plugin_breaker_state gauge"
+    );
+    for p in plugins {
+        let _ = writeln!(
+            out,
+            "switchyard_plugin_breaker_state{{plugin=\"{}\"}} {}",
+            label(&p.name),
+            p.plugin.breaker_state().gauge()
+        );
     }
     let _ = writeln!(
         out,

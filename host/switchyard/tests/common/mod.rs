@@ -37,18 +37,37 @@ pub fn free_ports_config(admin_bind: &str) -> String {
         )
 }
 
-/// `switchyard run --config FILE` (log level info, no colour); its log
-/// lines, ANSI escapes removed, arrive on the channel.
+/// `switchyard run --config FILE` (log level info, text log lines as on a
+/// terminal, no colour); its log lines, ANSI escapes removed, arrive on the
+/// channel.
 pub fn spawn_run(config: &Path) -> (Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(BIN)
+    spawn_run_with(
+        config,
+        &[("RUST_LOG", "info"), ("SWITCHYARD_LOG_FORMAT", "text")],
+        &[],
+    )
+}
+
+/// `switchyard [ARGS] run --config FILE` with `env` set (and `NO_COLOR`);
+/// with no `SWITCHYARD_LOG_FORMAT` in `env` its log is JSON lines, stderr
+/// being a pipe. The lines arrive on the channel as [`spawn_run`]'s do.
+pub fn spawn_run_with(
+    config: &Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (Child, mpsc::Receiver<String>) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
         .args(["run", "--config"])
         .arg(config)
-        .env("RUST_LOG", "info")
+        .env_remove("SWITCHYARD_LOG_FORMAT")
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -78,8 +97,14 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
-/// The value after `key` (e.g. `addr=`) in a log line, quotes trimmed.
+/// The value after `key` (e.g. `addr=`) in a log line, quotes trimmed; in a
+/// JSON log line, the value of the field `key` names (`addr`), as text.
 pub fn field(line: &str, key: &str) -> Option<String> {
+    if line.starts_with('{')
+        && let Ok(doc) = serde_json::from_str::<serde_json::Value>(line)
+    {
+        return json_field(&doc, key.trim_end_matches('='));
+    }
     let start = line.find(key)? + key.len();
     Some(
         line[start..]
@@ -88,6 +113,18 @@ pub fn field(line: &str, key: &str) -> Option<String> {
             .trim_matches('"')
             .to_owned(),
     )
+}
+
+/// Field `name` of a JSON log line: the event's own fields first, then its
+/// span's; strings as they are, other values as JSON text.
+pub fn json_field(doc: &serde_json::Value, name: &str) -> Option<String> {
+    [&doc["fields"], doc, &doc["span"]]
+        .into_iter()
+        .find_map(|scope| scope.get(name))
+        .map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
 }
 
 /// Runs the binary with `args` (in `dir` if given, no colour): its status
