@@ -51,6 +51,7 @@ mod message;
 mod mti;
 mod redact;
 mod spec;
+mod time;
 pub mod tpdu;
 
 pub use bytes::{Bytes, BytesMut};
@@ -65,3 +66,4 @@ pub use spec::{
     BitmapEncoding, CodePage, ContentType, DataEncoding, FieldSpec, FieldSpecError, LengthCounts,
     LengthEncoding, LengthKind, MtiEncoding, Pad, Spec,
 };
+pub use time::UtcTime;

@@ -494,13 +494,15 @@ impl Inner {
             Ok(frame) => match self.formatter.parse_response(ctx, &frame) {
                 Ok(()) => Upstream::Answered,
                 Err(f) => {
-                    tracing::error!(endpoint = %self.options.name, error = %f,
+                    tracing::error!(endpoint = %self.options.name, tenant = %ctx.tenant(), listener = %ctx.listener(),
+                        stan = ctx.request.get_str(11).unwrap_or(""), error = %f,
                         "the endpoint's reply cannot be read: its outcome is unknown, the transaction is reversed");
                     Upstream::Unreadable
                 }
             },
             Err(e) => {
                 tracing::warn!(endpoint = %self.options.name, address = %self.options.address,
+                    tenant = %ctx.tenant(), listener = %ctx.listener(),
                     stan = ctx.request.get_str(11).unwrap_or(""), error = %e, "no answer from the endpoint: 91");
                 e.upstream()
             }

@@ -9,7 +9,7 @@ use std::hash::BuildHasher;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use switchyard_iso8583::{Message, Mti};
+use switchyard_iso8583::{Message, Mti, UtcTime};
 
 /// The state of an endpoint's link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,31 +144,13 @@ pub const ECHO_TERMINAL: &str = "ECHOTEST";
 /// one that cannot (a non-ISO endpoint) has no echo.
 pub fn echo_request(stan: u32, now: SystemTime) -> Message {
     let mut m = Message::new(Mti::new("0800").expect("a valid MTI"));
-    m.set(7, Bytes::from(transmission_date_time(now)));
+    let seconds = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let de7 = UtcTime::from_unix(i64::try_from(seconds).unwrap_or(i64::MAX)).de7();
+    m.set(7, Bytes::from(de7));
     m.set(11, Bytes::from(format!("{:06}", stan % 1_000_000)));
     m.set(41, Bytes::from_static(ECHO_TERMINAL.as_bytes()));
     m.set(70, Bytes::from_static(ECHO_CODE.as_bytes()));
     m
-}
-
-/// DE7 at `now`: `MMDDhhmmss`, UTC.
-fn transmission_date_time(now: SystemTime) -> String {
-    let seconds = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let (days, of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
-    // Civil-from-days (H. Hinnant), proleptic Gregorian calendar.
-    let z = days + 719_468;
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    format!(
-        "{month:02}{day:02}{:02}{:02}{:02}",
-        of_day / 3600,
-        of_day % 3600 / 60,
-        of_day % 60
-    )
 }
 
 #[cfg(test)]

@@ -188,8 +188,17 @@ fn log_refusals(opts: &ListenerOptions, gate: &Gate, counts: Option<RefusalCount
     }
 }
 
-/// Longest TLS handshake on an accepted connection.
+/// Longest TLS handshake on an accepted connection (the first-frame
+/// timeout, when shorter, bounds it too).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the accept step hands the connection: when its first frame is due
+/// (counted from accept, the TLS handshake included) and the verified
+/// client subject of a mutual-TLS connection.
+struct Accepted {
+    first_frame_by: tokio::time::Instant,
+    tls_subject: Option<Arc<str>>,
+}
 
 /// Serves an accepted connection: plain, or after its TLS handshake (which
 /// verifies the client's certificate on a mutual-TLS listener). A failed
@@ -201,22 +210,29 @@ async fn accept_connection(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let now = tokio::time::Instant::now();
+    let mut accepted = Accepted {
+        first_frame_by: now + opts.first_frame_timeout,
+        tls_subject: None,
+    };
     let Some(tls) = opts.tls.clone() else {
         let (read, write) = stream.into_split();
-        return connection(opts, read, write, None, peer, shutdown, tracker).await;
+        return connection(opts, read, write, accepted, peer, shutdown, tracker).await;
     };
+    let limit = accepted.first_frame_by.min(now + HANDSHAKE_TIMEOUT);
     let handshake = tokio::select! {
         _ = shutdown.cancelled() => return,
-        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)) => r,
+        r = tokio::time::timeout_at(limit, tls.accept(stream)) => r,
     };
     let reason = match handshake {
         Ok(Ok((stream, subject))) => {
             tracing::debug!(listener = %opts.name, %peer, subject = subject.as_deref().unwrap_or(""), "TLS handshake done");
+            accepted.tls_subject = subject;
             let (read, write) = tokio::io::split(stream);
-            return connection(opts, read, write, subject, peer, shutdown, tracker).await;
+            return connection(opts, read, write, accepted, peer, shutdown, tracker).await;
         }
         Ok(Err(e)) => e.to_string(),
-        Err(_) => format!("no handshake within {} s", HANDSHAKE_TIMEOUT.as_secs()),
+        Err(_) => format!("no handshake within {} ms", (limit - now).as_millis()),
     };
     if let Some(suppressed) = tls.failed_handshake() {
         tracing::warn!(listener = %opts.name, %peer, reason = %reason, not_logged_since_last = suppressed,
@@ -228,7 +244,7 @@ async fn connection<R, W>(
     opts: Arc<ListenerOptions>,
     read: R,
     write: W,
-    tls_subject: Option<Arc<str>>,
+    accepted: Accepted,
     peer: SocketAddr,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -236,6 +252,10 @@ async fn connection<R, W>(
     R: tokio::io::AsyncRead + Send + Unpin + 'static,
     W: tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
+    let Accepted {
+        first_frame_by,
+        tls_subject,
+    } = accepted;
     tracing::debug!(listener = %opts.name, %peer, "connection opened");
     let mut frames = FramedRead::new(read, opts.framing.codec(opts.max_frame));
     let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
@@ -265,7 +285,7 @@ async fn connection<R, W>(
     let in_flight = Arc::new(Semaphore::new(opts.max_in_flight));
     // Until the first complete frame, the first-frame deadline; then the
     // idle timeout, frame by frame.
-    let mut first_frame_by = Some(tokio::time::Instant::now() + opts.first_frame_timeout);
+    let mut first_frame_by = Some(first_frame_by);
     loop {
         let permit = match in_flight.clone().acquire_owned().await {
             Ok(p) => p,
@@ -353,6 +373,7 @@ async fn transaction(
             tx,
             spec: opts.spec.clone(),
             listener: opts.name.clone(),
+            tenant: opts.tenant.clone(),
             tpdu,
         }
         .respond(&ctx.response);
@@ -435,6 +456,7 @@ fn reject(
                 tx: tx.clone(),
                 spec: opts.spec.clone(),
                 listener: opts.name.clone(),
+                tenant: opts.tenant.clone(),
                 tpdu,
             }
             .respond(&response);
@@ -453,6 +475,8 @@ struct ConnectionResponder {
     tx: mpsc::UnboundedSender<Bytes>,
     spec: Arc<Spec>,
     listener: Arc<str>,
+    /// The tenant (log lines).
+    tenant: Arc<str>,
     /// The response's TPDU (the request's, swapped), written before the message.
     tpdu: Option<Tpdu>,
 }
@@ -496,7 +520,7 @@ impl ConnectionResponder {
             Err(e) => {
                 // A participant put something the spec cannot carry: answer
                 // 96 with the bare echo rather than nothing.
-                tracing::error!(listener = %self.listener, stan = response.get_str(11).unwrap_or(""),
+                tracing::error!(tenant = %self.tenant, listener = %self.listener, stan = response.get_str(11).unwrap_or(""),
                     error = %e, "response does not encode; answering 96");
                 let mut fallback = Message::new(response.mti());
                 for f in [3, 4, 7, 11, 12, 13, 37, 41, 42, 49] {
@@ -508,7 +532,7 @@ impl ConnectionResponder {
                 match self.encode(&fallback) {
                     Ok(f) => f,
                     Err(e) => {
-                        tracing::error!(listener = %self.listener, error = %e, "fallback response does not encode either; dropped");
+                        tracing::error!(tenant = %self.tenant, listener = %self.listener, error = %e, "fallback response does not encode either; dropped");
                         return;
                     }
                 }

@@ -294,17 +294,20 @@ impl log::Host for HostState {
         budget.used += 1;
         let message = mask_card_numbers(&message);
         let (plugin, tenant) = (&*self.plugin, &*self.tenant);
-        let stan = if self.bound {
-            self.ctx.request.get_str(11).unwrap_or("")
+        let (stan, listener) = if self.bound {
+            (
+                self.ctx.request.get_str(11).unwrap_or(""),
+                self.ctx.listener(),
+            )
         } else {
-            ""
+            ("", "")
         };
         match level {
-            log::Level::Trace => tracing::trace!(plugin, tenant, stan, "{message}"),
-            log::Level::Debug => tracing::debug!(plugin, tenant, stan, "{message}"),
-            log::Level::Info => tracing::info!(plugin, tenant, stan, "{message}"),
-            log::Level::Warn => tracing::warn!(plugin, tenant, stan, "{message}"),
-            log::Level::Error => tracing::error!(plugin, tenant, stan, "{message}"),
+            log::Level::Trace => tracing::trace!(plugin, tenant, listener, stan, "{message}"),
+            log::Level::Debug => tracing::debug!(plugin, tenant, listener, stan, "{message}"),
+            log::Level::Info => tracing::info!(plugin, tenant, listener, stan, "{message}"),
+            log::Level::Warn => tracing::warn!(plugin, tenant, listener, stan, "{message}"),
+            log::Level::Error => tracing::error!(plugin, tenant, listener, stan, "{message}"),
         }
         Ok(())
     }

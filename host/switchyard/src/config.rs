@@ -1182,7 +1182,7 @@ pub fn settings(tables: &[&toml::Table]) -> Vec<(String, String)> {
     out
 }
 
-fn list<'a>(names: impl Iterator<Item = &'a (impl AsRef<str> + 'a + ?Sized)>) -> String {
+pub(crate) fn list<'a>(names: impl Iterator<Item = &'a (impl AsRef<str> + 'a + ?Sized)>) -> String {
     let v: Vec<&str> = names.map(AsRef::as_ref).collect();
     if v.is_empty() {
         "none".into()

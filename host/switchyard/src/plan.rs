@@ -411,7 +411,7 @@ fn resolve_endpoints(
             problems.push(format!(
                 "{at}.formatter: plugin {:?} is not defined (defined: {})",
                 e.formatter,
-                names(config.plugins.keys())
+                crate::config::list(config.plugins.keys())
             ));
             continue;
         };
@@ -463,7 +463,7 @@ fn resolve_participants(config: &Config, problems: &mut Vec<String>) -> BTreeMap
                 None => {
                     problems.push(format!(
                         "{at}.plugin: plugin {plugin:?} is not defined (defined: {})",
-                        names(config.plugins.keys())
+                        crate::config::list(config.plugins.keys())
                     ));
                     continue;
                 }
@@ -479,7 +479,7 @@ fn resolve_participants(config: &Config, problems: &mut Vec<String>) -> BTreeMap
             (None, Some("query-endpoint"), Some(e)) => {
                 problems.push(format!(
                     "{at}.endpoint: endpoint {e:?} is not defined (defined: {})",
-                    names(config.endpoints.keys())
+                    crate::config::list(config.endpoints.keys())
                 ));
                 continue;
             }
@@ -511,7 +511,7 @@ fn resolve_pipelines(
                     ok = false;
                     problems.push(format!(
                         "{path}[{i}]: participant {m:?} is not defined (defined: {})",
-                        names(config.participants.keys())
+                        crate::config::list(config.participants.keys())
                     ));
                 } else if !participants.contains_key(m) {
                     ok = false; // its own problem is reported at participants.NAME
@@ -567,7 +567,7 @@ fn resolve_listeners(
             problems.push(format!(
                 "{at}.pipeline: pipeline {:?} is not defined (defined: {})",
                 l.pipeline,
-                names(config.pipelines.keys())
+                crate::config::list(config.pipelines.keys())
             ));
         }
         let (Some(bind), Some(framing), Some(spec), true) =
@@ -717,15 +717,6 @@ pub fn serde_path(path: &serde_ignored::Path<'_>) -> String {
         P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
             serde_path(parent)
         }
-    }
-}
-
-fn names<'a>(names: impl Iterator<Item = &'a String>) -> String {
-    let v: Vec<&str> = names.map(String::as_str).collect();
-    if v.is_empty() {
-        "none".into()
-    } else {
-        v.join(", ")
     }
 }
 

@@ -233,7 +233,7 @@ async fn at_the_global_limit_connections_are_closed_at_once_until_the_first_fram
     raise_fd_limit();
     let mut sw = start(
         &dir("global"),
-        "max_connections = 100\nmax_connections_per_peer = 0\nfirst_frame_ms = 1500",
+        "max_connections = 100\nmax_connections_per_peer = 0\nfirst_frame_ms = 6000",
     );
     let t0 = Instant::now();
     let mut slow = slow_sockets(sw.local, 150);
@@ -248,7 +248,12 @@ async fn at_the_global_limit_connections_are_closed_at_once_until_the_first_fram
     // A new client now is closed at once too: it learns, it does not wait.
     let refused = authorize(CLIENT, sw.local, 1).await;
     let at = t0.elapsed();
-    assert!(refused.is_err(), "{refused:?}");
+    // (Unless this busy machine took the whole first-frame timeout to get
+    // here: then the slow sockets are gone and the client is served.)
+    assert!(
+        refused.is_err() || at >= Duration::from_millis(5_900),
+        "{refused:?} at {at:?}"
+    );
     println!("at the limit, a new client was refused {at:?} after the slow sockets opened");
 
     // After the first-frame timeout the slow sockets are closed, with a
@@ -273,8 +278,8 @@ async fn at_the_global_limit_connections_are_closed_at_once_until_the_first_fram
     }
     let (rc, took, after) = served.expect("served after the first-frame timeout");
     assert_eq!(rc, "00");
-    println!("served in {took:?}, {after:?} after the slow sockets opened (first_frame_ms 1500)");
-    assert!(after >= Duration::from_millis(1_400), "{after:?}");
+    println!("served in {took:?}, {after:?} after the slow sockets opened (first_frame_ms 6000)");
+    assert!(after >= Duration::from_millis(5_900), "{after:?}");
     assert_eq!(
         closed(&mut slow[..100]),
         100,

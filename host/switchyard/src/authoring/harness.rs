@@ -375,7 +375,13 @@ fn context(trial: &Trial) -> Context {
     );
     ctx.spec = Some(trial.spec.clone());
     for (name, value) in &trial.vars {
-        ctx.set_var(name, value.clone());
+        // The host sets this one from the verified client certificate; a
+        // trial stands in for a mutual-TLS listener.
+        if name == "TLS_CLIENT_SUBJECT" {
+            ctx.tls_client_subject = Some(value.as_str().into());
+        } else {
+            ctx.set_var(name, value.clone());
+        }
     }
     ctx
 }
