@@ -11,11 +11,9 @@ mod common;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Child;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{field, free_ports_config, spawn_run};
+use common::{RunLog, field, free_ports_config};
 use switchyard::client::RequestSpec;
 use switchyard_iso8583::Spec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,39 +22,22 @@ const VISA: &str = "4761739001010119";
 const ATTACKER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
+/// The switch under test (its log through [`RunLog`]).
 struct Running {
-    child: Child,
+    run: RunLog,
     local: SocketAddr,
-    log: mpsc::Receiver<String>,
-    lines: Vec<String>,
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Running {
+    type Target = RunLog;
+    fn deref(&self) -> &RunLog {
+        &self.run
     }
 }
 
-impl Running {
-    /// Log lines so far (kept).
-    fn drain(&mut self) -> &[String] {
-        self.lines.extend(self.log.try_iter());
-        &self.lines
-    }
-
-    /// Waits (at most `limit`) until `done` holds for the log so far.
-    fn wait_log(&mut self, limit: Duration, done: impl Fn(&[String]) -> bool) -> bool {
-        let deadline = Instant::now() + limit;
-        loop {
-            if done(self.drain()) {
-                return true;
-            }
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut RunLog {
+        &mut self.run
     }
 }
 
@@ -78,27 +59,18 @@ fn start(dir: &Path, extra: &str) -> Running {
     assert!(text.contains(extra));
     let path = dir.join("switchyard.toml");
     std::fs::write(&path, text).unwrap();
-    let (child, log) = spawn_run(&path);
+    let mut run = RunLog::spawn(&path);
     let deadline = Instant::now() + Duration::from_secs(90);
-    let mut lines = Vec::new();
     let local = loop {
-        let line = log
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("the switch did not start");
+        let line = run.next_line(deadline);
         let addr = (line.contains("serving") && field(&line, "port=").as_deref() == Some("5001"))
             .then(|| field(&line, "addr="))
             .flatten();
-        lines.push(line);
         if let Some(a) = addr {
             break a.parse().unwrap();
         }
     };
-    Running {
-        child,
-        local,
-        log,
-        lines,
-    }
+    Running { run, local }
 }
 
 /// The test's own open-file limit, raised for its sockets.

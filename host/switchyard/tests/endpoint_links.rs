@@ -12,13 +12,11 @@ mod common;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{field, free_ports_config, spawn_run};
+use common::{RunLog, field, free_ports_config};
 use switchyard::client::{Connection, RequestSpec};
 use switchyard_iso8583::{Bytes, Message, Mti, Spec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -111,32 +109,28 @@ async fn serve(
     }
 }
 
+/// The switch under test (its log through [`RunLog`]).
 struct Running {
-    child: Child,
+    run: RunLog,
     switched: SocketAddr,
     admin: String,
     token: String,
-    log: mpsc::Receiver<String>,
-    lines: Vec<String>,
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Running {
+    type Target = RunLog;
+    fn deref(&self) -> &RunLog {
+        &self.run
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut RunLog {
+        &mut self.run
     }
 }
 
 impl Running {
-    fn drain(&mut self) -> &[String] {
-        self.lines.extend(self.log.try_iter());
-        &self.lines
-    }
-
-    fn count(&mut self, needle: &str) -> usize {
-        self.drain().iter().filter(|l| l.contains(needle)).count()
-    }
-
     /// Endpoint `xxx` as `GET /endpoints` shows it.
     fn xxx(&self) -> serde_json::Value {
         let mut s = std::net::TcpStream::connect(&self.admin).unwrap();
@@ -219,14 +213,11 @@ fn start(dir: &Path, host: SocketAddr) -> Running {
     assert!(text.contains("simulator = false") && text.contains("echo_ms"));
     let path = dir.join("switchyard.toml");
     std::fs::write(&path, text).unwrap();
-    let (child, log) = spawn_run(&path);
+    let mut run = RunLog::spawn(&path);
     let (mut switched, mut admin, mut token) = (None, None, None);
-    let mut lines = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(90);
     while switched.is_none() || admin.is_none() {
-        let line = log
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("the switch did not start");
+        let line = run.next_line(deadline);
         if line.contains("admin API listening") {
             admin = field(&line, "addr=");
             let file = field(&line, "token_file=").unwrap();
@@ -235,15 +226,12 @@ fn start(dir: &Path, host: SocketAddr) -> Running {
         if line.contains("serving") && field(&line, "port=").as_deref() == Some("5002") {
             switched = field(&line, "addr=").map(|a| a.parse().unwrap());
         }
-        lines.push(line);
     }
     Running {
-        child,
+        run,
         switched: switched.unwrap(),
         admin: admin.unwrap(),
         token: token.unwrap(),
-        log,
-        lines,
     }
 }
 

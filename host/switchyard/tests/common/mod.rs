@@ -140,3 +140,69 @@ pub fn switchyard(args: &[&str], dir: Option<&Path>) -> (Output, String) {
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out, text)
 }
+
+/// A `switchyard run` child and the stderr lines it wrote so far (kept);
+/// killed when dropped.
+pub struct RunLog {
+    child: Child,
+    log: mpsc::Receiver<String>,
+    lines: Vec<String>,
+}
+
+impl RunLog {
+    /// `switchyard run --config config`.
+    pub fn spawn(config: &Path) -> RunLog {
+        let (child, log) = spawn_run(config);
+        RunLog {
+            child,
+            log,
+            lines: Vec::new(),
+        }
+    }
+
+    /// The next line (kept too); panics when none comes by `deadline`.
+    pub fn next_line(&mut self, deadline: std::time::Instant) -> String {
+        let line = self
+            .log
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .expect("the switch did not start");
+        self.lines.push(line.clone());
+        line
+    }
+
+    /// Every line so far.
+    pub fn drain(&mut self) -> &[String] {
+        self.lines.extend(self.log.try_iter());
+        &self.lines
+    }
+
+    /// Waits (at most `limit`) until `done` holds for the lines so far.
+    pub fn wait_log(
+        &mut self,
+        limit: std::time::Duration,
+        done: impl Fn(&[String]) -> bool,
+    ) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if done(self.drain()) {
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Lines so far that contain `needle`.
+    pub fn count(&mut self, needle: &str) -> usize {
+        self.drain().iter().filter(|l| l.contains(needle)).count()
+    }
+}
+
+impl Drop for RunLog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
