@@ -188,9 +188,12 @@ impl<P: switchyard_sdk::Participant + Send> Participant for Native<P> {
         Ok(Outcome::from_bits(bits))
     }
     fn commit(&self, ctx: &mut Context) -> Result<(), Failure> {
-        self.participant
-            .lock()
-            .commit(&mut HostTransaction(ctx), &self.env);
+        // As the host does for a component (contract 1.4.0).
+        if P::COMMITS {
+            self.participant
+                .lock()
+                .commit(&mut HostTransaction(ctx), &self.env);
+        }
         Ok(())
     }
     fn abort(&self, ctx: &mut Context) -> Result<(), Failure> {
@@ -199,4 +202,23 @@ impl<P: switchyard_sdk::Participant + Send> Participant for Native<P> {
             .abort(&mut HostTransaction(ctx), &self.env);
         Ok(())
     }
+}
+
+/// The native twin of the bundled plugin `bundled` configured with
+/// `settings`, as the step the switch would make of it (the native steps of
+/// `switchyard::StartOptions`): `validate`, `local-auth` and `case-switch`,
+/// the plugins of the default 5001 path; `None` for the others (they stay
+/// WASM).
+pub fn native_twin(bundled: &str, settings: &[(String, String)]) -> Option<Arc<dyn Participant>> {
+    let pairs: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let step: Arc<dyn Participant> = match bundled {
+        "validate" => Native::new(validate::Validate, &pairs),
+        "local-auth" => Native::new(local_auth::LocalAuth::default(), &pairs),
+        "case-switch" => NativeSelector::new(case_switch::CaseSwitch::new(), &pairs),
+        _ => return None,
+    };
+    Some(step)
 }

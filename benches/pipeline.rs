@@ -7,12 +7,28 @@
 //!   pipeline (validate, by-mti, by-port, local-auth, close, send) and encode
 //!   the response — which is what the sandbox adds to;
 //! - `participant-call/validate.prepare`: one participant call;
+//! - `participant-call/case-switch.prepare`: a call that does nothing, the
+//!   floor of a crossing; `…/case-switch.prepare+select`: a selector's turn
+//!   (one crossing since contract 1.4.0);
 //! - `instance-policy/validate.prepare`: `reuse` vs `fresh` (a new instance
 //!   from the pooling allocator for every transaction).
+//!
+//! `SWITCHYARD_BENCH_BASELINE_PLUGINS=DIR` adds
+//! `transaction/default-5001/wasm-baseline`: the same pipeline with
+//! `validate.wasm`, `case_switch.wasm` and `local_auth.wasm` from `DIR` (for
+//! example built from an older revision), on this host.
+//!
+//! Times are wall-clock by default. With `SWITCHYARD_BENCH_CPU=1` they are
+//! the bench thread's CPU time instead (`CLOCK_THREAD_CPUTIME_ID`), which a
+//! busy shared machine does not inflate by descheduling the bench: use it
+//! to compare native and WASM where other work competes for the cores.
 
 use std::sync::Arc;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use std::time::Duration;
+
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{Criterion, criterion_group};
 use futures::executor::block_on;
 use switchyard_benches::{Native, NativeSelector, sample_0200};
 use switchyard_engine::steps::Close;
@@ -114,6 +130,25 @@ fn acquirer(steps: [(&str, Arc<dyn Participant>); 4], pin: Option<&Arc<Registry>
     b.build().unwrap()
 }
 
+/// The default `acquirer` pipeline with the plugins of `reg`.
+fn acquirer_of(reg: &Arc<Registry>) -> Pipeline {
+    acquirer(
+        [
+            ("validate", wasm(reg, "validate", Role::Participant, &[])),
+            ("by-mti", wasm(reg, "case-switch", Role::Selector, &BY_MTI)),
+            (
+                "by-port",
+                wasm(reg, "case-switch", Role::Selector, &BY_PORT),
+            ),
+            (
+                "local-auth",
+                wasm(reg, "local-auth", Role::Participant, &LIMIT),
+            ),
+        ],
+        Some(reg),
+    )
+}
+
 fn transaction(pipeline: &Pipeline, spec: &Arc<Spec>, frame: &Bytes) {
     let request = spec.decode(frame.clone()).unwrap();
     let mut ctx = Context::new("default".into(), "local".into(), 5001, request);
@@ -124,13 +159,19 @@ fn transaction(pipeline: &Pipeline, spec: &Arc<Spec>, frame: &Bytes) {
     std::hint::black_box(spec.encode(&ctx.response).unwrap());
 }
 
+/// A selector's turn as the engine takes it: `prepare`, then `select`.
+fn select(p: &dyn Participant, ctx: &mut Context) -> Vec<String> {
+    assert!(p.prepare(ctx).unwrap().is_prepared());
+    p.select(ctx).unwrap().unwrap()
+}
+
 fn run(p: &Pipeline, request: &Message) {
     let mut ctx = Context::new("bench".into(), "bench".into(), 5001, request.clone());
     let d = block_on(p.run(&mut ctx));
     assert_eq!(d.verdict, Verdict::Committed);
 }
 
-fn benches(c: &mut Criterion) {
+fn benches<M: Measurement + 'static>(c: &mut Criterion<M>) {
     let runtime = Runtime::new(RuntimeOptions::default()).unwrap();
     let plugins = ["validate", "local-auth", "case-switch"];
     let reg = registry(&runtime, &plugins, PluginOptions::default());
@@ -160,11 +201,11 @@ fn benches(c: &mut Criterion) {
             ("validate", native_validate.clone()),
             (
                 "by-mti",
-                NativeSelector::new(case_switch::CaseSwitch, &BY_MTI),
+                NativeSelector::new(case_switch::CaseSwitch::new(), &BY_MTI),
             ),
             (
                 "by-port",
-                NativeSelector::new(case_switch::CaseSwitch, &BY_PORT),
+                NativeSelector::new(case_switch::CaseSwitch::new(), &BY_PORT),
             ),
             (
                 "local-auth",
@@ -173,21 +214,20 @@ fn benches(c: &mut Criterion) {
         ],
         None,
     );
-    let wasm_acquirer = acquirer(
-        [
-            ("validate", wasm_validate.clone()),
-            ("by-mti", wasm(&reg, "case-switch", Role::Selector, &BY_MTI)),
-            (
-                "by-port",
-                wasm(&reg, "case-switch", Role::Selector, &BY_PORT),
-            ),
-            (
-                "local-auth",
-                wasm(&reg, "local-auth", Role::Participant, &LIMIT),
-            ),
-        ],
-        Some(&reg),
-    );
+    let wasm_acquirer = acquirer_of(&reg);
+    // The same plugins built elsewhere (e.g. from an older revision, against
+    // an older contract), on this host, side by side.
+    let baseline = std::env::var_os("SWITCHYARD_BENCH_BASELINE_PLUGINS").map(|dir| {
+        let mut builder = RegistryBuilder::new(runtime.clone(), None);
+        for name in plugins {
+            let path = std::path::Path::new(&dir).join(format!("{}.wasm", name.replace('-', "_")));
+            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            builder
+                .load(name, &bytes, PluginOptions::default())
+                .unwrap();
+        }
+        acquirer_of(&builder.build())
+    });
     let mut g = c.benchmark_group("transaction/default-5001");
     g.bench_function("native", |b| {
         b.iter(|| transaction(&native_acquirer, &spec, &frame))
@@ -195,6 +235,11 @@ fn benches(c: &mut Criterion) {
     g.bench_function("wasm", |b| {
         b.iter(|| transaction(&wasm_acquirer, &spec, &frame))
     });
+    if let Some(baseline) = &baseline {
+        g.bench_function("wasm-baseline", |b| {
+            b.iter(|| transaction(baseline, &spec, &frame))
+        });
+    }
     g.finish();
 
     let mut g = c.benchmark_group("participant-call/validate.prepare");
@@ -207,17 +252,24 @@ fn benches(c: &mut Criterion) {
     });
     g.finish();
 
-    // A call that does nothing (case-switch's prepare makes no host call):
-    // the floor of what the sandbox costs per call.
-    let native_switch = NativeSelector::new(case_switch::CaseSwitch, &BY_PORT);
-    let wasm_switch = wasm(&reg, "case-switch", Role::Selector, &BY_PORT);
+    // A call that does nothing (case-switch's prepare makes no host call;
+    // as a plain participant it gets `prepare` alone): the floor of what the
+    // sandbox costs per call.
+    let native_switch = NativeSelector::new(case_switch::CaseSwitch::new(), &BY_PORT);
+    let wasm_floor = wasm(&reg, "case-switch", Role::Participant, &BY_PORT);
     let mut g = c.benchmark_group("participant-call/case-switch.prepare");
     g.bench_function("native", |b| {
         b.iter(|| native_switch.prepare(&mut ctx).unwrap())
     });
-    g.bench_function("wasm", |b| {
-        b.iter(|| wasm_switch.prepare(&mut ctx).unwrap())
-    });
+    g.bench_function("wasm", |b| b.iter(|| wasm_floor.prepare(&mut ctx).unwrap()));
+    g.finish();
+
+    // A selector's whole turn, `prepare` then `select`: one crossing
+    // (`prepare-select`, contract 1.4.0) for the bundled case-switch.
+    let wasm_switch = wasm(&reg, "case-switch", Role::Selector, &BY_PORT);
+    let mut g = c.benchmark_group("participant-call/case-switch.prepare+select");
+    g.bench_function("native", |b| b.iter(|| select(&*native_switch, &mut ctx)));
+    g.bench_function("wasm", |b| b.iter(|| select(&*wasm_switch, &mut ctx)));
     g.finish();
 
     let fresh = registry(
@@ -239,5 +291,50 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
+/// The bench thread's CPU time (`SWITCHYARD_BENCH_CPU=1`).
+struct CpuTime {
+    wall: WallTime,
+}
+
+fn thread_cpu_time() -> Duration {
+    cpu_time::ThreadTime::now().as_duration()
+}
+
+impl Measurement for CpuTime {
+    type Intermediate = Duration;
+    type Value = Duration;
+
+    fn start(&self) -> Duration {
+        thread_cpu_time()
+    }
+    fn end(&self, started: Duration) -> Duration {
+        thread_cpu_time().saturating_sub(started)
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        self.wall.formatter()
+    }
+}
+
 criterion_group!(pipeline_benches, benches);
-criterion_main!(pipeline_benches);
+
+fn main() {
+    if std::env::var_os("SWITCHYARD_BENCH_CPU").is_some() {
+        let mut c = Criterion::default()
+            .with_measurement(CpuTime { wall: WallTime })
+            .configure_from_args();
+        benches(&mut c);
+        c.final_summary();
+    } else {
+        pipeline_benches();
+        Criterion::default().configure_from_args().final_summary();
+    }
+}

@@ -42,5 +42,5 @@ pub use participant::{
 pub use pipeline::{
     BeginHook, Disposition, Node, NodeId, Pipeline, PipelineBuilder, PipelineError, Step, Verdict,
 };
-pub use profiler::{Label, Profiler, Trace};
+pub use profiler::{CompactTrace, Label, MAX_CHECKPOINTS, Profiler, Trace};
 pub use switchyard_iso8583 as iso8583;

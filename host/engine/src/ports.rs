@@ -353,6 +353,10 @@ pub struct Finished {
     pub original: Option<TxId>,
     /// A reversal to queue atomically with this outcome.
     pub reversal: Option<NewSaf>,
+    /// The profiler's trace in the compact form
+    /// ([`crate::CompactTrace`]: step and participant names, µs; never
+    /// card data).
+    pub trace: Option<String>,
 }
 
 /// What the store did for an acquirer reversal or completion.
@@ -561,6 +565,9 @@ pub struct TxRecord {
     pub total_us: Option<i64>,
     /// External duration, µs.
     pub external_us: Option<i64>,
+    /// The profiler's trace in the compact form
+    /// (`parse-request=12 validate=4 … end=100 external=40`, µs).
+    pub trace: Option<String>,
     /// The earlier row this one repeats, reverses or completes.
     pub original: Option<TxId>,
     /// Its first reversal and completion.

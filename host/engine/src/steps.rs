@@ -66,6 +66,25 @@ fn echo(request: &Message, response: &mut Message, field: u16) {
     }
 }
 
+/// Answers a request that a participant's failure left without a response:
+/// when the pipeline failed (`ctx.failure` is set) before any `send` was
+/// chosen — a group selector that trapped or ran past its deadline chooses
+/// nothing, so neither `close` nor `send` of its groups runs — the acquirer
+/// still gets the failure's result code (96 unless one was set) instead of
+/// silence and a timeout. True when it answered. A pipeline that ran
+/// without failing and chose not to respond is left as it is.
+pub fn answer_failed(ctx: &mut Context) -> bool {
+    if ctx.respond || ctx.failure.is_none() || ctx.request.mti().response().is_none() {
+        return false;
+    }
+    let code = ctx.result_code().unwrap_or(rc::SYSTEM_ERROR).to_owned();
+    let mut response = std::mem::take(&mut ctx.response);
+    complete_response(&ctx.request, &code, &mut response);
+    ctx.response = response;
+    ctx.respond = true;
+    true
+}
+
 /// Builds the response (see [`complete_response`]) in the second phase:
 /// result code `00` when committed and none was set, `96` when aborted and
 /// none was set.
@@ -149,6 +168,26 @@ impl Participant for LogStep {
 mod tests {
     use super::*;
     use switchyard_iso8583::Mti;
+
+    #[test]
+    fn a_failure_that_chose_no_send_is_answered_with_96() {
+        let mut request = Message::new(Mti::new("0200").unwrap());
+        request.set(11, bytes::Bytes::from_static(b"000123"));
+        request.set(41, bytes::Bytes::from_static(b"TERM0001"));
+        let mut ctx = Context::new("t".into(), "l".into(), 5001, request);
+        // No failure: a pipeline may choose not to respond.
+        assert!(!answer_failed(&mut ctx));
+        assert!(!ctx.respond);
+        ctx.failure = Some("by-port: deadline of 50 ms exceeded".into());
+        ctx.set_result_code(rc::SYSTEM_ERROR);
+        assert!(answer_failed(&mut ctx));
+        assert!(ctx.respond);
+        assert_eq!(ctx.response.mti().as_str(), "0210");
+        assert_eq!(ctx.response.get_str(39), Some("96"));
+        assert_eq!(ctx.response.get_str(11), Some("000123"));
+        // Once answered, never twice.
+        assert!(!answer_failed(&mut ctx));
+    }
 
     fn request() -> Message {
         let mut m = Message::new(Mti::new("0200").unwrap());

@@ -31,7 +31,9 @@ pub use forwarder::{
 };
 pub use framing::Framing;
 pub use link::{Backoff, EndpointState, LinkStatus};
-pub use listener::{Completed, Listener, ListenerOptions, Observer, SendResponse};
+pub use listener::{
+    Completed, Listener, ListenerOptions, ListenerStats, Observer, SendResponse, TransactionLog,
+};
 pub use mainframe::{MainframeOptions, MainframeSimulator};
 pub use simulator::{Simulator, SimulatorOptions};
 pub use tls::{ClientTls, ClientTlsFiles, ServerTls, ServerTlsFiles, TlsError};

@@ -14,9 +14,22 @@
 //! `max_connections_per_peer` from one IP address, a connection is accepted
 //! and closed at once, counted on a rate-limited WARN line; a connection
 //! that delivers no complete frame within `first_frame_timeout` is closed.
+//!
+//! Writes: responses of one connection that complete close together leave
+//! in one write. After the first response is queued, when more transactions
+//! of the connection are still running, the writer lets them run once
+//! (`yield_now`) and takes what they queued before it flushes; with one
+//! transaction in flight it flushes at once (no added latency at low load).
+//! [`ListenerStats`] counts writes and frames (the admin `/metrics`).
+//!
+//! Logs: the `switchyard::profiler` INFO line (the trace in the seed's form)
+//! is written for transactions that did not approve or were slow
+//! ([`TransactionLog`]), or for every one when the operator asks; every
+//! transaction's trace is kept in its tranlog row.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -78,6 +91,68 @@ pub struct ListenerOptions {
     /// TLS (and mutual TLS) on every connection; `None`: plain TCP.
     /// Shared with the reload (SIGHUP, `POST /tls/reload`).
     pub tls: Option<Arc<crate::tls::ServerTls>>,
+    /// Which transactions get the INFO profiler line.
+    pub log: TransactionLog,
+    /// Writes and frames written, for the admin `/metrics`.
+    pub stats: Arc<ListenerStats>,
+}
+
+/// Which transactions get the `switchyard::profiler` INFO line (`[log]`
+/// in the config): those that did not approve (a result code other than
+/// 00, an aborted pipeline), those slower than `slow` (zero: every one),
+/// or every one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransactionLog {
+    /// A transaction at least this long in the switch is logged.
+    pub slow: Duration,
+    /// Log every transaction.
+    pub every_transaction: bool,
+}
+
+impl Default for TransactionLog {
+    fn default() -> TransactionLog {
+        TransactionLog {
+            slow: Duration::from_millis(100),
+            every_transaction: false,
+        }
+    }
+}
+
+impl TransactionLog {
+    /// Whether a transaction that took `total` and ended with `rc` (and
+    /// `verdict`, `None` when the life cycle answered it) gets the line.
+    pub fn wants(&self, total: Duration, rc: Option<&str>, verdict: Option<Verdict>) -> bool {
+        self.every_transaction
+            || total >= self.slow
+            || rc != Some(rc::APPROVED)
+            || verdict == Some(Verdict::Aborted)
+    }
+}
+
+/// What a listener's connections wrote: writes (flushes of what was
+/// queued, each one `write`/`writev` when the socket takes it whole) and
+/// response frames.
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    writes: AtomicU64,
+    frames: AtomicU64,
+}
+
+impl ListenerStats {
+    /// Writes to the acquirers' sockets.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+
+    /// Response frames written.
+    pub fn frames_written(&self) -> u64 {
+        self.frames.load(Ordering::Relaxed)
+    }
+
+    fn wrote(&self, frames: u64) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.frames.fetch_add(frames, Ordering::Relaxed);
+    }
 }
 
 /// A completed transaction, as an [`Observer`] sees it (no card data).
@@ -258,27 +333,14 @@ async fn connection<R, W>(
     } = accepted;
     tracing::debug!(listener = %opts.name, %peer, "connection opened");
     let mut frames = FramedRead::new(read, opts.framing.codec(opts.max_frame));
-    let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+    let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+    let pending = Arc::new(AtomicUsize::new(0));
     let writer = {
-        let mut sink = FramedWrite::new(write, opts.framing.codec(opts.max_frame));
-        let name = opts.name.clone();
+        let sink = FramedWrite::new(write, opts.framing.codec(opts.max_frame));
+        let (name, pending, stats) = (opts.name.clone(), pending.clone(), opts.stats.clone());
         tokio::spawn(async move {
-            while let Some(frame) = rx.recv().await {
-                if let Err(e) = sink.feed(frame).await {
-                    tracing::info!(listener = %name, %peer, error = %e, "write failed; closing");
-                    return;
-                }
-                // Batch what is already queued into one flush.
-                while let Ok(frame) = rx.try_recv() {
-                    if let Err(e) = sink.feed(frame).await {
-                        tracing::info!(listener = %name, %peer, error = %e, "write failed; closing");
-                        return;
-                    }
-                }
-                if let Err(e) = SinkExt::<Bytes>::flush(&mut sink).await {
-                    tracing::info!(listener = %name, %peer, error = %e, "write failed; closing");
-                    return;
-                }
+            if let Err(e) = write_responses(sink, rx, &pending, &stats).await {
+                tracing::info!(listener = %name, %peer, error = %e, "write failed; closing");
             }
         })
     };
@@ -332,10 +394,10 @@ async fn connection<R, W>(
             (None, frame)
         };
         let opts = opts.clone();
-        let tx = tx.clone();
+        let reply = Reply::new(tx.clone(), pending.clone());
         let tls_subject = tls_subject.clone();
         tracker.spawn(async move {
-            transaction(&opts, peer, frame, tpdu, received, tx, tls_subject).await;
+            transaction(&opts, peer, frame, tpdu, received, reply, tls_subject).await;
             drop(permit);
         });
     }
@@ -345,20 +407,101 @@ async fn connection<R, W>(
     tracing::debug!(listener = %opts.name, %peer, "connection closed");
 }
 
+/// Most times the writer lets the connection's other transactions run
+/// before it flushes what they queued.
+const MAX_YIELDS: usize = 1;
+
+/// The connection's writer: feeds what is queued, and while other
+/// transactions of the connection are still running lets them run (at most
+/// [`MAX_YIELDS`] times) so that their responses join the same write; then
+/// flushes. Ends when every transaction of the connection has answered.
+async fn write_responses<W, C>(
+    mut sink: FramedWrite<W, C>,
+    mut rx: mpsc::UnboundedReceiver<Bytes>,
+    pending: &AtomicUsize,
+    stats: &ListenerStats,
+) -> Result<(), C::Error>
+where
+    W: tokio::io::AsyncWrite + Unpin,
+    C: tokio_util::codec::Encoder<Bytes>,
+{
+    while let Some(frame) = rx.recv().await {
+        sink.feed(frame).await?;
+        let mut frames = 1;
+        let mut yields = 0;
+        loop {
+            while let Ok(frame) = rx.try_recv() {
+                sink.feed(frame).await?;
+                frames += 1;
+            }
+            if yields == MAX_YIELDS || pending.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            // Behind every task that is ready to run: the connection's
+            // transactions that are about to answer answer first.
+            tokio::task::yield_now().await;
+            yields += 1;
+        }
+        SinkExt::<Bytes>::flush(&mut sink).await?;
+        stats.wrote(frames);
+    }
+    Ok(())
+}
+
+/// A transaction's way back to its connection: the writer's queue, and the
+/// connection's count of transactions that have not queued a response yet
+/// (the writer waits for them only while it is not zero).
+struct Reply {
+    tx: mpsc::UnboundedSender<Bytes>,
+    pending: Arc<AtomicUsize>,
+    settled: bool,
+}
+
+impl Reply {
+    fn new(tx: mpsc::UnboundedSender<Bytes>, pending: Arc<AtomicUsize>) -> Reply {
+        pending.fetch_add(1, Ordering::AcqRel);
+        Reply {
+            tx,
+            pending,
+            settled: false,
+        }
+    }
+
+    fn settle(&mut self) {
+        if !std::mem::replace(&mut self.settled, true) {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Queues the response (no longer pending before the writer sees it).
+    fn send(mut self, frame: Bytes) {
+        self.settle();
+        // The connection may be gone; then there is no one to answer.
+        let _ = self.tx.send(frame);
+    }
+}
+
+impl Drop for Reply {
+    /// A transaction that ends without a response is no longer pending.
+    fn drop(&mut self) {
+        self.settle();
+    }
+}
+
 async fn transaction(
     opts: &ListenerOptions,
     peer: SocketAddr,
     frame: Bytes,
     tpdu: Option<Tpdu>,
     received: Instant,
-    tx: mpsc::UnboundedSender<Bytes>,
+    reply: Reply,
     tls_subject: Option<Arc<str>>,
 ) {
     let mut profiler = Profiler::start_at(received);
     let request = match opts.spec.decode(frame.clone()) {
         Ok(m) => m,
         Err(error) => {
-            reject(opts, peer, frame, tpdu, &error, &tx);
+            reject(opts, peer, frame, tpdu, &error, reply);
             return;
         }
     };
@@ -370,7 +513,7 @@ async fn transaction(
     let verdict = run(opts, &mut ctx).await;
     if ctx.respond {
         ConnectionResponder {
-            tx,
+            reply,
             spec: opts.spec.clone(),
             listener: opts.name.clone(),
             tenant: opts.tenant.clone(),
@@ -378,9 +521,33 @@ async fn transaction(
         }
         .respond(&ctx.response);
     } else {
+        drop(reply);
         tracing::debug!(tenant = %opts.tenant, listener = %opts.name,
             stan = ctx.request.get_str(11).unwrap_or(""), "pipeline sent no response");
     }
+    let total = ctx
+        .profiler
+        .total()
+        .unwrap_or_else(|| ctx.profiler.elapsed());
+    if opts.log.wants(total, ctx.result_code(), verdict) {
+        log_trace(opts, &ctx, verdict);
+    }
+    if let Some(observer) = &opts.observer {
+        observer(Completed {
+            listener: opts.name.clone(),
+            mti: ctx.request.mti().as_str().to_owned(),
+            stan: ctx.request.get_str(11).map(str::to_owned),
+            rc: ctx.result_code().map(str::to_owned),
+            trace: ctx
+                .profiler
+                .trace(Some(&opts.pipeline), ctx.external)
+                .to_string(),
+        });
+    }
+}
+
+/// The transaction's `switchyard::profiler` INFO line.
+fn log_trace(opts: &ListenerOptions, ctx: &Context, verdict: Option<Verdict>) {
     let mti = ctx.request.mti();
     tracing::info!(
         target: "switchyard::profiler",
@@ -396,18 +563,6 @@ async fn transaction(
         "{}",
         ctx.profiler.trace(Some(&opts.pipeline), ctx.external)
     );
-    if let Some(observer) = &opts.observer {
-        observer(Completed {
-            listener: opts.name.clone(),
-            mti: mti.as_str().to_owned(),
-            stan: ctx.request.get_str(11).map(str::to_owned),
-            rc: ctx.result_code().map(str::to_owned),
-            trace: ctx
-                .profiler
-                .trace(Some(&opts.pipeline), ctx.external)
-                .to_string(),
-        });
-    }
 }
 
 /// Runs the request through the life cycle and the pipeline; `None` when
@@ -416,7 +571,9 @@ async fn transaction(
 /// recorded before this returns.
 async fn run(opts: &ListenerOptions, ctx: &mut Context) -> Option<Verdict> {
     let Some(lifecycle) = &opts.lifecycle else {
-        return Some(opts.pipeline.run(ctx).await.verdict);
+        let verdict = opts.pipeline.run(ctx).await.verdict;
+        answer_failed(opts, ctx);
+        return Some(verdict);
     };
     match lifecycle.admit(ctx).await {
         Admission::Respond(response) => {
@@ -427,9 +584,22 @@ async fn run(opts: &ListenerOptions, ctx: &mut Context) -> Option<Verdict> {
         }
         Admission::Run => {
             let disposition = opts.pipeline.run(ctx).await;
+            answer_failed(opts, ctx);
             lifecycle.finish(ctx, &disposition, &opts.pipeline).await;
             Some(disposition.verdict)
         }
+    }
+}
+
+/// A failure that left the request unanswered (a selector that failed
+/// chooses no `send`) is answered with its result code, recorded like any
+/// response (`steps::answer_failed`).
+fn answer_failed(opts: &ListenerOptions, ctx: &mut Context) {
+    if switchyard_engine::steps::answer_failed(ctx) {
+        tracing::warn!(tenant = %opts.tenant, listener = %opts.name,
+            stan = ctx.request.get_str(11).unwrap_or(""), rc = ctx.result_code().unwrap_or(""),
+            failure = ctx.failure.as_deref().unwrap_or(""),
+            "a participant failed before a send step was chosen; answered with the failure's code");
     }
 }
 
@@ -440,7 +610,7 @@ fn reject(
     frame: Bytes,
     tpdu: Option<Tpdu>,
     error: &switchyard_iso8583::DecodeError,
-    tx: &mpsc::UnboundedSender<Bytes>,
+    reply: Reply,
 ) {
     // Field, offset, lengths and reason only: no byte of the frame (crate::reject).
     let rejection = crate::reject::reject(&opts.spec, &frame, error);
@@ -453,7 +623,7 @@ fn reject(
                 length = facts.length, frame_len = facts.frame_len, reason = %facts.reason,
                 withheld = ?facts.withheld, "undecodable request; answered with 30");
             ConnectionResponder {
-                tx: tx.clone(),
+                reply,
                 spec: opts.spec.clone(),
                 listener: opts.name.clone(),
                 tenant: opts.tenant.clone(),
@@ -472,7 +642,7 @@ fn reject(
 
 /// Encodes a response and queues it for the connection's writer.
 struct ConnectionResponder {
-    tx: mpsc::UnboundedSender<Bytes>,
+    reply: Reply,
     spec: Arc<Spec>,
     listener: Arc<str>,
     /// The tenant (log lines).
@@ -514,7 +684,7 @@ pub fn action_code(spec: &Spec, m: &Message) -> Option<Message> {
 }
 
 impl ConnectionResponder {
-    fn respond(&self, response: &Message) {
+    fn respond(self, response: &Message) {
         let frame = match self.encode(response) {
             Ok(f) => f,
             Err(e) => {
@@ -538,8 +708,7 @@ impl ConnectionResponder {
                 }
             }
         };
-        // The connection may be gone; then there is no one to answer.
-        let _ = self.tx.send(frame);
+        self.reply.send(frame);
     }
 }
 
@@ -630,6 +799,32 @@ mod tests {
     }
 
     #[test]
+    fn declines_aborts_and_slow_transactions_are_logged_by_default() {
+        use super::TransactionLog;
+        use std::time::Duration;
+        use switchyard_engine::Verdict;
+        let log = TransactionLog::default();
+        let fast = Duration::from_millis(3);
+        let committed = Some(Verdict::Committed);
+        assert!(!log.wants(fast, Some("00"), committed));
+        assert!(!log.wants(fast, Some("00"), None));
+        assert!(log.wants(fast, Some("61"), committed));
+        assert!(log.wants(fast, None, committed));
+        assert!(log.wants(fast, Some("00"), Some(Verdict::Aborted)));
+        assert!(log.wants(Duration::from_millis(100), Some("00"), committed));
+        let every = TransactionLog {
+            every_transaction: true,
+            ..log
+        };
+        assert!(every.wants(fast, Some("00"), committed));
+        let zero = TransactionLog {
+            slow: Duration::ZERO,
+            ..log
+        };
+        assert!(zero.wants(Duration::ZERO, Some("00"), committed));
+    }
+
+    #[test]
     fn a_1987_listener_keeps_the_response_code() {
         for spec in Spec::builtin_names()
             .iter()
@@ -638,5 +833,124 @@ mod tests {
             assert_eq!(de39(spec, "0210", "00"), None, "{spec}");
             assert_eq!(de39(spec, "0430", "00"), None, "{spec}");
         }
+    }
+}
+
+#[cfg(test)]
+mod pipelined {
+    //! Several requests in flight on one connection: every response comes
+    //! back whole, in whatever order they complete, and the listener's
+    //! counters count the frames and the writes they took.
+
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::BufMut;
+    use futures::future::BoxFuture;
+    use switchyard_engine::{AsyncParticipant, Context, Failure, Outcome, PipelineBuilder, Step};
+    use switchyard_iso8583::{BytesMut, Message, Mti, Spec};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::watch;
+    use tokio_util::sync::CancellationToken;
+    use tokio_util::task::TaskTracker;
+
+    use super::{Listener, ListenerOptions, ListenerStats, SendResponse, TransactionLog};
+
+    const N: u32 = 8;
+
+    /// Completes the requests in reverse order of arrival: STAN `i` goes
+    /// once the `N - 1 - i` later ones went.
+    struct Reversed(watch::Sender<u32>);
+
+    impl AsyncParticipant for Reversed {
+        fn prepare<'a>(&'a self, ctx: &'a mut Context) -> BoxFuture<'a, Result<Outcome, Failure>> {
+            Box::pin(async move {
+                let stan: u32 = ctx.request.get_str(11).unwrap().parse().unwrap();
+                let turn = N - 1 - stan;
+                let mut rx = self.0.subscribe();
+                rx.wait_for(|done| *done == turn).await.unwrap();
+                self.0.send_modify(|done| *done += 1);
+                Ok(Outcome::PREPARED)
+            })
+        }
+    }
+
+    fn options(spec: Arc<Spec>, stats: Arc<ListenerStats>) -> ListenerOptions {
+        let mut b = PipelineBuilder::new("p");
+        let (order, _) = watch::channel(0);
+        b.participant("reversed", Step::Async(Arc::new(Reversed(order))))
+            .unwrap();
+        b.participant("send", Step::Sync(Arc::new(SendResponse)))
+            .unwrap();
+        b.main(&["reversed", "send"]);
+        ListenerOptions {
+            name: "l".into(),
+            tenant: "t".into(),
+            port: 5001,
+            bind: ([127, 0, 0, 1], 0).into(),
+            framing: crate::Framing::default(),
+            max_frame: 4096,
+            idle_timeout: Duration::from_secs(30),
+            first_frame_timeout: Duration::from_secs(30),
+            max_connections_per_peer: 0,
+            max_in_flight: 2 * N as usize,
+            max_connections: 4,
+            spec,
+            pipeline: Arc::new(b.build().unwrap()),
+            observer: None,
+            lifecycle: None,
+            tls: None,
+            log: TransactionLog::default(),
+            stats,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pipelined_responses_arrive_whole_in_any_order_and_are_counted() {
+        let spec = Arc::new(Spec::builtin("iso87-ascii").unwrap());
+        let stats = Arc::new(ListenerStats::default());
+        let listener = Listener::bind(options(spec.clone(), stats.clone()))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
+        tracker.spawn(listener.serve(shutdown.clone(), tracker.clone()));
+
+        // All requests in one write, each with its 2-byte length.
+        let mut out = BytesMut::new();
+        for stan in 0..N {
+            let mut m = Message::new(Mti::new("0200").unwrap());
+            m.set(3, &b"000000"[..]);
+            m.set(4, &b"000000001000"[..]);
+            m.set(11, format!("{stan:06}").into_bytes());
+            m.set(41, &b"TERM0001"[..]);
+            let body = spec.encode(&m).unwrap();
+            out.put_u16(body.len() as u16);
+            out.extend_from_slice(&body);
+        }
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        conn.write_all(&out).await.unwrap();
+        let mut stans = Vec::new();
+        for _ in 0..N {
+            let len = conn.read_u16().await.unwrap();
+            let mut body = vec![0; usize::from(len)];
+            conn.read_exact(&mut body).await.unwrap();
+            let response = spec.decode(body.into()).unwrap();
+            assert_eq!(response.mti().as_str(), "0210");
+            assert_eq!(response.get_str(39), Some("00"));
+            assert_eq!(response.get_str(41), Some("TERM0001"));
+            stans.push(response.get_str(11).unwrap().to_owned());
+        }
+        let unique: BTreeSet<&String> = stans.iter().collect();
+        assert_eq!(unique.len(), N as usize, "{stans:?}");
+
+        drop(conn);
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
+        assert_eq!(stats.frames_written(), u64::from(N));
+        let writes = stats.writes();
+        assert!((1..=u64::from(N)).contains(&writes), "{writes} writes");
     }
 }

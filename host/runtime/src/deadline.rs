@@ -10,8 +10,26 @@
 //! tick at a time and at half duty (it sleeps half of every tick, leaving
 //! the CPU to the workers), until its deadline, measured on the runtime's tick
 //! counter (which follows wall time: the ticker catches up after it was
-//! descheduled), where it traps with [`wasmtime::Trap::Interrupt`] as the
-//! plain deadline trap did.
+//! descheduled).
+//!
+//! At the deadline the call traps with [`wasmtime::Trap::Interrupt`] (RC 96)
+//! only if it *used* the CPU: at least a sixteenth ([`CPU_SHARE`]) of its
+//! deadline in thread CPU time since its slice ended (at least
+//! [`CPU_MIN`]): 3.1 ms for the default 50 ms. On an oversubscribed machine a
+//! call that needs microseconds can be descheduled past its deadline; it
+//! wakes up to one epoch callback with the counter far past its budget, has
+//! used next to no CPU, and goes on (it ends microseconds later). A looping
+//! call has used half of every tick (half duty) and stops at its deadline.
+//! A call that has not used its share goes on until it has, or until the
+//! wall-clock backstop ([`backstop_ticks`]: deadline + max(deadline,
+//! 200 ms)), where it is stopped whatever it used. Time a call waits in a
+//! host import (key/value store, counters: a lock, the disk) uses no CPU
+//! and counts as not running, so the backstop bounds it; CPU a host import
+//! spends on the call's thread counts.
+//!
+//! The thread CPU time is read (one `clock_gettime`) only inside the epoch
+//! callback, i.e. once per tick of a call that outlived its slice: nothing
+//! is added to a call that ends within its slice.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,6 +43,22 @@ use crate::runtime::EPOCH_TICK;
 /// Epoch ticks a call runs before it counts as slow and gives up its
 /// worker: 2 ticks = 1–2 ms.
 pub(crate) const SLICE_TICKS: u64 = 2;
+
+/// The share of its deadline (in thread CPU time, after its slice) a call
+/// must have used to be stopped at the deadline: a sixteenth. A looping
+/// call off the workers uses half of every tick (half duty) on an idle
+/// machine, and far less on a 2× oversubscribed one, where it waits for
+/// the CPU after every half-duty sleep (a quarter stopped it a median 80 ms
+/// past a 50 ms deadline there, a sixteenth 12 ms); a healthy call that was
+/// descheduled used microseconds.
+const CPU_SHARE: u32 = 16;
+
+/// The least CPU time that counts as a share (short deadlines).
+const CPU_MIN: Duration = Duration::from_micros(500);
+
+/// The least extra wall time past its deadline a call that used little CPU
+/// gets before the backstop stops it anyway.
+const BACKSTOP_MIN: Duration = Duration::from_millis(200);
 
 /// How long one hand-off attempt waits for the worker's core to be picked
 /// up by another thread (sleeping, so that thread gets this CPU).
@@ -47,6 +81,10 @@ pub(crate) struct CallClock {
     started: u64,
     /// Ticks the call may use.
     budget: u64,
+    /// The thread's CPU time at the call's first epoch callback (the end
+    /// of its slice). Set there, not in [`CallClock::start`]: a call that
+    /// ends within its slice pays nothing for it.
+    cpu_base: Duration,
     /// The call gave up its worker (or there was none to give up).
     handed_off: bool,
     /// Hand-off attempts so far.
@@ -67,16 +105,54 @@ impl CallClock {
     }
 }
 
-/// The epoch callback of every store: trap at the deadline, else hand the
-/// worker off (once) and go on for another tick.
+/// The tick past which a call of `budget` ticks is stopped whatever CPU it
+/// used: deadline + max(deadline, [`BACKSTOP_MIN`]).
+pub(crate) fn backstop_ticks(budget: u64) -> u64 {
+    let min =
+        u64::try_from(BACKSTOP_MIN.as_micros() / EPOCH_TICK.as_micros().max(1)).unwrap_or(u64::MAX);
+    budget.saturating_add(budget.max(min))
+}
+
+/// The calling thread's CPU time (`CLOCK_THREAD_CPUTIME_ID` through libc,
+/// which valgrind understands; zero where it cannot be read, which makes a
+/// call count as not running, so the backstop bounds it).
+fn thread_cpu_time() -> Duration {
+    cpu_time::ThreadTime::try_now()
+        .map(|t| t.as_duration())
+        .unwrap_or_default()
+}
+
+/// The epoch callback of every store: trap at the deadline if the call
+/// used its share of the CPU (or at the backstop), else hand the worker off
+/// (once) and go on for another tick.
 pub(crate) fn on_epoch(clock: &mut CallClock, ticks: &Ticks) -> UpdateDeadline {
+    on_epoch_with(clock, ticks, thread_cpu_time)
+}
+
+/// [`on_epoch`] with the thread CPU clock `cpu` (a fake one in tests).
+fn on_epoch_with(
+    clock: &mut CallClock,
+    ticks: &Ticks,
+    cpu: impl FnOnce() -> Duration,
+) -> UpdateDeadline {
     // The call started somewhere in tick `started`: it has run at least
     // `budget` ticks once the counter passed `started + budget`.
     let used = ticks.now().saturating_sub(clock.started);
-    if used > clock.budget {
+    let now_cpu = cpu();
+    // The first callback of a call (every later one finds an attempt made
+    // or the worker handed off).
+    if clock.attempts == 0 && !clock.handed_off {
+        clock.cpu_base = now_cpu;
+    }
+    let ran = now_cpu.saturating_sub(clock.cpu_base);
+    let share = (EPOCH_TICK.saturating_mul(u32::try_from(clock.budget).unwrap_or(u32::MAX))
+        / CPU_SHARE)
+        .max(CPU_MIN);
+    let busy = ran >= share;
+    if used > clock.budget && (busy || used > backstop_ticks(clock.budget)) {
         return UpdateDeadline::Interrupt;
     }
-    if used == clock.budget && clock.handed_off {
+    if used == clock.budget && clock.handed_off && busy {
         // The last tick, off the workers: sleep to the deadline itself and
         // stop there. A thread waking from a sleep is scheduled sooner than
         // one spinning on a busy machine, and the ticker's next wake-up
@@ -183,36 +259,105 @@ impl Ticks {
 mod tests {
     use super::*;
 
+    const MS: Duration = Duration::from_millis(1);
+
+    /// One callback at tick `at` with the thread's CPU clock at `cpu`.
+    fn callback(clock: &mut CallClock, ticks: &Ticks, at: u64, cpu: Duration) -> UpdateDeadline {
+        ticks.set(at);
+        on_epoch_with(clock, ticks, || cpu)
+    }
+
+    fn interrupts(u: UpdateDeadline) -> bool {
+        matches!(u, UpdateDeadline::Interrupt)
+    }
+
     #[test]
-    fn traps_only_past_the_budget() {
+    fn a_looping_call_stops_at_its_deadline() {
         let ticks = Ticks::new();
         let mut clock = CallClock::default();
         clock.start(100, 50);
-        // Off any runtime: nothing to hand off.
-        ticks.set(102);
-        assert!(matches!(
-            on_epoch(&mut clock, &ticks),
-            UpdateDeadline::Continue(1)
-        ));
+        // The slice ends: off any runtime, nothing to hand off.
+        assert!(!interrupts(callback(&mut clock, &ticks, 102, 5 * MS)));
         assert!(clock.handed_off);
-        ticks.set(149);
-        assert!(matches!(
-            on_epoch(&mut clock, &ticks),
-            UpdateDeadline::Continue(1)
-        ));
+        // Half duty: half of every tick on the CPU since the slice.
+        assert!(!interrupts(callback(
+            &mut clock,
+            &ticks,
+            149,
+            5 * MS + 23 * MS
+        )));
         // The last tick: stops at the deadline (sleeping at most 2 ticks).
-        ticks.set(150);
         let t = Instant::now();
-        assert!(matches!(
-            on_epoch(&mut clock, &ticks),
-            UpdateDeadline::Interrupt
-        ));
+        assert!(interrupts(callback(
+            &mut clock,
+            &ticks,
+            150,
+            5 * MS + 24 * MS
+        )));
         assert!(t.elapsed() < Duration::from_secs(1));
-        ticks.set(151);
-        assert!(matches!(
-            on_epoch(&mut clock, &ticks),
-            UpdateDeadline::Interrupt
-        ));
+        assert!(interrupts(callback(
+            &mut clock,
+            &ticks,
+            151,
+            5 * MS + 24 * MS
+        )));
+    }
+
+    #[test]
+    fn a_descheduled_call_that_used_little_cpu_goes_on_to_the_backstop() {
+        let ticks = Ticks::new();
+        let mut clock = CallClock::default();
+        clock.start(100, 50);
+        // Descheduled in its slice for 60 ms: one callback, far past the
+        // deadline, a few microseconds of CPU.
+        let cpu = Duration::from_micros(40);
+        assert!(!interrupts(callback(&mut clock, &ticks, 160, cpu)));
+        // Descheduled again, and blocked in a host import: still going.
+        let cpu = cpu + Duration::from_micros(30);
+        assert!(!interrupts(callback(&mut clock, &ticks, 240, cpu)));
+        assert!(!interrupts(callback(&mut clock, &ticks, 350, cpu)));
+        // Past the backstop (deadline + 200 ms) it is stopped anyway.
+        assert_eq!(backstop_ticks(50), 250);
+        assert!(interrupts(callback(&mut clock, &ticks, 351, cpu)));
+    }
+
+    #[test]
+    fn a_descheduled_call_that_then_loops_stops_once_it_used_its_share() {
+        let ticks = Ticks::new();
+        let mut clock = CallClock::default();
+        clock.start(0, 40);
+        assert!(!interrupts(callback(&mut clock, &ticks, 70, MS)));
+        // A sixteenth of 40 ms is 2.5 ms of CPU since the first callback.
+        let cpu = |us| MS + Duration::from_micros(us);
+        assert!(!interrupts(callback(&mut clock, &ticks, 80, cpu(2_400))));
+        assert!(interrupts(callback(&mut clock, &ticks, 81, cpu(2_500))));
+        // A short deadline: at least 0.5 ms of CPU.
+        clock.start(0, 2);
+        assert!(!interrupts(callback(&mut clock, &ticks, 3, MS)));
+        assert!(!interrupts(callback(&mut clock, &ticks, 4, cpu(400))));
+        assert!(interrupts(callback(&mut clock, &ticks, 5, cpu(500))));
+    }
+
+    #[test]
+    fn the_backstop_is_the_deadline_plus_the_larger_of_it_and_200_ms() {
+        assert_eq!(backstop_ticks(1), 201);
+        assert_eq!(backstop_ticks(50), 250);
+        assert_eq!(backstop_ticks(200), 400);
+        assert_eq!(backstop_ticks(5_000), 10_000);
+        assert_eq!(backstop_ticks(u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn the_thread_cpu_clock_counts_running_not_sleeping() {
+        let t0 = thread_cpu_time();
+        std::thread::sleep(Duration::from_millis(30));
+        let slept = thread_cpu_time() - t0;
+        assert!(slept < Duration::from_millis(15), "{slept:?}");
+        // Spin (bounded) until the clock shows 5 ms of CPU.
+        let t0 = thread_cpu_time();
+        let until = Instant::now() + Duration::from_secs(20);
+        while thread_cpu_time() - t0 < Duration::from_millis(5) && Instant::now() < until {}
+        assert!(thread_cpu_time() - t0 >= Duration::from_millis(5));
     }
 
     #[test]

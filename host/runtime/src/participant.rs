@@ -12,6 +12,12 @@
 //! With the `reuse` policy idle instances are pooled; with `fresh` each
 //! transaction gets its own, held in the context from `prepare` to `commit`
 //! or `abort`.
+//!
+//! Crossings into a component are the sandbox's main cost, so a step makes
+//! as few as the plugin's contract version allows (1.4.0): a selector that
+//! exports `selection` is called once (`prepare-select`) where an older one
+//! gets `prepare` and `select`, and a participant that answers `prepare`
+//! with the abort-only bit gets no `commit` call.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +29,9 @@ use switchyard_engine::{
 };
 use wasmtime::Store;
 
-use crate::bindings::{REVERSIBLE_EXPORT, SAF_EXPORT, participant_export, saf_export};
+use crate::bindings::{
+    REVERSIBLE_EXPORT, SAF_EXPORT, SELECTION_EXPORT, participant_export, saf_export,
+};
 use crate::error::LoadError;
 use crate::host::{HostState, Settings};
 use crate::options::{FailurePolicy, InstancePolicy};
@@ -34,6 +42,18 @@ static NEXT_STEP_ID: AtomicU64 = AtomicU64::new(1);
 
 /// An instance held by a transaction between its calls (policy `fresh`).
 struct Held(Instance);
+
+/// What a selector's `prepare-select` (contract 1.4.0) chose, kept in the
+/// context from `prepare` to the `select` that the engine calls next.
+struct Chosen(Vec<String>);
+
+/// The participant joined with the outcome bit [`ABORT_ONLY`]: it has
+/// nothing to do in `commit`, which is then not called.
+struct AbortOnly;
+
+/// Outcome bit of contract 1.4.0: prepared and joined, but only `abort` is
+/// to be called (the engine's `Outcome` drops bits it does not know).
+const ABORT_ONLY: u32 = 0x20;
 
 /// Idle instances of one step: per plugin version, per tenant. A short list
 /// scanned linearly: a step sees a handful of tenants and, only during a
@@ -344,32 +364,84 @@ fn unexported(what: &str) -> wasmtime::Error {
     wasmtime::format_err!("plugin does not export {what}")
 }
 
+impl WasmParticipant {
+    /// A selector's `prepare-select` (contract 1.4.0), when the version the
+    /// transaction is pinned to exports it: the outcome bits, with the
+    /// groups kept in `ctx` for the `select` that follows. `None`: it does
+    /// not export it.
+    fn prepare_select(&self, ctx: &mut Context) -> Option<Result<u32, Failure>> {
+        let r = self.calls.call_if(
+            ctx,
+            Phase::First,
+            Plugin::exports_selection,
+            |i| {
+                let guest = i
+                    .selection
+                    .as_ref()
+                    .ok_or_else(|| unexported(SELECTION_EXPORT))?;
+                guest.call_prepare_select(&mut i.store)
+            },
+            |choice| Outcome::from_bits(choice.outcome).joins(),
+        )?;
+        Some(r.map(|choice| {
+            if Outcome::from_bits(choice.outcome).is_prepared() {
+                ctx.extensions
+                    .insert(self.calls.step_id, Chosen(choice.groups));
+            }
+            choice.outcome
+        }))
+    }
+
+    /// The participant's `prepare`.
+    fn prepare_only(&self, ctx: &mut Context) -> Result<u32, Failure> {
+        let selector = self.selector;
+        self.calls.call(
+            ctx,
+            Phase::First,
+            |i| {
+                let guest = i
+                    .participant
+                    .as_ref()
+                    .ok_or_else(|| unexported("participant"))?;
+                guest.call_prepare(&mut i.store)
+            },
+            |bits| selector || Outcome::from_bits(*bits).joins(),
+        )
+    }
+}
+
 impl Participant for WasmParticipant {
     fn prepare(&self, ctx: &mut Context) -> Result<Outcome, Failure> {
-        let selector = self.selector;
-        let r = self
-            .calls
-            .call(
-                ctx,
-                Phase::First,
-                |i| {
-                    let guest = i
-                        .participant
-                        .as_ref()
-                        .ok_or_else(|| unexported("participant"))?;
-                    guest.call_prepare(&mut i.store)
-                },
-                |bits| selector || Outcome::from_bits(*bits).joins(),
-            )
-            .map(Outcome::from_bits);
+        let bits = match self.selector.then(|| self.prepare_select(ctx)).flatten() {
+            Some(r) => r,
+            None => self.prepare_only(ctx),
+        };
+        let r = bits.map(|bits| {
+            let outcome = Outcome::from_bits(bits);
+            if bits & ABORT_ONLY != 0 && outcome.is_prepared() && outcome.joins() {
+                ctx.extensions.insert(self.calls.step_id, AbortOnly);
+            }
+            outcome
+        });
         self.optional(ctx, r, Outcome::NO_JOIN)
     }
 
     fn commit(&self, ctx: &mut Context) -> Result<(), Failure> {
+        if ctx
+            .extensions
+            .remove::<AbortOnly>(self.calls.step_id)
+            .is_some()
+        {
+            // Nothing to commit (contract 1.4.0): no call; a `fresh`
+            // instance held for it is dropped now.
+            ctx.extensions.remove::<Held>(self.calls.step_id);
+            return Ok(());
+        }
         self.last(ctx, |guest, store| guest.call_commit(store))
     }
 
     fn abort(&self, ctx: &mut Context) -> Result<(), Failure> {
+        ctx.extensions.remove::<AbortOnly>(self.calls.step_id);
         self.last(ctx, |guest, store| guest.call_abort(store))
     }
 
@@ -400,6 +472,9 @@ impl Participant for WasmParticipant {
 
     fn select(&self, ctx: &mut Context) -> Option<Result<Vec<String>, Failure>> {
         self.selector.then(|| {
+            if let Some(Chosen(groups)) = ctx.extensions.remove::<Chosen>(self.calls.step_id) {
+                return Ok(groups);
+            }
             let r = self.calls.call(
                 ctx,
                 Phase::Middle,

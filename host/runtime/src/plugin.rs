@@ -13,7 +13,8 @@ use wasmtime::component::{Component, InstancePre, Linker};
 
 use crate::bindings::{
     FORMATTER_EXPORT, PARTICIPANT_EXPORT, SAF_EXPORT, SELECTOR_EXPORT, formatter_export,
-    participant_export, reversible_export, saf_export, selector_export, settings_export,
+    participant_export, reversible_export, saf_export, selection_export, selector_export,
+    settings_export,
 };
 use crate::breaker::{Admission, Breaker, BreakerState, Transition};
 use crate::deadline::{SLICE_TICKS, on_epoch};
@@ -103,6 +104,7 @@ pub struct Plugin {
     pre: InstancePre<HostState>,
     participant: Option<participant_export::GuestIndices>,
     selector: Option<selector_export::GuestIndices>,
+    selection: Option<selection_export::GuestIndices>,
     formatter: Option<formatter_export::GuestIndices>,
     reversible: Option<reversible_export::GuestIndices>,
     saf: Option<saf_export::GuestIndices>,
@@ -130,6 +132,7 @@ pub(crate) struct Instance {
     pub(crate) store: Store<HostState>,
     pub(crate) participant: Option<participant_export::Guest>,
     pub(crate) selector: Option<selector_export::Guest>,
+    pub(crate) selection: Option<selection_export::Guest>,
     pub(crate) formatter: Option<formatter_export::Guest>,
     pub(crate) reversible: Option<reversible_export::Guest>,
     pub(crate) saf: Option<saf_export::Guest>,
@@ -142,6 +145,7 @@ pub(crate) struct Instance {
 struct Exports {
     participant: Option<participant_export::Guest>,
     selector: Option<selector_export::Guest>,
+    selection: Option<selection_export::Guest>,
     formatter: Option<formatter_export::Guest>,
     reversible: Option<reversible_export::Guest>,
     saf: Option<saf_export::Guest>,
@@ -195,6 +199,11 @@ impl Plugin {
             .and_then(|_| saf_export::GuestIndices::new(&pre).ok());
         // Since 1.3.0, any role: a plugin built before has no settings check.
         let settings = settings_export::GuestIndices::new(&pre).ok();
+        // Since 1.4.0, beside `group-selector` only: `prepare` and `select`
+        // in one call.
+        let selection = selector
+            .as_ref()
+            .and_then(|_| selection_export::GuestIndices::new(&pre).ok());
         if participant.is_none() && formatter.is_none() {
             return Err(LoadError::Exports {
                 plugin: name.into(),
@@ -210,6 +219,7 @@ impl Plugin {
             pre,
             participant,
             selector,
+            selection,
             formatter,
             reversible,
             saf,
@@ -344,6 +354,12 @@ impl Plugin {
     /// told when a transaction it committed is reversed.
     pub fn exports_reversible(&self) -> bool {
         self.reversible.is_some()
+    }
+
+    /// Whether this version exports `selection` (contract 1.4.0): as a
+    /// group selector, it prepares and selects in one call.
+    pub fn exports_selection(&self) -> bool {
+        self.selection.is_some()
     }
 
     /// Whether this version exports `store-and-forward` (contract 1.2.0):
@@ -501,6 +517,10 @@ impl Plugin {
                 Some(i) => Some(i.load(&mut store, &instance)?),
                 None => None,
             };
+            let selection = match &self.selection {
+                Some(i) => Some(i.load(&mut store, &instance)?),
+                None => None,
+            };
             let formatter = match &self.formatter {
                 Some(i) => Some(i.load(&mut store, &instance)?),
                 None => None,
@@ -520,6 +540,7 @@ impl Plugin {
             wasmtime::Result::Ok(Exports {
                 participant,
                 selector,
+                selection,
                 formatter,
                 reversible,
                 saf,
@@ -535,6 +556,7 @@ impl Plugin {
                 store,
                 participant: e.participant,
                 selector: e.selector,
+                selection: e.selection,
                 formatter: e.formatter,
                 reversible: e.reversible,
                 saf: e.saf,

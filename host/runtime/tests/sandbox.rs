@@ -308,7 +308,7 @@ fn capabilities_must_be_granted_and_are_scoped_by_tenant() {
     assert!(matches!(err, LoadError::Imports { .. }), "{text}");
     assert!(
         text.contains(
-            "switchyard:participant/counters@1.3.0: capability \"counters\" is not granted"
+            "switchyard:participant/counters@1.4.0: capability \"counters\" is not granted"
         ),
         "{text}"
     );

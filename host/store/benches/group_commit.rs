@@ -83,6 +83,7 @@ fn finished() -> Finished {
         participants: Vec::new(),
         original: None,
         reversal: None,
+        trace: None,
     }
 }
 

@@ -15,7 +15,7 @@ use crate::{StoreError, ids};
 const RECORD: &str = "id, tenant, listener, node, kind, mti, processing_code, amount, currency,
     stan, transmitted, rrn, terminal, merchant, acquirer, pan_masked, state, rc, approval,
     endpoint, upstream, received_ms, total_us, external_us, original_id, reversal_id,
-    completion_id, participants, late_rc, late_ms, key_id";
+    completion_id, participants, late_rc, late_ms, key_id, trace";
 
 /// The kind named `name` in a row.
 pub(crate) fn kind(name: &str) -> Result<TxKind, StoreError> {
@@ -88,6 +88,7 @@ fn record(r: &Row<'_>) -> rusqlite::Result<TxRecord> {
             .unwrap_or_default(),
         late_reply: late_ms.map(|ms| (r.get::<_, Option<String>>(28).ok().flatten(), ms)),
         key_id: r.get(30)?,
+        trace: r.get(31)?,
     })
 }
 

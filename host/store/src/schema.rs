@@ -9,6 +9,9 @@
 //!   page per row in every group commit (about half the writer's time).
 //! - v4: `counters`, the durable copy of the velocity counters (one row per
 //!   bucket, see `counter_log`).
+//! - v5: `tranlog.trace`, each transaction's profiler trace in the compact
+//!   form (`parse-request=12 validate=4 … end=100 external=40`, µs; step and
+//!   participant names only, never card data).
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -18,7 +21,7 @@ use crate::keyring::{Keyring, Purpose};
 use crate::legacy::LegacySecret;
 
 /// The version this code writes.
-pub(crate) const CURRENT: i64 = 4;
+pub(crate) const CURRENT: i64 = 5;
 
 const TABLES: &str = "
 CREATE TABLE schema_version (version INTEGER NOT NULL);
@@ -71,7 +74,8 @@ CREATE TABLE tranlog (
     late_ms         INTEGER,
     key_id          INTEGER,
     request         BLOB,
-    response        BLOB
+    response        BLOB,
+    trace           TEXT
 );
 CREATE INDEX tranlog_stan ON tranlog (stan);
 CREATE INDEX tranlog_in_flight ON tranlog (node, state) WHERE state IN ('received', 'sent');
@@ -238,9 +242,10 @@ pub(crate) fn create(conn: &mut Connection, keyring: &Keyring) -> Result<(), Sto
     tx.commit().what("creating the schema")
 }
 
-/// Migrates a v2 or v3 database to the current version, in one
+/// Migrates a v2, v3 or v4 database to the current version, in one
 /// transaction: v2 → v3 drops the match-hash index and indexes the STAN of
-/// every row; v3 → v4 adds the counters' table.
+/// every row; v3 → v4 adds the counters' table; v4 → v5 adds the tranlog's
+/// `trace` column.
 pub(crate) fn migrate(conn: &mut Connection, from: i64) -> Result<(), StoreError> {
     if !(2..CURRENT).contains(&from) {
         return Err(StoreError::Migration {
@@ -257,8 +262,22 @@ pub(crate) fn migrate(conn: &mut Connection, from: i64) -> Result<(), StoreError
         )
         .what("migrating the tranlog's indexes")?;
     }
-    tx.execute_batch(COUNTERS)
-        .what("creating the counters' table")?;
+    if from < 4 {
+        tx.execute_batch(COUNTERS)
+            .what("creating the counters' table")?;
+    }
+    let has_trace = tx
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('tranlog') WHERE name = 'trace'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .what("reading the tranlog's columns")?
+        > 0;
+    if !has_trace {
+        tx.execute_batch("ALTER TABLE tranlog ADD COLUMN trace TEXT")
+            .what("adding the tranlog's trace column")?;
+    }
     tx.execute(
         "INSERT INTO schema_version (version) VALUES (?1)",
         [CURRENT],

@@ -215,9 +215,10 @@ fn insert_row(b: &mut Batch<'_>, row: &NewRow, add: Additions) -> Result<(), Sto
                 amount, currency, stan, transmitted, rrn, terminal, merchant, acquirer, match_key,
                 match_hash, pan_token, pan_masked, state, received_ms, key_id, request,
                 rc, approval, response, endpoint, upstream, total_us, external_us, participants,
-                original_id)
+                original_id, trace)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)",
+                ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33,
+                ?34)",
         )
         .and_then(|mut s| {
             s.execute(params![
@@ -255,6 +256,7 @@ fn insert_row(b: &mut Batch<'_>, row: &NewRow, add: Additions) -> Result<(), Sto
                     .and_then(|f| f.external.map(|d| d.as_micros() as i64)),
                 participants,
                 f.as_ref().and_then(|f| f.original),
+                f.as_ref().and_then(|f| f.trace.as_deref()),
             ])
         })
         .what("recording a request in the tranlog")?;
@@ -459,9 +461,9 @@ fn finish_statements() -> &'static [String; 8] {
             let mut sql = String::from(
                 "UPDATE tranlog SET state = ?2, rc = ?3, approval = ?4, response = ?5,
                     endpoint = coalesce(?6, endpoint), upstream = ?7, total_us = ?8,
-                    external_us = ?9, participants = ?10",
+                    external_us = ?9, participants = ?10, trace = ?11",
             );
-            let mut n = 10;
+            let mut n = 11;
             for (bit, column) in [(1, "kind"), (2, "original_id"), (4, "key_id")] {
                 if variant & bit != 0 {
                     n += 1;
@@ -535,6 +537,7 @@ fn finish(b: &mut Batch<'_>, id: TxId, f: Finished) -> Result<Option<SafId>, Sto
                 f.total.as_micros() as i64,
                 f.external.map(|d| d.as_micros() as i64),
                 participants,
+                f.trace,
             ];
             for (i, p) in base.iter().enumerate() {
                 s.raw_bind_parameter(i + 1, p)?;

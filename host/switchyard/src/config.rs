@@ -65,6 +65,49 @@ pub struct Config {
     /// The store-and-forward queue's forwarders.
     #[serde(default)]
     pub saf: SafSection,
+    /// Which transactions get the INFO profiler line.
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+/// `[log]`: which transactions get the `switchyard::profiler` INFO line
+/// (every transaction's trace is in its tranlog row either way).
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSection {
+    /// A transaction at least this long in the switch (ms) gets the line;
+    /// 0: every transaction.
+    #[serde(default = "default_slow_ms")]
+    pub slow_ms: u64,
+    /// Every transaction gets the line, whatever its time and result.
+    #[serde(default)]
+    pub every_transaction: bool,
+}
+
+impl Default for LogSection {
+    fn default() -> LogSection {
+        LogSection {
+            slow_ms: default_slow_ms(),
+            every_transaction: false,
+        }
+    }
+}
+
+fn default_slow_ms() -> u64 {
+    100
+}
+
+/// Longest `[log] slow_ms`: one hour.
+const MAX_SLOW_MS: u64 = 3_600_000;
+
+impl LogSection {
+    fn validate(&self, problems: &mut Vec<String>) {
+        if self.slow_ms > MAX_SLOW_MS {
+            problems.push(format!(
+                "log.slow_ms: {} is more than {MAX_SLOW_MS} (one hour)",
+                self.slow_ms
+            ));
+        }
+    }
 }
 
 /// `[store]`: the embedded SQLite database in `data_dir` and its keys.
@@ -883,6 +926,7 @@ impl Config {
 
     fn validate(&self, problems: &mut Vec<String>) {
         self.admin.validate(problems);
+        self.log.validate(problems);
         self.validate_state(problems);
         if self.listeners.is_empty() {
             problems.push("listener: no listener is configured".into());
@@ -1200,6 +1244,33 @@ mod tests {
         let c = Config::default_config();
         assert_eq!(c.listeners.len(), 4);
         assert_eq!(c.listeners[0].port, 5001);
+    }
+
+    #[test]
+    fn the_log_section_has_defaults_and_a_bounded_slow_ms() {
+        let c = Config::default_config();
+        assert_eq!((c.log.slow_ms, c.log.every_transaction), (100, false));
+        let plan = crate::plan::Plan::from_config(&c).unwrap();
+        assert_eq!(plan.log, switchyard_net::TransactionLog::default());
+        let without = DEFAULT_CONFIG
+            .replace("[log]\nslow_ms = 100", "# [log]\n# slow_ms = 100")
+            .replace("every_transaction = false", "# every_transaction = false");
+        assert!(!without.contains("\n[log]"));
+        let c = Config::parse(&without, "t", Path::new("/nonexistent")).unwrap();
+        assert_eq!((c.log.slow_ms, c.log.every_transaction), (100, false));
+        let every = DEFAULT_CONFIG
+            .replace("slow_ms = 100 ", "slow_ms = 0 ")
+            .replace("every_transaction = false", "every_transaction = true");
+        let c = Config::parse(&every, "t", Path::new("/nonexistent")).unwrap();
+        assert_eq!((c.log.slow_ms, c.log.every_transaction), (0, true));
+        let bad = DEFAULT_CONFIG.replace("slow_ms = 100 ", "slow_ms = 3600001 ");
+        let err = Config::parse(&bad, "t", Path::new("/nonexistent"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("log.slow_ms: 3600001 is more than 3600000 (one hour)"),
+            "{err}"
+        );
     }
 
     #[test]

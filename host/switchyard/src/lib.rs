@@ -1,6 +1,7 @@
 //! The Switchyard binary's library: configuration loading and validation,
 //! wiring a running [`Switch`] from it, the acquirer [`client`] behind
 //! `switchyard send` ([`send`], with masked hex dumps from [`hexdump`]), the
+//! load generator `switchyard load` ([`load`]), the
 //! fake host of `switchyard simulate` ([`simulate`]), the scripted [`demo`],
 //! plugin [`authoring`]
 //! (`switchyard plugin new`, `switchyard plugin test`), and hot swap for
@@ -18,6 +19,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod hexdump;
+pub mod load;
 pub mod operate;
 pub mod plan;
 pub mod plugin_cli;

@@ -72,6 +72,10 @@ unless --data-dir names one to keep; compiled plugins are cached in $XDG_CACHE_H
     /// Send a message (or many) to a listener or a host and print the
     /// decoded response: fields by name, the response code's meaning.
     Send(Box<switchyard::send::SendArgs>),
+    /// Load a listener: closed loop (connections × in flight) or open loop
+    /// (a rate on a fixed timetable); throughput, HDR latency percentiles,
+    /// response codes, mismatches, timeouts; `--json`, `--plot FILE.svg`.
+    Load(Box<switchyard::load::LoadArgs>),
     /// Stand up a fake host: the endpoint simulator, in any spec and framing,
     /// answering by the default contract or by a rules file.
     Simulate(switchyard::simulate::SimulateArgs),
@@ -229,10 +233,15 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(default_level, format, serving);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // `load` runs on its own runtime (one worker unless --threads), so that
+    // the switch it loads keeps the other cores.
+    let runtime = match &cli.command {
+        Command::Load(args) => switchyard::load::runtime(args),
+        _ => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    };
+    let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -265,6 +274,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Demo { config, data_dir } => demo(config, data_dir).await,
         Command::Send(args) => switchyard::send::run(*args).await,
+        Command::Load(args) => switchyard::load::run(*args).await,
         Command::Simulate(args) => switchyard::simulate::run(args).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();

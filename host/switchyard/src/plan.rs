@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use switchyard_iso8583::{Message, Mti, Spec};
-use switchyard_net::Framing;
+use switchyard_net::{Framing, TransactionLog};
 use switchyard_runtime::PluginOptions;
 
 use crate::config::{
@@ -49,6 +49,8 @@ pub struct Plan {
     pub tranlog: TranlogPlan,
     /// `[saf]`.
     pub saf: SafPlan,
+    /// `[log]`: which transactions get the INFO profiler line.
+    pub log: TransactionLog,
     /// `[admin]`, unless disabled.
     pub admin: Option<AdminPlan>,
     /// `[[listener]]`, in file order.
@@ -327,6 +329,10 @@ impl Plan {
             saf: SafPlan {
                 concurrency: config.saf.concurrency,
                 lease: Duration::from_millis(config.saf.lease_ms),
+            },
+            log: TransactionLog {
+                slow: Duration::from_millis(config.log.slow_ms),
+                every_transaction: config.log.every_transaction,
             },
             admin,
             listeners,

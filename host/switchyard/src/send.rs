@@ -157,10 +157,10 @@ macro_rules! say {
     }};
 }
 
-/// Where to send and how.
-struct Target {
-    addr: SocketAddr,
-    wire: Arc<Wire>,
+/// Where to send and how (also `switchyard load`'s target).
+pub(crate) struct Target {
+    pub(crate) addr: SocketAddr,
+    pub(crate) wire: Arc<Wire>,
 }
 
 /// One request and what came back.
@@ -197,7 +197,9 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn target(args: &SendArgs) -> anyhow::Result<Target> {
+/// The address and wire of `--host`/`--port` or `--config --listener`,
+/// with `--spec`, `--framing` and `--tpdu` applied.
+pub(crate) async fn target(args: &SendArgs) -> anyhow::Result<Target> {
     let config = Config::load_or_default(args.config.as_deref()).map_err(|e| anyhow!("{e}"))?;
     let listener = listener(args, &config)?;
     let spec_name = args

@@ -19,7 +19,8 @@ use switchyard_engine::{Lifecycle, Pipeline, PipelineBuilder, Step};
 use switchyard_iso8583::Spec;
 use switchyard_net::{
     Endpoint, EndpointDelivery, EndpointOptions, Forwarder, ForwarderOptions, Framing, Links,
-    Listener, ListenerOptions, Observer, QueryEndpoint, SendResponse, Simulator, SimulatorOptions,
+    Listener, ListenerOptions, ListenerStats, Observer, QueryEndpoint, SendResponse, Simulator,
+    SimulatorOptions,
 };
 use switchyard_runtime::{
     Registry, RegistryBuilder, Role, Runtime, RuntimeOptions, Settings, WasmFormatter,
@@ -59,7 +60,23 @@ pub struct StartOptions {
     /// of the tranlog's cost only; never a way to run a switch.
     #[doc(hidden)]
     pub without_tranlog: bool,
+    /// Plugin steps replaced by native code: the bench harness that runs
+    /// the real switch with the native twins of the bundled plugins, to
+    /// measure what the sandbox costs end to end. Never a way to run a
+    /// switch (a native step has no sandbox, no deadline, no hot swap).
+    #[doc(hidden)]
+    pub native_steps: Option<NativeSteps>,
 }
+
+/// Makes the native twin of a bundled plugin's step: called with the
+/// bundled plugin's name (`builtin:NAME`) and the step's settings; `None`
+/// keeps the WASM plugin.
+#[doc(hidden)]
+pub type NativeSteps = Arc<
+    dyn Fn(&str, &[(String, String)]) -> Option<Arc<dyn switchyard_engine::Participant>>
+        + Send
+        + Sync,
+>;
 
 /// The switch's tasks, by the order they stop in.
 #[derive(Default)]
@@ -124,12 +141,17 @@ impl Switch {
                 lifecycle.clone(),
             ))))
         };
-        let steps = build_steps(&plan, &registry, &query)?;
+        let steps = build_steps(&plan, &registry, &query, options.native_steps.as_ref())?;
         let pipelines = build_pipelines(&plan, &registry, &steps)?;
         let ops = lifecycle.is_some().then(|| Ops {
             wake: Some(waker_of(&wakers)),
             ..ops_of(&store)
         });
+        let stats: Vec<(String, Arc<ListenerStats>)> = plan
+            .listeners
+            .iter()
+            .map(|l| (l.name.clone(), Arc::default()))
+            .collect();
         let admin = match plan.admin.is_some() {
             true => Some(
                 Admin::start(
@@ -139,20 +161,19 @@ impl Switch {
                     ops.clone(),
                     endpoints.by_name.values().cloned().collect(),
                     tls.clone(),
+                    stats.clone(),
                 )
                 .await?,
             ),
             false => None,
         };
-        let listeners = start_listeners(
-            &plan,
-            &options,
-            &pipelines,
-            lifecycle.as_ref(),
-            &tasks,
-            &tls,
-        )
-        .await?;
+        let serving = Serving {
+            pipelines: &pipelines,
+            lifecycle: lifecycle.as_ref(),
+            tls: &tls,
+            stats: &stats,
+        };
+        let listeners = start_listeners(&plan, &options, serving, &tasks).await?;
         if lifecycle.is_some() {
             start_forwarders(&plan, &store, &endpoints, &pipelines, &wakers, &tasks);
             start_background(&plan, &store, &tasks);
@@ -269,7 +290,12 @@ pub async fn check(plan: &Plan) -> anyhow::Result<Arc<Registry>> {
         endpoint_formatter(&registry, name, ep)?;
     }
     // A query-endpoint participant stands in as a log step: no link is made.
-    let steps = build_steps(plan, &registry, &|_| Some(Step::Sync(Arc::new(LogStep))))?;
+    let steps = build_steps(
+        plan,
+        &registry,
+        &|_| Some(Step::Sync(Arc::new(LogStep))),
+        None,
+    )?;
     build_pipelines(plan, &registry, &steps)?;
     Ok(registry)
 }
@@ -452,16 +478,21 @@ async fn start_simulator(
     Ok(actual)
 }
 
-/// Participants, shared by every pipeline.
 /// Participants, shared by every pipeline; `query` makes the step of a
-/// `query-endpoint` participant from its endpoint's name.
+/// `query-endpoint` participant from its endpoint's name; `native` (the
+/// bench harness only) replaces bundled plugins by their native twins.
 fn build_steps(
     plan: &Plan,
     registry: &Arc<Registry>,
     query: &dyn Fn(&str) -> Option<Step>,
+    native: Option<&NativeSteps>,
 ) -> anyhow::Result<Vec<(String, Step)>> {
     let mut steps = Vec::new();
     for (name, p) in &plan.participants {
+        if let Some(twin) = native_twin(plan, p, native) {
+            steps.push((name.clone(), Step::Sync(twin)));
+            continue;
+        }
         let step = match p {
             PlanStep::Plugin { plugin, settings } => {
                 let slot = registry.slot(plugin).ok_or_else(|| {
@@ -490,6 +521,21 @@ fn build_steps(
         steps.push((name.clone(), step));
     }
     Ok(steps)
+}
+
+/// The native twin of a bundled plugin's step, when the harness has one.
+fn native_twin(
+    plan: &Plan,
+    step: &PlanStep,
+    native: Option<&NativeSteps>,
+) -> Option<Arc<dyn switchyard_engine::Participant>> {
+    let (native, PlanStep::Plugin { plugin, settings }) = (native?, step) else {
+        return None;
+    };
+    match &plan.plugins.get(plugin)?.source {
+        PluginSource::Bundled(bundled) => native(bundled, settings),
+        PluginSource::File(_) => None,
+    }
 }
 
 fn build_pipelines(
@@ -524,16 +570,29 @@ fn build_pipelines(
     Ok(pipelines)
 }
 
+/// What the listeners serve with, beyond the plan.
+struct Serving<'a> {
+    pipelines: &'a BTreeMap<String, Arc<Pipeline>>,
+    lifecycle: Option<&'a Arc<Lifecycle>>,
+    tls: &'a crate::tls_config::TlsReloader,
+    /// Each listener's write counters (the admin `/metrics`), in plan order.
+    stats: &'a [(String, Arc<ListenerStats>)],
+}
+
 async fn start_listeners(
     plan: &Plan,
     options: &StartOptions,
-    pipelines: &BTreeMap<String, Arc<Pipeline>>,
-    lifecycle: Option<&Arc<Lifecycle>>,
+    serving: Serving<'_>,
     tasks: &Tasks,
-    tls: &crate::tls_config::TlsReloader,
 ) -> anyhow::Result<Vec<(String, u16, SocketAddr)>> {
+    let Serving {
+        pipelines,
+        lifecycle,
+        tls,
+        stats,
+    } = serving;
     let mut bound = Vec::new();
-    for lp in &plan.listeners {
+    for (lp, (_, stats)) in plan.listeners.iter().zip(stats) {
         let (l, at) = (&lp.config, &lp.at);
         let bind = if options.ephemeral_ports {
             SocketAddr::from(([127, 0, 0, 1], 0))
@@ -560,6 +619,8 @@ async fn start_listeners(
             observer: options.observer.clone(),
             lifecycle: lifecycle.cloned(),
             tls: tls.for_listener(&l.name),
+            log: plan.log,
+            stats: stats.clone(),
         })
         .await
         .with_context(|| format!("listener {} ({at}): binding {bind}", l.name))?;

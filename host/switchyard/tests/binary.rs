@@ -18,9 +18,11 @@ fn state_dir() -> PathBuf {
     d
 }
 
-/// The default config with every address on a free port.
+/// The default config with every address on a free port, one profiler
+/// line per transaction.
 fn config_file(name: &str) -> PathBuf {
-    let text = free_ports_config("127.0.0.1:0");
+    let text = free_ports_config("127.0.0.1:0")
+        .replace("every_transaction = false", "every_transaction = true");
     let path = state_dir().join(name);
     std::fs::write(&path, text).unwrap();
     path

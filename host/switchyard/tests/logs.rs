@@ -24,9 +24,11 @@ fn config(name: &str, text: String) -> PathBuf {
     path
 }
 
-/// The default config on free ports, listener `switched` (5002) in tenant `acme`.
+/// The default config on free ports, listener `switched` (5002) in tenant `acme`, one
+/// profiler line per transaction.
 fn two_tenants() -> String {
-    let text = common::free_ports_config("127.0.0.1:0");
+    let text = common::free_ports_config("127.0.0.1:0")
+        .replace("every_transaction = false", "every_transaction = true");
     let at = text.find("name = \"switched\"").expect("listener switched");
     let (head, tail) = text.split_at(at);
     format!(
@@ -154,7 +156,9 @@ fn piped_stderr_is_json_lines_with_tenant_and_listener_on_every_transaction_line
 
 #[test]
 fn text_format_has_no_colour_when_stderr_is_not_a_terminal() {
-    let config = config("text", common::free_ports_config("127.0.0.1:0"));
+    let text = common::free_ports_config("127.0.0.1:0")
+        .replace("every_transaction = false", "every_transaction = true");
+    let config = config("text", text);
     // No NO_COLOR: the pipe alone turns colour off.
     let mut child = Command::new(common::BIN)
         .args(["--log-format", "text", "run", "--config"])

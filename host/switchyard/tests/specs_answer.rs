@@ -46,7 +46,9 @@ fn dir(name: &str) -> PathBuf {
 /// The default config on free ports plus, for every built-in spec, a
 /// listener `local-SPEC` (port 5001's branch) and `switched-SPEC` (5002's).
 fn config(dir: &Path) -> PathBuf {
-    let mut text = common::free_ports_config("127.0.0.1:0");
+    // One profiler line per transaction: the test reads approvals' traces.
+    let mut text = common::free_ports_config("127.0.0.1:0")
+        .replace("every_transaction = false", "every_transaction = true");
     for spec in Spec::builtin_names() {
         for (role, port) in [("local", 5001), ("switched", 5002)] {
             text.push_str(&format!(

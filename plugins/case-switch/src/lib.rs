@@ -19,17 +19,65 @@
 //!
 //! With neither a matching case nor a `default`, it selects no group and
 //! logs a warning. `prepare` does nothing and does not join; the work is done
-//! in `select`: one variable and one or two settings read, whatever the
-//! number of cases.
+//! in `select`: one variable read, whatever the number of cases. Settings
+//! are fixed for an instance's lifetime (contract 1.1.0), so the cases are
+//! read and split into group names once, on the first `select`, and kept.
 
 use switchyard_sdk::{Config, Env, Outcome, Participant, Selector, SettingProblem, Transaction};
 
 /// The variable switched on when `switch` is not configured.
 pub const DEFAULT_SWITCH: &str = "PORT";
 
-/// The CaseSwitch selector. Stateless.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct CaseSwitch;
+/// The CaseSwitch selector. Keeps its settings, parsed, once read.
+#[derive(Clone, Debug, Default)]
+pub struct CaseSwitch {
+    table: Option<Table>,
+}
+
+impl CaseSwitch {
+    /// A selector that reads its settings on first use.
+    pub const fn new() -> CaseSwitch {
+        CaseSwitch { table: None }
+    }
+}
+
+/// The settings, parsed: the variable, the groups of each case, the
+/// default's.
+#[derive(Clone, Debug)]
+struct Table {
+    switch: String,
+    /// (value, groups), in the order of the settings.
+    cases: Vec<(String, Vec<String>)>,
+    default: Option<Vec<String>>,
+}
+
+impl Table {
+    fn read(config: &impl Config) -> Table {
+        let mut table = Table {
+            switch: DEFAULT_SWITCH.to_owned(),
+            cases: Vec::new(),
+            default: None,
+        };
+        for (key, value) in config.entries() {
+            if key == "switch" {
+                table.switch = value;
+            } else if key == "default" {
+                table.default = Some(group_names(&value));
+            } else if let Some(case) = key.strip_prefix("case ") {
+                table.cases.push((case.to_owned(), group_names(&value)));
+            }
+        }
+        table
+    }
+
+    /// The groups of `case <value>`, else of `default`.
+    fn groups(&self, value: Option<&str>) -> Option<&[String]> {
+        value
+            .and_then(|v| self.cases.iter().find(|(case, _)| case == v))
+            .map(|(_, groups)| groups.as_slice())
+            .or(self.default.as_deref())
+    }
+}
 
 /// Group names of a setting: separated by whitespace or commas.
 pub fn group_names(setting: &str) -> Vec<String> {
@@ -38,14 +86,6 @@ pub fn group_names(setting: &str) -> Vec<String> {
         .filter(|name| !name.is_empty())
         .map(str::to_owned)
         .collect()
-}
-
-/// The setting that applies to `value`: `case <value>`, else `default`.
-fn groups_for(config: &impl Config, value: Option<&str>) -> Option<String> {
-    value
-        .and_then(|v| config.get(&format!("case {v}")))
-        .or_else(|| config.get("default"))
-        .map(|groups| groups.into_owned())
 }
 
 /// The problem with one setting, if any.
@@ -86,11 +126,11 @@ impl Participant for CaseSwitch {
 
 impl Selector for CaseSwitch {
     fn select(&mut self, tx: &mut impl Transaction, env: &impl Env) -> Vec<String> {
-        let switch = env.get("switch");
-        let switch = switch.as_deref().unwrap_or(DEFAULT_SWITCH);
+        let table = self.table.get_or_insert_with(|| Table::read(env));
+        let switch = table.switch.as_str();
         let value = tx.var(switch);
-        match groups_for(env, value.as_deref()) {
-            Some(groups) => group_names(&groups),
+        match table.groups(value.as_deref()) {
+            Some(groups) => groups.to_vec(),
             None => {
                 env.warn(&match value.as_deref() {
                     Some(v) => format!(
@@ -122,7 +162,7 @@ impl Selector for CaseSwitch {
     }
 }
 
-switchyard_sdk::export_selector!(CaseSwitch);
+switchyard_sdk::export_selector!(CaseSwitch, CaseSwitch::new());
 
 #[cfg(test)]
 mod tests {
@@ -150,9 +190,10 @@ mod tests {
     }
 
     fn select(env: &MockEnv, mut tx: MockTransaction) -> Vec<String> {
-        assert_eq!(CaseSwitch.prepare(&mut tx, env), Outcome::NoJoin);
+        let mut switch = CaseSwitch::new();
+        assert_eq!(switch.prepare(&mut tx, env), Outcome::NoJoin);
         assert_eq!(tx.calls(), 0, "prepare asks the host nothing");
-        let groups = CaseSwitch.select(&mut tx, env);
+        let groups = switch.select(&mut tx, env);
         assert!(tx.fields_read().is_empty(), "a selector reads no field");
         assert!(tx.rc().is_none() && tx.response().is_empty());
         groups
@@ -211,12 +252,20 @@ mod tests {
     }
 
     #[test]
-    fn reads_one_variable_and_at_most_three_settings() {
+    fn reads_one_variable_and_its_settings_once() {
         let env = default_wiring();
+        let mut switch = CaseSwitch::new();
         let mut tx = on_port("5005");
-        CaseSwitch.select(&mut tx, &env);
+        assert_eq!(switch.select(&mut tx, &env), ["log", "close"]);
         assert_eq!(tx.calls(), 1);
-        assert_eq!(env.config_calls(), 3);
+        assert_eq!(env.config_calls(), 1);
+        let mut tx = on_port("5001");
+        assert_eq!(
+            switch.select(&mut tx, &env),
+            ["local-auth", "close", "send"]
+        );
+        assert_eq!(tx.calls(), 1);
+        assert_eq!(env.config_calls(), 1, "the settings were kept");
     }
 
     #[test]
@@ -227,13 +276,17 @@ mod tests {
 
     #[test]
     fn the_default_wiring_has_no_setting_problem() {
-        assert!(CaseSwitch.check_settings(&default_wiring()).is_empty());
+        assert!(
+            CaseSwitch::new()
+                .check_settings(&default_wiring())
+                .is_empty()
+        );
         let by_mti = MockEnv::new()
             .with_config("switch", "MTI")
             .with_config("case 0800", "close send")
             .with_config("case 1804", "close send")
             .with_config("default", "by-port");
-        assert!(CaseSwitch.check_settings(&by_mti).is_empty());
+        assert!(CaseSwitch::new().check_settings(&by_mti).is_empty());
         let tx = MockTransaction::new("1804").with_var("MTI", "1804");
         assert_eq!(select(&by_mti, tx), ["close", "send"]);
     }
@@ -245,14 +298,14 @@ mod tests {
             .with_config("case ", "close")
             .with_config("cases 5001", "local-auth")
             .with_config("Default", "log");
-        let problems = CaseSwitch.check_settings(&env);
+        let problems = CaseSwitch::new().check_settings(&env);
         let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys, ["switch", "case ", "cases 5001", "Default"]);
         assert!(problems[0].message.contains("is empty"));
         assert!(problems[1].message.contains("case <value>"));
         assert!(problems[2].message.contains("unknown setting"));
         let env = MockEnv::new().with_config("switch", " PORT");
-        let problems = CaseSwitch.check_settings(&env);
+        let problems = CaseSwitch::new().check_settings(&env);
         assert!(
             problems[0].message.contains("not a variable name"),
             "{problems:?}"
@@ -263,12 +316,12 @@ mod tests {
     fn targets_are_the_groups_of_every_case_and_the_default() {
         let env = default_wiring().with_config("case 5003", "");
         assert_eq!(
-            CaseSwitch.targets(&env),
+            CaseSwitch::new().targets(&env),
             ["local-auth", "close", "send", "query-xxx", "log"]
         );
         let env = MockEnv::new().with_config("switch", "close");
         assert!(
-            CaseSwitch.targets(&env).is_empty(),
+            CaseSwitch::new().targets(&env).is_empty(),
             "`switch` names no group"
         );
     }

@@ -33,9 +33,10 @@ macro_rules! export_participant {
 }
 
 /// Exports a [`Selector`](crate::Selector) as the component's `participant`,
-/// `reversible`, `settings` and `group-selector` interfaces (world
-/// `selector-plugin`; `settings.targets` calls
-/// [`Selector::targets`](crate::Selector::targets)).
+/// `reversible`, `settings`, `group-selector` and `selection` interfaces
+/// (world `selector-plugin`; `settings.targets` calls
+/// [`Selector::targets`](crate::Selector::targets); `selection`, contract
+/// 1.4.0, runs `prepare` and `select` in one call).
 ///
 /// `export_selector!(T)` builds the instance's value with `T::default()` on
 /// first use; `export_selector!(T, expr)` with `expr`.
@@ -55,6 +56,19 @@ macro_rules! export_selector {
                     with_plugin(|p| $crate::guest::rt::select(p))
                 }
             }
+            impl $crate::guest::selection_world::exports::switchyard::participant::selection::Guest
+                for __SwitchyardPlugin
+            {
+                fn prepare_select(
+                ) -> $crate::guest::selection_world::exports::switchyard::participant::selection::Choice
+                {
+                    let (outcome, groups) = with_plugin(|p| $crate::guest::rt::prepare_select(p));
+                    $crate::guest::selection_world::exports::switchyard::participant::selection::Choice {
+                        outcome,
+                        groups,
+                    }
+                }
+            }
             $crate::__settings_glue!($crate::guest::rt::check_participant, |p| {
                 $crate::guest::rt::targets(p)
             });
@@ -63,6 +77,9 @@ macro_rules! export_selector {
             );
             $crate::guest::selector_world::export_group_selector!(
                 __SwitchyardPlugin with_types_in $crate::guest::selector_world
+            );
+            $crate::guest::selection_world::export_selection!(
+                __SwitchyardPlugin with_types_in $crate::guest::selection_world
             );
         };
     };

@@ -1,5 +1,5 @@
 //! The component side (feature `guest`): the WIT bindings of
-//! `switchyard:participant@1.3.0` and the implementations of the SDK traits
+//! `switchyard:participant@1.4.0` and the implementations of the SDK traits
 //! over the host's imports.
 //!
 //! The `imports` world is bound once; the export worlds reuse those
@@ -8,12 +8,12 @@
 //! use [`crate::export_participant!`], [`crate::export_selector!`] and
 //! [`crate::export_formatter!`].
 //!
-//! What each macro exports (contract 1.3.0):
+//! What each macro exports (contract 1.4.0):
 //!
 //! | macro | world | exports |
 //! |---|---|---|
 //! | `export_participant!` | `participant-plugin` | `participant`, `reversible`, `settings` |
-//! | `export_selector!` | `selector-plugin` | `participant`, `reversible`, `settings`, `group-selector` |
+//! | `export_selector!` | `selector-plugin` | `participant`, `reversible`, `settings`, `group-selector`, `selection` |
 //! | `export_formatter!` | `formatter-plugin` | `formatter`, `store-and-forward`, `settings` |
 
 use std::borrow::Cow;
@@ -30,7 +30,7 @@ use crate::{
 pub mod imports {
     wit_bindgen::generate!({
         world: "imports",
-        path: "../../wit/participant@1.3.0",
+        path: "../../wit/participant@1.4.0",
         generate_all,
     });
 }
@@ -46,11 +46,11 @@ pub mod participant_world {
             package switchyard:sdk;
 
             world participant-exports {
-                export switchyard:participant/participant@1.3.0;
-                export switchyard:participant/reversible@1.3.0;
+                export switchyard:participant/participant@1.4.0;
+                export switchyard:participant/reversible@1.4.0;
             }
         ",
-        path: "../../wit/participant@1.3.0",
+        path: "../../wit/participant@1.4.0",
         world: "switchyard:sdk/participant-exports",
         pub_export_macro: true,
         export_macro_name: "export_participant_plugin",
@@ -68,10 +68,10 @@ pub mod settings_world {
             package switchyard:sdk;
 
             world settings-export {
-                export switchyard:participant/settings@1.3.0;
+                export switchyard:participant/settings@1.4.0;
             }
         ",
-        path: "../../wit/participant@1.3.0",
+        path: "../../wit/participant@1.4.0",
         world: "switchyard:sdk/settings-export",
         pub_export_macro: true,
         export_macro_name: "export_settings",
@@ -92,13 +92,34 @@ pub mod selector_world {
             package switchyard:sdk;
 
             world group-selector-export {
-                export switchyard:participant/group-selector@1.3.0;
+                export switchyard:participant/group-selector@1.4.0;
             }
         ",
-        path: "../../wit/participant@1.3.0",
+        path: "../../wit/participant@1.4.0",
         world: "switchyard:sdk/group-selector-export",
         pub_export_macro: true,
         export_macro_name: "export_group_selector",
+    });
+}
+
+/// Bindings of the `selection` export alone (contract 1.4.0: a selector's
+/// `prepare` and `select` in one call), for the same reason as
+/// [`selector_world`].
+#[doc(hidden)]
+#[allow(unsafe_code, missing_docs, clippy::all)]
+pub mod selection_world {
+    wit_bindgen::generate!({
+        inline: "
+            package switchyard:sdk;
+
+            world selection-export {
+                export switchyard:participant/selection@1.4.0;
+            }
+        ",
+        path: "../../wit/participant@1.4.0",
+        world: "switchyard:sdk/selection-export",
+        pub_export_macro: true,
+        export_macro_name: "export_selection",
     });
 }
 
@@ -112,11 +133,11 @@ pub mod formatter_world {
             package switchyard:sdk;
 
             world formatter-exports {
-                export switchyard:participant/formatter@1.3.0;
-                export switchyard:participant/store-and-forward@1.3.0;
+                export switchyard:participant/formatter@1.4.0;
+                export switchyard:participant/store-and-forward@1.4.0;
             }
         ",
-        path: "../../wit/participant@1.3.0",
+        path: "../../wit/participant@1.4.0",
         world: "switchyard:sdk/formatter-exports",
         pub_export_macro: true,
         export_macro_name: "export_formatter_plugin",
@@ -276,8 +297,19 @@ pub mod rt {
         GuestTransaction { _private: () }
     }
 
-    pub fn prepare(p: &mut impl Participant) -> u32 {
-        p.prepare(&mut tx(), &GuestEnv).bits()
+    pub fn prepare<P: Participant>(p: &mut P) -> u32 {
+        p.prepare(&mut tx(), &GuestEnv).bits_of::<P>()
+    }
+    /// `prepare`, then `select` when prepared (contract 1.4.0).
+    pub fn prepare_select<S: Selector>(p: &mut S) -> (u32, Vec<String>) {
+        let mut tx = tx();
+        let outcome = p.prepare(&mut tx, &GuestEnv);
+        let groups = if outcome.is_prepared() {
+            p.select(&mut tx, &GuestEnv)
+        } else {
+            Vec::new()
+        };
+        (outcome.bits_of::<S>(), groups)
     }
     pub fn commit(p: &mut impl Participant) {
         p.commit(&mut tx(), &GuestEnv)

@@ -5,7 +5,7 @@
 //!
 //! - inside a WebAssembly component, where [`Transaction`], [`Config`], [`Log`]
 //!   and [`Clock`] (and, when granted, [`Counters`] and [`Kv`]) are the host's
-//!   imports of `switchyard:participant@1.3.0`
+//!   imports of `switchyard:participant@1.4.0`
 //!   (the `guest` feature, on by default, and the `export_*!` macros);
 //! - in native unit tests, against [`mock::MockTransaction`] and [`mock::MockEnv`];
 //! - natively inside the host, which implements the same traits over its own
@@ -98,6 +98,15 @@
 //! Approvals.reverse(&mut reversal, &env).unwrap(); // delivered again: no effect
 //! assert_eq!(env.counter_sum("approvals", "all", 3600), Ok(0));
 //! ```
+//!
+//! ## Fewer crossings (contract 1.4.0)
+//!
+//! A call into a component costs far more than the little work most
+//! participants do in it. [`export_selector!`] exports `selection`, so the
+//! host calls a [`Selector`] once (`prepare`, then `select` when prepared)
+//! instead of twice. A participant that joins only to undo something in
+//! `abort` sets [`Participant::COMMITS`] to `false`: its `commit` is then
+//! never called ([`Outcome::ABORT_ONLY`]).
 //!
 //! ## Settings checked at load (contract 1.3.0)
 //!

@@ -48,6 +48,11 @@ impl Outcome {
     pub const NO_JOIN: u32 = 0x40;
     /// With [`Outcome::PREPARED`]: the context was not changed.
     pub const READ_ONLY: u32 = 0x80;
+    /// With [`Outcome::PREPARED`] (joined): nothing to do in `commit`, only
+    /// in `abort` (contract 1.4.0). The export glue adds it for a
+    /// participant whose [`Participant::COMMITS`] is `false`; a host that
+    /// knows it does not call `commit`, an older one ignores it.
+    pub const ABORT_ONLY: u32 = 0x20;
 
     /// The outcome bits of the WIT `prepare` function.
     pub const fn bits(self) -> u32 {
@@ -83,6 +88,17 @@ impl Outcome {
     pub const fn joins(self) -> bool {
         matches!(self, Outcome::Prepared | Outcome::PreparedReadOnly)
     }
+
+    /// The bits `P`'s component returns for this outcome:
+    /// [`Outcome::bits`], with [`Outcome::ABORT_ONLY`] when it joins and
+    /// `P` has nothing to commit ([`Participant::COMMITS`]).
+    pub fn bits_of<P: Participant + ?Sized>(self) -> u32 {
+        if !P::COMMITS && self.joins() {
+            self.bits() | Outcome::ABORT_ONLY
+        } else {
+            self.bits()
+        }
+    }
 }
 
 /// One step of a transaction pipeline: `prepare` in pipeline order, then
@@ -94,6 +110,14 @@ impl Outcome {
 /// on first use, so fields may carry state from one transaction to the next;
 /// the host may run any number of instances.
 pub trait Participant {
+    /// Whether [`Participant::commit`] does anything. A participant that
+    /// joins only to undo something in `abort` (local-auth clears the
+    /// authorization code it set when a later participant aborts) sets it
+    /// to `false`: since contract 1.4.0 the host then does not call
+    /// `commit` at all, one crossing into the component less per
+    /// transaction (the outcome bit [`Outcome::ABORT_ONLY`]).
+    const COMMITS: bool = true;
+
     /// Decides whether the transaction may go on.
     fn prepare(&mut self, tx: &mut impl Transaction, env: &impl Env) -> Outcome;
 
@@ -106,7 +130,8 @@ pub trait Participant {
         Vec::new()
     }
 
-    /// The transaction is going to be committed.
+    /// The transaction is going to be committed. Not called (by a host
+    /// that offers contract 1.4.0) when [`Participant::COMMITS`] is `false`.
     fn commit(&mut self, tx: &mut impl Transaction, env: &impl Env) {
         let _ = (tx, env);
     }

@@ -193,6 +193,7 @@ impl Lifecycle {
             participants: Vec::new(),
             original: Some(original),
             reversal: None,
+            trace: None,
         };
         let id = ctx.tranlog_id.expect("admitted");
         let recorded = self.tranlog.finish(id, finished).await;
@@ -352,6 +353,11 @@ impl Lifecycle {
             participants,
             original: None,
             reversal,
+            trace: Some(
+                ctx.profiler
+                    .compact(Some(pipeline), ctx.external)
+                    .to_string(),
+            ),
         };
         let endpoint = finished.reversal.as_ref().map(|r| r.endpoint.clone());
         match self.tranlog.finish(id, finished).await {

@@ -181,7 +181,7 @@ fn a_v3_database_gets_the_counters_table_and_keeps_its_data() {
     let version: i64 = conn
         .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, crate::schema::CURRENT);
     let index: i64 = conn
         .query_row(
             "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'counters_expires'",
@@ -210,4 +210,44 @@ fn a_schema_this_version_cannot_migrate_is_refused() {
     drop(conn);
     let e = SqliteStore::open(options(dir.path())).unwrap_err();
     assert!(matches!(e, StoreError::Migration { from: 1, .. }), "{e}");
+}
+
+#[test]
+fn a_v4_database_gets_the_trace_column_and_keeps_its_rows() {
+    use switchyard_engine::ports::Tranlog;
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let s = SqliteStore::open(options(dir.path())).unwrap();
+        let a = super::wait(s.admit(super::request("acme", "0200", "000041"))).unwrap();
+        super::wait(s.finish(a.id, super::answered("00", None))).unwrap();
+        a.id
+    };
+    let db = dir.path().join("data/switchyard.db");
+    {
+        // Back to the v4 layout.
+        let conn = Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "ALTER TABLE tranlog DROP COLUMN trace;
+             DELETE FROM schema_version;
+             INSERT INTO schema_version (version) VALUES (4);",
+        )
+        .unwrap();
+    }
+    let s = SqliteStore::open(options(dir.path())).unwrap();
+    let old = super::wait(s.get(id)).unwrap().unwrap();
+    assert_eq!((old.rc.as_deref(), old.trace), (Some("00"), None));
+    let b = super::wait(s.admit(super::request("acme", "0200", "000042"))).unwrap();
+    let finished = switchyard_engine::ports::Finished {
+        trace: Some("parse-request=3 end=9".into()),
+        ..super::answered("00", None)
+    };
+    super::wait(s.finish(b.id, finished)).unwrap();
+    let new = super::wait(s.get(b.id)).unwrap().unwrap();
+    assert_eq!(new.trace.as_deref(), Some("parse-request=3 end=9"));
+    drop(s);
+    let conn = Connection::open(&db).unwrap();
+    let version: i64 = conn
+        .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, crate::schema::CURRENT);
 }

@@ -110,5 +110,6 @@ pub(crate) fn answered(rc: &str, endpoint: Option<&str>) -> Finished {
         participants: Vec::new(),
         original: None,
         reversal: None,
+        trace: None,
     }
 }

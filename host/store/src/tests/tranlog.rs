@@ -465,3 +465,25 @@ fn a_send_and_an_outcome_after_the_insert_update_the_row() {
     assert_eq!(row.endpoint.as_deref(), Some("xxx"));
     assert_eq!(store.staging.len(), 0);
 }
+
+#[test]
+fn the_trace_is_recorded_with_the_outcome_whether_or_not_the_row_was_flushed() {
+    let store = SqliteStore::in_memory("node-1");
+    let trace = "parse-request=12 validate=4 local-auth=7 end=100";
+    // Admitted then finished (the outcome may join the row's INSERT).
+    let a = wait(store.admit(request("acme", "0200", "000031"))).unwrap();
+    wait(store.finish(
+        a.id,
+        switchyard_engine::ports::Finished {
+            trace: Some(trace.into()),
+            ..answered("00", None)
+        },
+    ))
+    .unwrap();
+    let record = wait(store.get(a.id)).unwrap().unwrap();
+    assert_eq!(record.trace.as_deref(), Some(trace));
+    // A row finished without a trace keeps none.
+    let b = wait(store.admit(request("acme", "0200", "000032"))).unwrap();
+    wait(store.finish(b.id, answered("00", None))).unwrap();
+    assert_eq!(wait(store.get(b.id)).unwrap().unwrap().trace, None);
+}

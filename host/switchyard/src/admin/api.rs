@@ -77,6 +77,8 @@ pub(crate) struct AdminState {
     pub endpoints: Vec<Arc<switchyard_net::Endpoint>>,
     /// Every listener's and endpoint's TLS, for `POST /tls/reload`.
     pub tls: crate::tls_config::TlsReloader,
+    /// Each listener's write counters.
+    pub listeners: super::ListenerCounters,
 }
 
 /// `GET /endpoints`: every endpoint's link.
@@ -334,6 +336,7 @@ async fn handle(state: &AdminState, peer: SocketAddr, req: Request<Incoming>) ->
             {
                 text.push_str(&super::views::saf_prometheus(&queues));
             }
+            text.push_str(&super::views::listener_prometheus(&state.listeners));
             let mut answer = Response::new(Full::new(Bytes::from(text)));
             answer.headers_mut().insert(
                 CONTENT_TYPE,

@@ -27,6 +27,9 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use swapper::Swapper;
 
+/// Each listener's write counters, by name (`/metrics`).
+pub type ListenerCounters = Vec<(String, Arc<switchyard_net::ListenerStats>)>;
+
 /// The admin API and the deploy watcher of a running switch; both stop when
 /// this is stopped or dropped.
 pub struct Admin {
@@ -47,6 +50,7 @@ impl Admin {
         ops: Option<crate::operate::Ops>,
         endpoints: Vec<Arc<switchyard_net::Endpoint>>,
         tls: crate::tls_config::TlsReloader,
+        listeners: ListenerCounters,
     ) -> anyhow::Result<Admin> {
         let section = &config.admin;
         let token_path = config.admin_token_path();
@@ -79,6 +83,7 @@ impl Admin {
             ops,
             endpoints,
             tls,
+            listeners,
         });
         tracker.spawn(api::serve(
             listener,

@@ -283,6 +283,37 @@ pub fn saf_prometheus(queues: &[(String, switchyard_engine::ports::SafStats)]) -
     out
 }
 
+/// Each listener's writes and response frames written, in the Prometheus
+/// text format: frames / writes is how many responses leave per write.
+pub fn listener_prometheus(listeners: &super::ListenerCounters) -> String {
+    let mut out = String::new();
+    for (name, help, value) in [
+        (
+            "writes_total",
+            "Writes of responses to acquirer connections.",
+            switchyard_net::ListenerStats::writes as fn(&switchyard_net::ListenerStats) -> u64,
+        ),
+        (
+            "frames_written_total",
+            "Response frames written to acquirer connections.",
+            switchyard_net::ListenerStats::frames_written,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP switchyard_listener_{name} {help}\n# TYPE switchyard_listener_{name} counter"
+        );
+        for (listener, stats) in listeners {
+            let _ = writeln!(
+                out,
+                "switchyard_listener_{name}{{listener=\"{listener}\"}} {}",
+                value(stats)
+            );
+        }
+    }
+    out
+}
+
 /// The per-plugin metrics in the Prometheus text format (version 0.0.4).
 pub fn prometheus(generation: u64, plugins: &[PluginStatus]) -> String {
     let mut out = String::new();

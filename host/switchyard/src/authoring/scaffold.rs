@@ -389,7 +389,7 @@ mod tests {
         }
         // The vendored SDK binds the newest contract.
         let guest = fs::read_to_string(target.join("vendor/switchyard-sdk/src/guest.rs")).unwrap();
-        assert!(guest.contains("../../wit/participant@1.3.0"), "{guest}");
+        assert!(guest.contains("../../wit/participant@1.4.0"), "{guest}");
         let lib = fs::read_to_string(target.join("src/lib.rs")).unwrap();
         assert!(lib.contains("pub struct NoRefunds;"), "{lib}");
         let err = create("no-refunds", &target, Kind::Participant).unwrap_err();

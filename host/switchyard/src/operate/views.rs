@@ -79,6 +79,8 @@ pub struct TxView {
     pub total_ms: Option<f64>,
     /// Time at the endpoint, ms.
     pub external_ms: Option<f64>,
+    /// The profiler trace, compact (`parse-request=12 … end=100`, µs).
+    pub trace: Option<String>,
     /// The row it repeats, reverses or completes.
     pub original: Option<i64>,
     /// Its first reversal.
@@ -128,6 +130,7 @@ impl From<&TxRecord> for TxView {
             received_ms: r.received_ms,
             total_ms: ms(r.total_us),
             external_ms: ms(r.external_us),
+            trace: r.trace.clone(),
             original: r.original,
             reversal: r.reversal,
             completion: r.completion,
@@ -433,6 +436,9 @@ pub fn format_life(l: &TxLife) -> String {
     }
     if !t.participants.is_empty() {
         let _ = writeln!(out, "  committed by {}", t.participants.join(", "));
+    }
+    if let Some(trace) = &t.trace {
+        let _ = writeln!(out, "  trace (µs) {trace}");
     }
     let _ = writeln!(out, "  request {}", l.request_mti);
     for f in &l.request {
