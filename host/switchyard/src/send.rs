@@ -41,29 +41,9 @@ Exit status: 0 when every request got its response, 1 otherwise.";
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct SendArgs {
-    /// Configuration whose `[specs]` and listeners `--spec` and `--listener` may name.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// With --config: the listener to send to (its address, spec and framing;
-    /// --host, --port, --spec and --framing still override them).
-    #[arg(long)]
-    pub listener: Option<String>,
-    /// Host to send to.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub host: String,
-    /// Port to send to (default 5001, or the listener's).
-    #[arg(long)]
-    pub port: Option<u16>,
-    /// Message spec: a built-in name (iso87-ascii, iso87-binary, iso93-ascii, …), a
-    /// `[specs.NAME]` of --config, or a spec file (.toml).
-    #[arg(long)]
-    pub spec: Option<String>,
-    /// Length framing: nac/2b, 3b, 4b, 2a, 3a, 4a, 2bcd, visa; then +self and/or +tpdu.
-    #[arg(long)]
-    pub framing: Option<String>,
-    /// The TPDU of each request when the framing has +tpdu (10 hex digits).
-    #[arg(long, default_value = "6000010000")]
-    pub tpdu: String,
+    /// Where to send, in what spec and framing.
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// The request's fields.
     #[command(flatten)]
     pub message: MessageArgs,
@@ -91,6 +71,35 @@ pub struct SendArgs {
     /// How long to wait for each response, ms.
     #[arg(long, default_value_t = 5000)]
     pub timeout_ms: u64,
+}
+
+/// Where `send` and `load` send: an address, or a listener of a config, with
+/// its spec, framing and TPDU.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TargetArgs {
+    /// Configuration whose `[specs]` and listeners `--spec` and `--listener` may name.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// With --config: the listener to send to (or load) (its address, spec and framing;
+    /// --host, --port, --spec and --framing still override them).
+    #[arg(long)]
+    pub listener: Option<String>,
+    /// Host to send to.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to send to (default 5001, or the listener's).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Message spec: a built-in name (iso87-ascii, iso87-binary, iso93-ascii, …), a
+    /// `[specs.NAME]` of --config, or a spec file (.toml).
+    #[arg(long)]
+    pub spec: Option<String>,
+    /// Length framing: nac/2b, 3b, 4b, 2a, 3a, 4a, 2bcd, visa; then +self and/or +tpdu.
+    #[arg(long)]
+    pub framing: Option<String>,
+    /// The TPDU of each request when the framing has +tpdu (10 hex digits).
+    #[arg(long, default_value = "6000010000")]
+    pub tpdu: String,
 }
 
 /// The fields of a request built from the command line (`send`, `plugin test`).
@@ -180,7 +189,7 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
     if args.hex && args.count > 1 {
         bail!("--hex prints single exchanges; leave out --count or --hex");
     }
-    let target = target(&args).await?;
+    let target = target(&args.target).await?;
     let base_stan = args.stan.unwrap_or_else(|| {
         (std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -199,7 +208,7 @@ pub async fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
 
 /// The address and wire of `--host`/`--port` or `--config --listener`,
 /// with `--spec`, `--framing` and `--tpdu` applied.
-pub(crate) async fn target(args: &SendArgs) -> anyhow::Result<Target> {
+pub(crate) async fn target(args: &TargetArgs) -> anyhow::Result<Target> {
     let config = Config::load_or_default(args.config.as_deref()).map_err(|e| anyhow!("{e}"))?;
     let listener = listener(args, &config)?;
     let spec_name = args
@@ -259,7 +268,10 @@ pub(crate) fn framing_named(name: &str) -> anyhow::Result<Framing> {
 }
 
 /// The listener `--listener` names in `--config`.
-fn listener<'c>(args: &SendArgs, config: &'c Config) -> anyhow::Result<Option<&'c ListenerConfig>> {
+fn listener<'c>(
+    args: &TargetArgs,
+    config: &'c Config,
+) -> anyhow::Result<Option<&'c ListenerConfig>> {
     let Some(name) = &args.listener else {
         return Ok(None);
     };

@@ -10,7 +10,7 @@ mod card_corpus;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -57,23 +57,8 @@ fn read_frame(s: &mut TcpStream) -> Vec<u8> {
     body
 }
 
-fn stop(mut child: Child, log: &mpsc::Receiver<String>, lines: &mut Vec<String>) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let code = child.wait().unwrap();
-    assert!(code.success(), "exit status {code:?}");
-    // The reader thread ends at EOF; bounded in time all the same.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        match log.recv_timeout(Duration::from_secs(1)) {
-            Ok(line) => lines.push(line),
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-    }
+fn stop(child: Child, log: &mpsc::Receiver<String>, lines: &mut Vec<String>) {
+    common::stop_clean(child, log, lines);
 }
 
 #[test]

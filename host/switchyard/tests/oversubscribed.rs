@@ -82,27 +82,8 @@ fn config() -> PathBuf {
 
 /// The addresses of listeners 5001 and 5005, from the log.
 fn addresses(log: &mpsc::Receiver<String>, lines: &mut Vec<String>) -> (SocketAddr, SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let (mut local, mut looping) = (None, None);
-    while Instant::now() < deadline && (local.is_none() || looping.is_none()) {
-        let Ok(line) = log.recv_timeout(Duration::from_secs(1)) else {
-            continue;
-        };
-        lines.push(line.clone());
-        if !line.contains("serving") {
-            continue;
-        }
-        let addr = common::field(&line, "addr=").and_then(|a| a.parse().ok());
-        match common::field(&line, "port=").as_deref() {
-            Some("5001") => local = addr,
-            Some("5005") => looping = addr,
-            _ => {}
-        }
-    }
-    match (local, looping) {
-        (Some(l), Some(s)) => (l, s),
-        _ => panic!("listeners 5001 and 5005 never logged; log: {lines:#?}"),
-    }
+    let addrs = common::listener_addrs(log, lines, &[5001, 5005]);
+    (addrs[0], addrs[1])
 }
 
 /// `2 × cores` busy-loop processes, each bounded by `timeout` (in case

@@ -65,27 +65,8 @@ fn config(name: &str, breaker: &str) -> PathBuf {
 
 /// The addresses of listeners 5001 and 5002, from the log.
 fn addresses(log: &mpsc::Receiver<String>, lines: &mut Vec<String>) -> (SocketAddr, SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let (mut local, mut switched) = (None, None);
-    while Instant::now() < deadline && (local.is_none() || switched.is_none()) {
-        let Ok(line) = log.recv_timeout(Duration::from_secs(1)) else {
-            continue;
-        };
-        lines.push(line.clone());
-        if !line.contains("serving") {
-            continue;
-        }
-        let addr = common::field(&line, "addr=").and_then(|a| a.parse().ok());
-        match common::field(&line, "port=").as_deref() {
-            Some("5001") => local = addr,
-            Some("5002") => switched = addr,
-            _ => {}
-        }
-    }
-    match (local, switched) {
-        (Some(l), Some(s)) => (l, s),
-        _ => panic!("listeners 5001 and 5002 never logged; log: {lines:#?}"),
-    }
+    let addrs = common::listener_addrs(log, lines, &[5001, 5002]);
+    (addrs[0], addrs[1])
 }
 
 /// Every log line that arrived so far, kept in `lines`.

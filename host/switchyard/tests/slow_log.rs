@@ -8,7 +8,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Child;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -71,21 +71,8 @@ fn send(addr: &str, amount: &str, stan: &str, rc: &str) {
     );
 }
 
-fn stop(mut child: Child, log: &mpsc::Receiver<String>, lines: &mut Vec<String>) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert!(child.wait().unwrap().success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        match log.recv_timeout(Duration::from_secs(1)) {
-            Ok(line) => lines.push(line),
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-    }
+fn stop(child: Child, log: &mpsc::Receiver<String>, lines: &mut Vec<String>) {
+    common::stop_clean(child, log, lines);
 }
 
 /// `GET /metrics` of the switch whose admin API line is among `lines`.

@@ -262,7 +262,9 @@ fn config(dir: &Path, endpoint: u16) -> PathBuf {
             }
         )
     };
+    // One profiler line per transaction: the test reads the route taken.
     let text = common::free_ports_config("127.0.0.1:0")
+        .replace("every_transaction = false", "every_transaction = true")
         .replacen(
             "address = \"127.0.0.1:0\"",
             &format!("address = \"127.0.0.1:{endpoint}\""),

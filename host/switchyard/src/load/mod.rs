@@ -28,7 +28,7 @@ use anyhow::{Context as _, anyhow, bail};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::send::{MessageArgs, SendArgs};
+use crate::send::{MessageArgs, TargetArgs};
 
 pub use report::Summary;
 
@@ -49,29 +49,9 @@ Exit status: 0 when the run completed (whatever the response codes, unless --exp
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct LoadArgs {
-    /// Configuration whose `[specs]` and listeners `--spec` and `--listener` may name.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// With --config: the listener to load (its address, spec and framing;
-    /// --host, --port, --spec and --framing still override them).
-    #[arg(long)]
-    pub listener: Option<String>,
-    /// Host to send to.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub host: String,
-    /// Port to send to (default 5001, or the listener's).
-    #[arg(long)]
-    pub port: Option<u16>,
-    /// Message spec: a built-in name (iso87-ascii, iso87-binary, iso93-ascii, …), a
-    /// `[specs.NAME]` of --config, or a spec file (.toml).
-    #[arg(long)]
-    pub spec: Option<String>,
-    /// Length framing: nac/2b, 3b, 4b, 2a, 3a, 4a, 2bcd, visa; then +self and/or +tpdu.
-    #[arg(long)]
-    pub framing: Option<String>,
-    /// The TPDU of each request when the framing has +tpdu (10 hex digits).
-    #[arg(long, default_value = "6000010000")]
-    pub tpdu: String,
+    /// Where to send, in what spec and framing.
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// TCP connections.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub connections: u32,
@@ -212,7 +192,7 @@ fn run_tag() -> u32 {
 /// Runs `switchyard load`.
 pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     check_args(&args)?;
-    let target = crate::send::target(&send_args(&args)).await?;
+    let target = crate::send::target(&args.target).await?;
     let messages = (0..args.connections)
         .map(|i| connection_message(&args, i))
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -269,28 +249,6 @@ fn check_args(args: &LoadArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// The `send` arguments that name the same target.
-fn send_args(args: &LoadArgs) -> SendArgs {
-    SendArgs {
-        config: args.config.clone(),
-        listener: args.listener.clone(),
-        host: args.host.clone(),
-        port: args.port,
-        spec: args.spec.clone(),
-        framing: args.framing.clone(),
-        tpdu: args.tpdu.clone(),
-        message: connection_args(args, args.terminal.clone()),
-        stan: None,
-        repeat: false,
-        reverse: false,
-        count: 1,
-        concurrency: 1,
-        hex: false,
-        json: false,
-        timeout_ms: args.timeout_ms,
-    }
 }
 
 fn connection_args(args: &LoadArgs, terminal: String) -> MessageArgs {

@@ -97,6 +97,57 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
+/// Stops a running switch with SIGTERM, asserts it exited 0, and keeps the
+/// rest of its log in `lines` (until the log ends; at most 30 s).
+pub fn stop_clean(mut child: Child, log: &mpsc::Receiver<String>, lines: &mut Vec<String>) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = child.wait().unwrap();
+    assert!(code.success(), "exit status {code:?}");
+    // The reader thread ends at EOF; bounded in time all the same.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        match log.recv_timeout(std::time::Duration::from_secs(1)) {
+            Ok(line) => lines.push(line),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+}
+
+/// The addresses of the listeners configured on `ports` (in that order),
+/// from the `serving … port=P … addr=A` lines of a starting switch's log;
+/// every line read is kept in `lines`. Panics with the log after 120 s.
+pub fn listener_addrs(
+    log: &mpsc::Receiver<String>,
+    lines: &mut Vec<String>,
+    ports: &[u16],
+) -> Vec<std::net::SocketAddr> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut found = vec![None; ports.len()];
+    while std::time::Instant::now() < deadline && found.iter().any(Option::is_none) {
+        let Ok(line) = log.recv_timeout(std::time::Duration::from_secs(1)) else {
+            continue;
+        };
+        lines.push(line.clone());
+        if !line.contains("serving") {
+            continue;
+        }
+        let addr = field(&line, "addr=").and_then(|a| a.parse().ok());
+        let port = field(&line, "port=").and_then(|p| p.parse::<u16>().ok());
+        if let Some(i) = ports.iter().position(|p| Some(*p) == port) {
+            found[i] = addr;
+        }
+    }
+    match found.into_iter().collect::<Option<Vec<_>>>() {
+        Some(addrs) => addrs,
+        None => panic!("listeners {ports:?} never logged; log: {lines:#?}"),
+    }
+}
+
 /// The value after `key` (e.g. `addr=`) in a log line, quotes trimmed; in a
 /// JSON log line, the value of the field `key` names (`addr`), as text.
 pub fn field(line: &str, key: &str) -> Option<String> {
