@@ -39,6 +39,8 @@
 //! [`SwapHistory`]: switchyard_engine::ports::SwapHistory
 #![forbid(unsafe_code)]
 
+pub mod accounts;
+pub mod audit;
 mod codec;
 mod counter_log;
 mod counters;
@@ -46,11 +48,13 @@ mod error;
 mod files;
 mod followup;
 mod ids;
+
 mod kek;
 mod keyring;
 mod keys;
 mod kv;
 mod legacy;
+pub mod outbox;
 mod query;
 mod readers;
 mod recent;

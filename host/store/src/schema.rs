@@ -21,7 +21,7 @@ use crate::keyring::{Keyring, Purpose};
 use crate::legacy::LegacySecret;
 
 /// The version this code writes.
-pub(crate) const CURRENT: i64 = 5;
+pub(crate) const CURRENT: i64 = 6;
 
 const TABLES: &str = "
 CREATE TABLE schema_version (version INTEGER NOT NULL);
@@ -219,6 +219,7 @@ fn create_v2(conn: &Connection, with_kv: bool) -> Result<(), StoreError> {
         conn.execute_batch(KV_V2).what("creating the schema")?;
     }
     conn.execute_batch(KV_INDEX).what("creating the schema")?;
+    operator_tables(conn)?;
     conn.execute(
         "INSERT INTO schema_version (version) VALUES (?1)",
         [CURRENT],
@@ -232,6 +233,18 @@ fn record_kek(conn: &Connection, keyring: &Keyring) -> Result<(), StoreError> {
     let kek = keyring.kek();
     set_meta(conn, "kek_fingerprint", &kek.fingerprint)?;
     set_meta(conn, "kek_created_ms", &crate::now_ms().to_string())
+}
+
+/// The operator plane's tables (schema v6): users, sessions and API
+/// clients ([`crate::accounts`]), the audit trail ([`crate::audit`]) and
+/// the webhooks' outbox ([`crate::outbox`]).
+fn operator_tables(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(crate::accounts::SCHEMA)
+        .what("creating the accounts' tables")?;
+    conn.execute_batch(crate::audit::SCHEMA)
+        .what("creating the audit trail's table")?;
+    conn.execute_batch(crate::outbox::SCHEMA)
+        .what("creating the webhooks' outbox")
 }
 
 /// Creates the schema of an empty database.
@@ -265,6 +278,9 @@ pub(crate) fn migrate(conn: &mut Connection, from: i64) -> Result<(), StoreError
     if from < 4 {
         tx.execute_batch(COUNTERS)
             .what("creating the counters' table")?;
+    }
+    if from < 6 {
+        operator_tables(&tx)?;
     }
     let has_trace = tx
         .query_row(

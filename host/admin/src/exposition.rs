@@ -1,0 +1,1 @@
+//! The Prometheus exposition of `/api/metrics`.

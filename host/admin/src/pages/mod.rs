@@ -1,0 +1,3 @@
+//! The server-rendered pages of the web UI.
+
+pub mod layout;
