@@ -13,7 +13,10 @@
 //! only the edges: config, CLI, tracing set-up.
 #![forbid(unsafe_code)]
 
+pub mod accounts_cli;
 pub mod admin;
+pub mod admin_cli;
+pub mod audit_cli;
 pub mod authoring;
 pub mod client;
 pub mod config;

@@ -89,6 +89,15 @@ unless --data-dir names one to keep; compiled plugins are cached in $XDG_CACHE_H
         #[command(subcommand)]
         command: switchyard::plugin_cli::PluginCommand,
     },
+    /// The operator plane's users, API clients and audit trail.
+    #[command(after_help = "Examples:
+  switchyard admin user add alice --role admin
+  switchyard admin client add billing --role viewer
+  switchyard admin audit verify")]
+    Admin {
+        #[command(subcommand)]
+        command: switchyard::admin_cli::AdminCommand,
+    },
     /// The transaction log: search it, show one transaction's life cycle.
     #[command(after_help = "Examples:
   switchyard tranlog search --last4 0119 --limit 10
@@ -283,6 +292,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Man { dir } => man(dir),
         Command::Plugin { command } => switchyard::plugin_cli::run(command).await,
+        Command::Admin { command } => switchyard::admin_cli::run(command)
+            .await
+            .map(|()| std::process::ExitCode::SUCCESS),
         Command::Tranlog { command } => switchyard::operate::cli::tranlog(command).await,
         Command::Saf { command } => switchyard::operate::cli::saf(command).await,
         Command::Keys { command } => switchyard::operate::cli::keys(command).await,
