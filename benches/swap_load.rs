@@ -225,9 +225,10 @@ fn main() {
         .expect("the switch starts");
         let admin = switch.admin().unwrap();
         let client = AdminClient::new(
-            &format!("http://{}", admin.addr()),
+            &format!("https://{}", admin.addr()),
             switchyard::admin::token::read(admin.token_path()).unwrap(),
             admin.token_path().display().to_string(),
+            admin.cert_path(),
         )
         .unwrap();
         // Both versions compiled and cached before measuring; back on A.

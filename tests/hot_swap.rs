@@ -30,9 +30,10 @@ fn admin_client(sw: &TestSwitch) -> AdminClient {
     let admin = sw.switch.admin().expect("the admin API runs");
     let token = switchyard::admin::token::read(admin.token_path()).unwrap();
     AdminClient::new(
-        &format!("http://{}", admin.addr()),
+        &format!("https://{}", admin.addr()),
         token,
         admin.token_path().display().to_string(),
+        admin.cert_path(),
     )
     .unwrap()
 }
@@ -270,7 +271,8 @@ async fn the_admin_api_needs_the_token_and_refuses_a_bad_component_changing_noth
     let url = client.url().to_owned();
 
     // Without the token, or with another one: 401 on every route.
-    let stranger = AdminClient::new(&url, "not-the-token".into(), "test".into()).unwrap();
+    let cert = sw.switch.admin().unwrap().cert_path().to_owned();
+    let stranger = AdminClient::new(&url, "not-the-token".into(), "test".into(), &cert).unwrap();
     for (method, path) in [
         (Method::GET, "/health"),
         (Method::GET, "/plugins"),

@@ -25,8 +25,8 @@
 //! request timed out is recorded on the transaction (never forwarded).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -144,6 +144,8 @@ struct Inner {
     /// The formatter built no echo once: none on later links either.
     no_echo: AtomicBool,
     echo_stan: AtomicU32,
+    /// The endpoint's Prometheus handles (external duration), once attached.
+    metrics: OnceLock<switchyard_metrics::EndpointMetrics>,
 }
 
 /// One open link.
@@ -196,6 +198,7 @@ impl Endpoint {
                 generations: AtomicU64::new(0),
                 no_echo: AtomicBool::new(false),
                 echo_stan: AtomicU32::new(0),
+                metrics: OnceLock::new(),
             }),
         }
     }
@@ -208,6 +211,13 @@ impl Endpoint {
     /// Its options.
     pub fn options(&self) -> &EndpointOptions {
         &self.inner.options
+    }
+
+    /// Records each transaction's external duration in `metrics` (the
+    /// endpoint's handles of the switch's one `Metrics`); a second call
+    /// changes nothing.
+    pub fn attach_metrics(&self, metrics: switchyard_metrics::EndpointMetrics) {
+        let _ = self.inner.metrics.set(metrics);
     }
 
     /// Its formatter.
@@ -489,7 +499,18 @@ impl Inner {
         let result = self
             .send(reservation, outbound.payload, deadline, Wait::FailFast)
             .await;
-        ctx.external = Some(started.elapsed());
+        let external = started.elapsed();
+        ctx.external = Some(external);
+        if let Some(m) = self.metrics.get()
+            && !matches!(
+                result,
+                Err(ExchangeError::NotSent(_) | ExchangeError::Busy(_))
+            )
+        {
+            // Only what reached the link: a request never sent spent no
+            // time at the endpoint.
+            m.external(external);
+        }
         let upstream = match result {
             Ok(frame) => match self.formatter.parse_response(ctx, &frame) {
                 Ok(()) => Upstream::Answered,

@@ -64,6 +64,8 @@ pub struct Forwarder {
     options: ForwarderOptions,
     wake: Arc<Notify>,
     stats: Arc<ForwarderStats>,
+    /// Attempts and escalated reversals, in the switch's Prometheus metrics.
+    metrics: Option<switchyard_metrics::SafMetrics>,
 }
 
 fn now_ms() -> i64 {
@@ -88,7 +90,14 @@ impl Forwarder {
             options,
             wake,
             stats: Arc::default(),
+            metrics: None,
         }
+    }
+
+    /// Also counts its attempts and escalated reversals in `metrics`.
+    pub fn with_metrics(mut self, metrics: switchyard_metrics::SafMetrics) -> Forwarder {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Its counters.
@@ -162,8 +171,12 @@ impl Forwarder {
         let queue = self.queue.clone();
         let deliver = self.deliver.clone();
         let stats = self.stats.clone();
+        let metrics = self.metrics.clone();
         Box::pin(async move {
             stats.attempts.fetch_add(1, Ordering::Relaxed);
+            if let Some(m) = &metrics {
+                m.attempt();
+            }
             let delivery = deliver.deliver(&entry).await;
             let attempt = record(&entry, delivery, now_ms());
             match &attempt {
@@ -178,6 +191,11 @@ impl Forwarder {
                     ..
                 } => {
                     stats.escalated.fetch_add(1, Ordering::Relaxed);
+                    if let Some(m) = &metrics
+                        && matches!(entry.kind, SafKind::Reversal | SafKind::LocalReversal)
+                    {
+                        m.reversal_escalated();
+                    }
                     tracing::error!(target: "switchyard::saf", event = "saf.escalated",
                         endpoint = %entry.endpoint, saf = entry.id, kind = entry.kind.name(),
                         original = entry.original, attempts = entry.attempts, last = %result,

@@ -136,9 +136,33 @@ impl TransactionLog {
 pub struct ListenerStats {
     writes: AtomicU64,
     frames: AtomicU64,
+    /// The listener's Prometheus handles (transactions, connections);
+    /// `None`: not recorded.
+    metrics: Option<switchyard_metrics::ListenerMetrics>,
 }
 
 impl ListenerStats {
+    /// Counters that also record every transaction and connection in
+    /// `metrics` (the listener's handles of the switch's one `Metrics`).
+    pub fn with_metrics(metrics: switchyard_metrics::ListenerMetrics) -> ListenerStats {
+        ListenerStats {
+            metrics: Some(metrics),
+            ..ListenerStats::default()
+        }
+    }
+
+    /// Records one transaction: request MTI, result code, time in the switch.
+    fn transaction(&self, mti: &str, rc: Option<&str>, total: Duration) {
+        if let Some(m) = &self.metrics {
+            m.transaction(mti, rc, total);
+        }
+    }
+
+    /// Counts an accepted connection, open until the guard drops.
+    fn connection_opened(&self) -> Option<switchyard_metrics::OpenConnection> {
+        self.metrics.as_ref().map(|m| m.connection_opened())
+    }
+
     /// Writes to the acquirers' sockets.
     pub fn writes(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)
@@ -244,8 +268,9 @@ impl Listener {
             let shutdown = shutdown.clone();
             let inner = tracker.clone();
             tracker.spawn(async move {
+                let open = opts.stats.connection_opened();
                 accept_connection(opts, stream, peer, shutdown, inner).await;
-                drop(permit);
+                drop((open, permit));
             });
         }
         log_refusals(&opts, &gate, refusals.take(tokio::time::Instant::now()));
@@ -501,7 +526,7 @@ async fn transaction(
     let request = match opts.spec.decode(frame.clone()) {
         Ok(m) => m,
         Err(error) => {
-            reject(opts, peer, frame, tpdu, &error, reply);
+            reject(opts, peer, frame, tpdu, &error, reply, received);
             return;
         }
     };
@@ -529,6 +554,8 @@ async fn transaction(
         .profiler
         .total()
         .unwrap_or_else(|| ctx.profiler.elapsed());
+    opts.stats
+        .transaction(ctx.request.mti().as_str(), ctx.result_code(), total);
     if opts.log.wants(total, ctx.result_code(), verdict) {
         log_trace(opts, &ctx, verdict);
     }
@@ -611,6 +638,7 @@ fn reject(
     tpdu: Option<Tpdu>,
     error: &switchyard_iso8583::DecodeError,
     reply: Reply,
+    received: Instant,
 ) {
     // Field, offset, lengths and reason only: no byte of the frame (crate::reject).
     let rejection = crate::reject::reject(&opts.spec, &frame, error);
@@ -622,6 +650,8 @@ fn reject(
                 stan = facts.stan.as_deref(), field = facts.field, offset = facts.offset,
                 length = facts.length, frame_len = facts.frame_len, reason = %facts.reason,
                 withheld = ?facts.withheld, "undecodable request; answered with 30");
+            opts.stats
+                .transaction(mti.unwrap_or(""), response.get_str(39), received.elapsed());
             ConnectionResponder {
                 reply,
                 spec: opts.spec.clone(),

@@ -144,6 +144,12 @@ impl SqliteStore {
         let keyring = self.keyring.clone();
         let rewrapped = self.writer.run_blocking(true, move |b| {
             let n = b.keyring.rewrap_all(b.conn, &new)?;
+            let data = format!(
+                "{{\"key\":\"kek\",\"fingerprint\":{}}}",
+                crate::outbox::json_str(&new.fingerprint)
+            );
+            crate::outbox::insert_event(b.conn, crate::outbox::SWITCH_TENANT, "key.rotated", &data)
+                .what("writing a webhook event")?;
             b.on_commit(move || keyring.set_kek(new));
             Ok(n)
         })?;
@@ -254,7 +260,14 @@ impl Keyring for SqliteStore {
                         let t = t.clone();
                         b.on_commit(move || keyring.mark_durable(&t));
                     }
-                    ids.push(b.keyring.rotate(b.conn, t)?);
+                    let id = b.keyring.rotate(b.conn, t)?;
+                    let data = format!(
+                        "{{\"key\":\"data\",\"tenant\":{},\"key_id\":{id}}}",
+                        crate::outbox::json_str(t)
+                    );
+                    crate::outbox::insert_event(b.conn, t, "key.rotated", &data)
+                        .what("writing a webhook event")?;
+                    ids.push(id);
                 }
                 Ok(ids)
             },

@@ -260,6 +260,16 @@ impl SwapHistory for SqliteStore {
                     })
                     .what("recording a plugin swap")?;
                 b.wrote(n);
+                if let Some(event_type) = crate::outbox::swap_event_type(&r.action) {
+                    let data = crate::outbox::swap_payload(&r);
+                    crate::outbox::insert_event(
+                        b.conn,
+                        crate::outbox::SWITCH_TENANT,
+                        event_type,
+                        &data,
+                    )
+                    .what("writing a webhook event")?;
+                }
                 Ok(())
             })
             .map_err(|e| self.port(e))

@@ -170,15 +170,24 @@ fn claim(
 }
 
 fn attempted(b: &mut Batch<'_>, id: SafId, attempt: Attempt) -> Result<(), StoreError> {
-    let found: Option<(String, TxId, String)> = b
+    let found: Option<(String, TxId, String, Outboxed)> = b
         .conn
-        .prepare_cached("SELECT kind, original, state FROM saf WHERE id = ?1")
+        .prepare_cached(
+            "SELECT kind, original, state, tenant, endpoint, escalated FROM saf WHERE id = ?1",
+        )
         .and_then(|mut s| {
-            s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .optional()
+            s.query_row([id], |r| {
+                let o = Outboxed {
+                    tenant: r.get(3)?,
+                    endpoint: r.get(4)?,
+                    escalated: r.get::<_, i64>(5)? != 0,
+                };
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, o))
+            })
+            .optional()
         })
         .what("reading a store-and-forward entry")?;
-    let (kind, original, state) =
+    let (kind, original, state, outboxed) =
         found.ok_or_else(|| StoreError::Invalid(format!("no store-and-forward entry {id}")))?;
     if state == "done" {
         // Acknowledged before: never reopened.
@@ -196,6 +205,9 @@ fn attempted(b: &mut Batch<'_>, id: SafId, attempt: Attempt) -> Result<(), Store
                 .and_then(|mut s| s.execute(params![id, now_ms(), rc]))
                 .what("recording an acknowledgement")?;
             b.wrote(n);
+            if outboxed.escalated {
+                outboxed.event(b, "reversal.acknowledged", id, &kind, original, &rc)?;
+            }
             if kind != SafKind::Advice.name() {
                 // Reversed once no reversal of it is still pending.
                 let n = b
@@ -225,9 +237,43 @@ fn attempted(b: &mut Batch<'_>, id: SafId, attempt: Attempt) -> Result<(), Store
                 .and_then(|mut s| s.execute(params![id, result, next_ms, escalate as i64]))
                 .what("recording a failed attempt")?;
             b.wrote(n);
+            if escalate && !outboxed.escalated {
+                outboxed.event(b, "reversal.escalated", id, &kind, original, &result)?;
+            }
         }
     }
     Ok(())
+}
+
+/// What a webhook event of an entry says (issue 11: escalation and the
+/// acknowledgement after it, in the attempt's own transaction).
+struct Outboxed {
+    tenant: String,
+    endpoint: String,
+    escalated: bool,
+}
+
+impl Outboxed {
+    fn event(
+        &self,
+        b: &mut Batch<'_>,
+        event_type: &str,
+        id: SafId,
+        kind: &str,
+        original: TxId,
+        result: &str,
+    ) -> Result<(), StoreError> {
+        let data = format!(
+            "{{\"saf_id\":{id},\"kind\":{},\"endpoint\":{},\"original\":{original},\"result\":{}}}",
+            crate::outbox::json_str(kind),
+            crate::outbox::json_str(&self.endpoint),
+            crate::outbox::json_str(result)
+        );
+        crate::outbox::insert_event(b.conn, &self.tenant, event_type, &data)
+            .what("writing a webhook event")?;
+        b.wrote(1);
+        Ok(())
+    }
 }
 
 impl SqliteStore {

@@ -8,13 +8,30 @@ use clap::Subcommand;
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
     /// Operator users of the web UI: add, list, disable, unlock, reset.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  switchyard admin user add alice --role admin
+  switchyard admin user list
+  switchyard admin user unlock bob"
+    )]
     User(crate::accounts_cli::UserCommand),
     /// API clients (bearer tokens with a role): add, list, revoke.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  switchyard admin client add prometheus --role viewer
+  switchyard admin client list
+  switchyard admin client revoke prometheus"
+    )]
     Client(crate::accounts_cli::ClientCommand),
     /// The audit trail: verify its hash chain, list entries.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  switchyard admin audit verify
+  switchyard admin audit list --limit 20"
+    )]
     Audit(crate::audit_cli::AuditCommand),
 }
 

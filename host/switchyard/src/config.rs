@@ -259,6 +259,83 @@ pub struct AdminSection {
     /// Largest component a swap request may carry, MiB.
     #[serde(default = "default_max_upload_mib")]
     pub max_upload_mib: u64,
+    /// The HTTPS certificate chain (PEM); with `tls_key`. Both empty: a
+    /// self-signed pair made on first start in `<data_dir>/admin/`.
+    #[serde(default)]
+    pub tls_cert: PathBuf,
+    /// The HTTPS private key (PEM).
+    #[serde(default)]
+    pub tls_key: PathBuf,
+    /// Every user must enrol TOTP two-factor at first sign-in.
+    #[serde(default)]
+    pub require_totp: bool,
+    /// Minutes idle after which a session must sign in again.
+    #[serde(default = "default_session_idle_minutes")]
+    pub session_idle_minutes: u64,
+    /// Days after which a password must be changed at the next sign-in.
+    #[serde(default = "default_password_max_age_days")]
+    pub password_max_age_days: u64,
+    /// Failed sign-ins in a row that lock an account.
+    #[serde(default = "default_lockout_failures")]
+    pub lockout_failures: u32,
+    /// How long a locked account stays locked, minutes.
+    #[serde(default = "default_lockout_minutes")]
+    pub lockout_minutes: u64,
+    /// Seconds between webhook delivery attempts: the first is the wait
+    /// before the first attempt; after the last the delivery has failed.
+    #[serde(default = "default_webhook_retry_seconds")]
+    pub webhook_retry_seconds: Vec<u64>,
+    /// `[[admin.webhooks]]`: subscriptions of client systems.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+    /// `[[admin.alerts]]`: audit events that also become webhooks.
+    #[serde(default)]
+    pub alerts: Vec<AlertConfig>,
+}
+
+/// One `[[admin.webhooks]]` subscription.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookConfig {
+    /// Its name (unique).
+    pub name: String,
+    /// Where events are POSTed.
+    pub url: String,
+    /// The signing secret, `whsec_` and base64.
+    pub secret: String,
+    /// Whose events (default `default`).
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    /// Event types, or `["*"]` for all.
+    pub events: Vec<String>,
+}
+
+/// One `[[admin.alerts]]` rule.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AlertConfig {
+    /// Audit event types it matches (e.g. `login.failed`).
+    pub events: Vec<String>,
+    /// Only this outcome (`success` or `failure`); absent: both.
+    #[serde(default)]
+    pub outcome: Option<String>,
+    /// Only this tenant's events; absent: all.
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+fn default_session_idle_minutes() -> u64 {
+    15
+}
+fn default_password_max_age_days() -> u64 {
+    90
+}
+fn default_lockout_failures() -> u32 {
+    10
+}
+fn default_lockout_minutes() -> u64 {
+    30
+}
+fn default_webhook_retry_seconds() -> Vec<u64> {
+    vec![0, 5, 300, 1800, 7200, 18000, 36000, 36000]
 }
 
 impl Default for AdminSection {
@@ -270,6 +347,16 @@ impl Default for AdminSection {
             deploy_dir: default_deploy_dir(),
             deploy_poll_ms: default_deploy_poll_ms(),
             max_upload_mib: default_max_upload_mib(),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            require_totp: false,
+            session_idle_minutes: default_session_idle_minutes(),
+            password_max_age_days: default_password_max_age_days(),
+            lockout_failures: default_lockout_failures(),
+            lockout_minutes: default_lockout_minutes(),
+            webhook_retry_seconds: default_webhook_retry_seconds(),
+            webhooks: Vec::new(),
+            alerts: Vec::new(),
         }
     }
 }
@@ -313,6 +400,64 @@ impl AdminSection {
         }
         if self.max_upload_mib == 0 || self.max_upload_mib > 1024 {
             problems.push("admin.max_upload_mib: must be 1..=1024".into());
+        }
+        if self.tls_cert.as_os_str().is_empty() != self.tls_key.as_os_str().is_empty() {
+            problems.push("admin.tls_cert, admin.tls_key: give both or neither".into());
+        }
+        if !(1..=1440).contains(&self.session_idle_minutes) {
+            problems.push("admin.session_idle_minutes: must be 1..=1440".into());
+        }
+        if !(1..=365).contains(&self.password_max_age_days) {
+            problems.push("admin.password_max_age_days: must be 1..=365".into());
+        }
+        if !(1..=100).contains(&self.lockout_failures) {
+            problems.push("admin.lockout_failures: must be 1..=100".into());
+        }
+        if !(1..=1440).contains(&self.lockout_minutes) {
+            problems.push("admin.lockout_minutes: must be 1..=1440".into());
+        }
+        if self.webhook_retry_seconds.is_empty()
+            || self.webhook_retry_seconds.len() > 32
+            || self.webhook_retry_seconds.iter().any(|&s| s > 86_400)
+        {
+            problems
+                .push("admin.webhook_retry_seconds: 1 to 32 waits of at most 86400 s each".into());
+        }
+        self.validate_webhooks(problems);
+        for (i, a) in self.alerts.iter().enumerate() {
+            if a.events.is_empty() {
+                problems.push(format!("admin.alerts[{i}].events: name at least one event"));
+            }
+            if let Some(o) = &a.outcome
+                && o != "success"
+                && o != "failure"
+            {
+                problems.push(format!(
+                    "admin.alerts[{i}].outcome: {o:?} is not success or failure"
+                ));
+            }
+        }
+    }
+
+    fn validate_webhooks(&self, problems: &mut Vec<String>) {
+        let mut names = std::collections::HashSet::new();
+        for (i, w) in self.webhooks.iter().enumerate() {
+            let at = format!("admin.webhooks[{i}]");
+            if w.name.is_empty() || !names.insert(w.name.as_str()) {
+                problems.push(format!("{at}.name: {:?} is empty or used twice", w.name));
+            }
+            if !(w.url.starts_with("https://") || w.url.starts_with("http://")) {
+                problems.push(format!("{at}.url: {:?} is not an http(s) URL", w.url));
+            }
+            let key = w.secret.strip_prefix("whsec_").unwrap_or("");
+            if key.len() < 24 {
+                problems.push(format!(
+                    "{at}.secret: must be whsec_ followed by base64 (at least 18 bytes)"
+                ));
+            }
+            if w.events.is_empty() {
+                problems.push(format!("{at}.events: name at least one event, or \"*\""));
+            }
         }
     }
 }
@@ -792,6 +937,15 @@ impl Config {
     /// The state directory (`[switch] data_dir`, resolved).
     pub fn data_dir(&self) -> PathBuf {
         self.resolve(&self.switch.data_dir)
+    }
+
+    /// The admin server's certificate: `[admin] tls_cert`, else the
+    /// self-signed one in `<data_dir>/admin/cert.pem`.
+    pub fn admin_cert_path(&self) -> PathBuf {
+        match self.admin.tls_cert.as_os_str().is_empty() {
+            true => self.data_dir().join("admin/cert.pem"),
+            false => self.data_dir().join(&self.admin.tls_cert),
+        }
     }
 
     /// The admin token's file (`[admin] token_file`, under `data_dir` when relative).

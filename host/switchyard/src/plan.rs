@@ -92,20 +92,8 @@ pub struct SafPlan {
     pub lease: Duration,
 }
 
-/// `[admin]`.
-#[derive(Debug, Clone)]
-pub struct AdminPlan {
-    /// The API's address.
-    pub bind: SocketAddr,
-    /// The bearer token's file.
-    pub token_path: PathBuf,
-    /// The deploy directory, unless disabled.
-    pub deploy_dir: Option<PathBuf>,
-    /// How often the deploy directory is scanned.
-    pub deploy_poll: Duration,
-    /// Largest component a swap request may carry, bytes.
-    pub max_upload_bytes: u64,
-}
+/// `[admin]`: the operator plane's own typed plan.
+pub use switchyard_admin::AdminPlan;
 
 /// One `[[listener]]`.
 #[derive(Debug, Clone)]
@@ -611,12 +599,22 @@ fn resolve_admin(config: &Config, problems: &mut Vec<String>) -> Option<AdminPla
         .bind_addr()
         .map_err(|e| problems.push(format!("admin.bind: {e}")))
         .ok()?;
+    let data_dir = config.data_dir();
+    let tls = (!a.tls_cert.as_os_str().is_empty())
+        .then(|| (data_dir.join(&a.tls_cert), data_dir.join(&a.tls_key)));
     a.enabled.then(|| AdminPlan {
         bind,
+        db_path: config.db_path(),
         token_path: config.admin_token_path(),
+        tls,
         deploy_dir: config.deploy_dir(),
         deploy_poll: Duration::from_millis(a.deploy_poll_ms),
-        max_upload_bytes: a.max_upload_mib << 20,
+        max_upload: (a.max_upload_mib << 20) as usize,
+        policy: crate::admin::policy_of(a),
+        webhooks: crate::admin::webhook_settings(a),
+        alerts: crate::admin::alert_rules(a),
+        node: config.switch.node_id.clone(),
+        data_dir,
     })
 }
 

@@ -36,7 +36,7 @@ pub enum PluginCommand {
     #[command(after_help = "Examples:
   switchyard plugin list
   switchyard plugin list --config my.toml --json
-  switchyard plugin list --url http://127.0.0.1:5080 --token-file var/admin.token")]
+  switchyard plugin list --url https://127.0.0.1:5080 --cert var/admin/cert.pem --token-file var/admin.token")]
     List {
         #[command(flatten)]
         admin: AdminArgs,
@@ -91,12 +91,17 @@ pub struct AdminArgs {
     /// [admin] bind and token file.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// The admin API, e.g. http://127.0.0.1:5080 (instead of the config's).
+    /// The admin API, e.g. https://127.0.0.1:5080 (instead of the config's).
     #[arg(long)]
     pub url: Option<String>,
     /// The admin token file (instead of the config's).
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// The admin server's certificate to trust (default: the config's
+    /// `[admin] tls_cert`, else `<data_dir>/admin/cert.pem`; with --url and
+    /// --token-file and no --config, `admin/cert.pem` beside the token file).
+    #[arg(long)]
+    pub cert: Option<PathBuf>,
 }
 
 impl AdminArgs {
@@ -132,7 +137,7 @@ impl AdminArgs {
                         std::net::Ipv6Addr::LOCALHOST.into()
                     });
                 }
-                format!("http://{addr}")
+                format!("https://{addr}")
             }
             (None, None) => unreachable!("config loaded when --url is missing"),
         };
@@ -154,7 +159,15 @@ impl AdminArgs {
                     .unwrap_or_default()
             )
         })?;
-        AdminClient::new(&url, token, path.display().to_string())
+        let cert = match (&self.cert, &config) {
+            (Some(c), _) => c.clone(),
+            (None, Some(c)) => c.admin_cert_path(),
+            (None, None) => path
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join("admin/cert.pem"),
+        };
+        AdminClient::new(&url, token, path.display().to_string(), &cert)
     }
 }
 

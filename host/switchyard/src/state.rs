@@ -101,11 +101,5 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
 
 /// The operator tools over `store`.
 pub fn ops_of(store: &Arc<SqliteStore>) -> Ops {
-    Ops {
-        tranlog: store.clone(),
-        saf: store.clone(),
-        keyring: store.clone(),
-        kv: store.clone(),
-        wake: None,
-    }
+    Ops::of_store(store)
 }

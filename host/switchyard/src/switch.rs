@@ -147,25 +147,31 @@ impl Switch {
             wake: Some(waker_of(&wakers)),
             ..ops_of(&store)
         });
+        let metrics = Arc::new(switchyard_metrics::Metrics::new());
+        for (name, e) in &endpoints.by_name {
+            e.attach_metrics(metrics.endpoint(name));
+        }
         let stats: Vec<(String, Arc<ListenerStats>)> = plan
             .listeners
             .iter()
-            .map(|l| (l.name.clone(), Arc::default()))
+            .map(|l| {
+                let counters = ListenerStats::with_metrics(metrics.listener(&l.name));
+                (l.name.clone(), Arc::new(counters))
+            })
             .collect();
-        let admin = match plan.admin.is_some() {
-            true => Some(
-                Admin::start(
-                    registry.clone(),
-                    &config,
-                    options.ephemeral_ports,
-                    ops.clone(),
-                    endpoints.by_name.values().cloned().collect(),
-                    tls.clone(),
-                    stats.clone(),
-                )
-                .await?,
-            ),
-            false => None,
+        let admin = match &plan.admin {
+            Some(admin) => {
+                let parts = switchyard_admin::Parts {
+                    registry: registry.clone(),
+                    ops: ops.clone(),
+                    endpoints: endpoints.by_name.values().cloned().collect(),
+                    listeners: stats.clone(),
+                    tls_reload: tls_reload(&tls),
+                    metrics: metrics.clone(),
+                };
+                Some(Admin::start(admin_plan(admin, options.ephemeral_ports), parts).await?)
+            }
+            None => None,
         };
         let serving = Serving {
             pipelines: &pipelines,
@@ -175,7 +181,9 @@ impl Switch {
         };
         let listeners = start_listeners(&plan, &options, serving, &tasks).await?;
         if lifecycle.is_some() {
-            start_forwarders(&plan, &store, &endpoints, &pipelines, &wakers, &tasks);
+            start_forwarders(
+                &plan, &store, &endpoints, &pipelines, &wakers, &tasks, &metrics,
+            );
             start_background(&plan, &store, &tasks);
         }
         Ok(Switch {
@@ -643,6 +651,7 @@ fn start_forwarders(
     pipelines: &BTreeMap<String, Arc<Pipeline>>,
     wakers: &HashMap<String, Arc<Notify>>,
     tasks: &Tasks,
+    metrics: &switchyard_metrics::Metrics,
 ) {
     let options = |endpoint: &str| ForwarderOptions {
         endpoint: endpoint.to_owned(),
@@ -666,7 +675,8 @@ fn start_forwarders(
             tranlog.clone(),
             acks,
         ));
-        let f = Forwarder::new(queue.clone(), deliver, options(name), waker(name));
+        let f = Forwarder::new(queue.clone(), deliver, options(name), waker(name))
+            .with_metrics(metrics.forwarder(name));
         tracker.spawn(f.run(token.clone()));
     }
     let listeners = plan
@@ -681,7 +691,8 @@ fn start_forwarders(
         })
         .collect();
     let local: Arc<dyn Deliver> = Arc::new(LocalReversals::new(tranlog, listeners));
-    let f = Forwarder::new(queue, local, options(LOCAL_ENDPOINT), waker(LOCAL_ENDPOINT));
+    let f = Forwarder::new(queue, local, options(LOCAL_ENDPOINT), waker(LOCAL_ENDPOINT))
+        .with_metrics(metrics.forwarder(LOCAL_ENDPOINT));
     tracker.spawn(f.run(token.clone()));
 }
 
@@ -830,4 +841,23 @@ fn load_plugins(
         }
     }
     (builder.build(), problems)
+}
+
+/// The admin plan, on a free loopback port when `ephemeral`.
+fn admin_plan(plan: &switchyard_admin::AdminPlan, ephemeral: bool) -> switchyard_admin::AdminPlan {
+    let mut plan = plan.clone();
+    if ephemeral {
+        plan.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+    }
+    plan
+}
+
+/// `POST /api/tls/reload` over every listener's and endpoint's TLS.
+fn tls_reload(tls: &crate::tls_config::TlsReloader) -> switchyard_admin::state::TlsReload {
+    let tls = tls.clone();
+    Arc::new(move || {
+        let reloaded = tls.reload();
+        let ok = reloaded.iter().all(|r| r.ok);
+        (ok, serde_json::to_value(&reloaded).unwrap_or_default())
+    })
 }

@@ -46,6 +46,17 @@ struct Running {
     token_file: String,
 }
 
+/// A failed assertion must not leave the switch running (it holds the
+/// data directory's lock).
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn start(config: &Path) -> Running {
     let (child, rx) = spawn_run(config);
     let (mut port_5001, mut admin, mut token_file) = (None, None, None);
@@ -65,7 +76,7 @@ fn start(config: &Path) -> Running {
     Running {
         child,
         port_5001: port_5001.unwrap(),
-        admin: format!("http://{}", admin.unwrap()),
+        admin: format!("https://{}", admin.unwrap()),
         token_file: token_file.unwrap(),
     }
 }
@@ -151,7 +162,7 @@ fn plugin_list_swap_rollback_and_history_against_a_running_switch() {
 
     // The config finds the API and the token: the same config with the
     // address the switch bound.
-    let bound = sw.admin.trim_start_matches("http://").to_owned();
+    let bound = sw.admin.trim_start_matches("https://").to_owned();
     let cli_config = dir.join("cli.toml");
     std::fs::write(&cli_config, config_text(&bound)).unwrap();
     let (out, text) = run(&[
@@ -185,6 +196,11 @@ fn plugin_list_swap_rollback_and_history_against_a_running_switch() {
         &sw.admin,
         "--token-file",
         wrong.to_str().unwrap(),
+        "--cert",
+        &format!(
+            "{}/admin/cert.pem",
+            Path::new(&sw.token_file).parent().unwrap().display()
+        ),
     ]);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("refused the admin token"), "{text}");
@@ -217,7 +233,7 @@ fn plugin_list_swap_rollback_and_history_against_a_running_switch() {
     let (out, text) = run(&["plugin", "list", "--config", never.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{text}");
     for needle in [
-        "tried the admin API at http://127.0.0.1:5999 with the token file",
+        "tried the admin API at https://127.0.0.1:5999 with the token file",
         "admin.token",
         "no switch has run with this configuration yet",
         "switchyard run --config",

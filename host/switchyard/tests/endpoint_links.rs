@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -113,8 +112,8 @@ async fn serve(
 struct Running {
     run: RunLog,
     switched: SocketAddr,
+    /// The admin API's log line (its address, token file, certificate).
     admin: String,
-    token: String,
 }
 
 impl std::ops::Deref for Running {
@@ -131,20 +130,11 @@ impl std::ops::DerefMut for Running {
 }
 
 impl Running {
-    /// Endpoint `xxx` as `GET /endpoints` shows it.
+    /// Endpoint `xxx` as `GET /api/endpoints` shows it.
     fn xxx(&self) -> serde_json::Value {
-        let mut s = std::net::TcpStream::connect(&self.admin).unwrap();
-        write!(
-            s,
-            "GET /endpoints HTTP/1.1\r\nHost: switchyard\r\nAuthorization: Bearer {}\r\n\
-             Connection: close\r\n\r\n",
-            self.token
-        )
-        .unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        let body = text.split_once("\r\n\r\n").unwrap().1;
-        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        let (status, body) = common::admin_get(&self.admin, "/endpoints");
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         v["endpoints"]
             .as_array()
             .unwrap()
@@ -214,14 +204,12 @@ fn start(dir: &Path, host: SocketAddr) -> Running {
     let path = dir.join("switchyard.toml");
     std::fs::write(&path, text).unwrap();
     let mut run = RunLog::spawn(&path);
-    let (mut switched, mut admin, mut token) = (None, None, None);
+    let (mut switched, mut admin) = (None, None);
     let deadline = Instant::now() + Duration::from_secs(90);
     while switched.is_none() || admin.is_none() {
         let line = run.next_line(deadline);
         if line.contains("admin API listening") {
-            admin = field(&line, "addr=");
-            let file = field(&line, "token_file=").unwrap();
-            token = Some(std::fs::read_to_string(file).unwrap().trim().to_owned());
+            admin = Some(line.clone());
         }
         if line.contains("serving") && field(&line, "port=").as_deref() == Some("5002") {
             switched = field(&line, "addr=").map(|a| a.parse().unwrap());
@@ -231,7 +219,6 @@ fn start(dir: &Path, host: SocketAddr) -> Running {
         run,
         switched: switched.unwrap(),
         admin: admin.unwrap(),
-        token: token.unwrap(),
     }
 }
 

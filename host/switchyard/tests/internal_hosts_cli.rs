@@ -9,7 +9,6 @@ mod common;
 #[path = "../../../tests/support/fake_endpoint.rs"]
 mod fake_endpoint;
 
-use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::mpsc::Receiver;
@@ -150,6 +149,8 @@ struct Running {
     log: Receiver<String>,
     url: String,
     token: String,
+    /// The admin API's log line (address, token file, certificate).
+    admin_line: String,
 }
 
 /// `switchyard run`, once it serves (its admin API and its listener).
@@ -165,16 +166,18 @@ fn start(config: &Path) -> Running {
             admin = Some((
                 field(&line, "addr=").unwrap(),
                 field(&line, "token_file=").unwrap(),
+                line.clone(),
             ));
         }
         serving |= line.contains("serving");
     }
-    let (addr, token) = admin.expect("the admin API within 120 s");
+    let (addr, token, admin_line) = admin.expect("the admin API within 120 s");
     assert!(serving, "the listener within 120 s");
     Running {
         child,
-        url: format!("http://{addr}"),
+        url: format!("https://{addr}"),
         token,
+        admin_line,
         log,
     }
 }
@@ -193,29 +196,9 @@ impl Running {
         false
     }
 
-    /// One raw HTTP/1.1 request to the admin API: status and body.
+    /// One request to the admin API (`/api` + `path`): status and body.
     fn http(&self, method: &str, path: &str, body: &str) -> (u16, String) {
-        let token = std::fs::read_to_string(&self.token).unwrap();
-        let addr = self.url.trim_start_matches("http://");
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            token.trim(),
-            body.len()
-        )
-        .unwrap();
-        let mut answer = String::new();
-        let _ = s.read_to_string(&mut answer);
-        let status = answer
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        (status, body.to_owned())
+        common::admin_call(&self.admin_line, method, path, body)
     }
 
     fn stop(mut self) {

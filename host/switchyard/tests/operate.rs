@@ -57,7 +57,7 @@ fn start(config: &Path) -> Running {
             .recv_timeout(Duration::from_secs(120))
             .expect("the switch logs");
         if line.contains("admin API listening") {
-            url = Some(format!("http://{}", field(&line, "addr=").unwrap()));
+            url = Some(format!("https://{}", field(&line, "addr=").unwrap()));
             token = field(&line, "token_file=");
         }
         if line.contains("serving") {

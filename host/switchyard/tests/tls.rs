@@ -20,7 +20,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
@@ -300,26 +300,9 @@ fn config(dir: &Path, endpoint: u16) -> PathBuf {
     path
 }
 
-fn admin_reload(log: &mut Log, dir: &Path) -> (u16, String) {
+fn admin_reload(log: &mut Log, _dir: &Path) -> (u16, String) {
     let line = log.wait("admin API listening", |l| l.contains("admin API listening"));
-    let addr = common::field(&line, "addr=").unwrap();
-    let token = std::fs::read_to_string(dir.join("var/admin.token")).unwrap();
-    let mut s = std::net::TcpStream::connect(&addr).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    write!(
-        s,
-        "POST /tls/reload HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        token.trim()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    let _ = s.read_to_string(&mut answer);
-    let status = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, answer)
+    common::admin_call(&line, "POST", "/tls/reload", "")
 }
 
 #[test]

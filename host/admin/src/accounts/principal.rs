@@ -102,3 +102,54 @@ impl Principal {
         self.tenant.as_deref().is_none_or(|t| t == tenant)
     }
 }
+
+impl Permission {
+    /// Every permission (the built-in `admin` role has them all).
+    pub const ALL: &'static [Permission] = &[
+        Permission::DashboardView,
+        Permission::TransactionsView,
+        Permission::TransactionsDetail,
+        Permission::SafView,
+        Permission::SafRetry,
+        Permission::PluginsView,
+        Permission::PluginsSwap,
+        Permission::EndpointsView,
+        Permission::MetricsView,
+        Permission::ConfigReload,
+        Permission::HostsManage,
+        Permission::KeysView,
+        Permission::KeysRotate,
+        Permission::UsersView,
+        Permission::UsersManage,
+        Permission::AuditView,
+        Permission::WebhooksManage,
+    ];
+
+    /// Its name, as in roles and the API (`transactions.view`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Permission::DashboardView => "dashboard.view",
+            Permission::TransactionsView => "transactions.view",
+            Permission::TransactionsDetail => "transactions.detail",
+            Permission::SafView => "saf.view",
+            Permission::SafRetry => "saf.retry",
+            Permission::PluginsView => "plugins.view",
+            Permission::PluginsSwap => "plugins.swap",
+            Permission::EndpointsView => "endpoints.view",
+            Permission::MetricsView => "metrics.view",
+            Permission::ConfigReload => "config.reload",
+            Permission::HostsManage => "hosts.manage",
+            Permission::KeysView => "keys.view",
+            Permission::KeysRotate => "keys.rotate",
+            Permission::UsersView => "users.view",
+            Permission::UsersManage => "users.manage",
+            Permission::AuditView => "audit.view",
+            Permission::WebhooksManage => "webhooks.manage",
+        }
+    }
+
+    /// The permission named `name`, if any.
+    pub fn parse(name: &str) -> Option<Permission> {
+        Permission::ALL.iter().copied().find(|p| p.name() == name)
+    }
+}

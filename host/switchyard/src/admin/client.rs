@@ -1,5 +1,8 @@
-//! The admin API's client, for `switchyard plugin list/swap/rollback/history`:
-//! requests over HTTP/1.1 and readable output.
+//! The admin API's client, for `switchyard plugin list/swap/rollback/history`
+//! and the life-cycle commands: requests over HTTPS (HTTP/1.1, the
+//! server's certificate pinned: only the certificate in the switch's
+//! `<data_dir>/admin/cert.pem`, or the configured one, is trusted) and
+//! readable output.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -12,8 +15,13 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 
-use super::api::ACTOR_HEADER;
-use super::views::{ErrorBody, PluginList, PluginView, SwapEntry, SwapResult};
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls_pki_types::ServerName;
+use switchyard_admin::api::ACTOR_HEADER;
+use switchyard_admin::views::{ErrorBody, PluginList, PluginView, SwapEntry, SwapResult};
+use tokio_rustls::TlsConnector;
 
 /// The content type of a component upload.
 const WASM: &str = "application/wasm";
@@ -25,28 +33,67 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A client of one switch's admin API.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AdminClient {
     url: String,
     authority: String,
+    server_name: ServerName<'static>,
+    tls: TlsConnector,
     token: String,
     token_source: String,
 }
 
+impl std::fmt::Debug for AdminClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminClient")
+            .field("url", &self.url)
+            .field("token_source", &self.token_source)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AdminClient {
-    /// A client of the API at `url` (`http://HOST:PORT`), presenting `token`
-    /// (read from `token_source`, named in errors).
-    pub fn new(url: &str, token: String, token_source: String) -> anyhow::Result<AdminClient> {
-        let authority = url
-            .strip_prefix("http://")
-            .ok_or_else(|| anyhow!("--url {url:?}: expected http://HOST:PORT"))?
-            .trim_end_matches('/');
-        if authority.is_empty() || authority.contains('/') || !authority.contains(':') {
-            bail!("--url {url:?}: expected http://HOST:PORT");
+    /// A client of the API at `url` (`https://HOST:PORT`), trusting only
+    /// the certificate(s) in `cert` (PEM) and presenting `token` (read from
+    /// `token_source`, named in errors).
+    pub fn new(
+        url: &str,
+        token: String,
+        token_source: String,
+        cert: &Path,
+    ) -> anyhow::Result<AdminClient> {
+        let authority = authority_of(url)?;
+        let host = match authority.rsplit_once(':') {
+            Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']'),
+            None => authority,
+        };
+        let server_name = ServerName::try_from(host.to_owned())
+            .map_err(|e| anyhow!("--url {url:?}: {host:?} is not a host name: {e}"))?;
+        let mut roots = rustls::RootCertStore::empty();
+        let certs = switchyard_admin::tls::read_certs(cert).with_context(|| {
+            format!(
+                "the admin server's certificate (the switch makes {} on its first start; \
+                 give --cert FILE for another)",
+                cert.display()
+            )
+        })?;
+        for c in certs {
+            roots
+                .add(c)
+                .with_context(|| format!("{}: not a usable certificate", cert.display()))?;
         }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("TLS versions")?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(AdminClient {
-            url: format!("http://{authority}"),
+            url: format!("https://{authority}"),
             authority: authority.to_owned(),
+            server_name,
+            tls: TlsConnector::from(Arc::new(config)),
             token,
             token_source,
         })
@@ -197,13 +244,20 @@ impl AdminClient {
         .await
         .map_err(|_| unreachable(&"timed out connecting"))?
         .map_err(|e| unreachable(&e))?;
+        let stream = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            self.tls.connect(self.server_name.clone(), stream),
+        )
+        .await
+        .map_err(|_| unreachable(&"timed out in the TLS handshake"))?
+        .map_err(|e| unreachable(&format!("TLS: {e} (is --cert the switch's certificate?)")))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| unreachable(&e))?;
         let driver = tokio::spawn(conn);
         let mut req = Request::builder()
             .method(method)
-            .uri(path)
+            .uri(format!("/api{path}"))
             .header(HOST, &self.authority)
             .header(AUTHORIZATION, format!("Bearer {}", self.token));
         if !body.is_empty() {
@@ -363,6 +417,24 @@ fn utc(ms: i64) -> String {
     )
 }
 
+/// `HOST:PORT` of an `https://HOST:PORT` URL.
+fn authority_of(url: &str) -> anyhow::Result<&str> {
+    if let Some(rest) = url.strip_prefix("http://") {
+        bail!(
+            "--url {url:?}: the admin server speaks HTTPS only (https://{})",
+            rest.trim_end_matches('/')
+        );
+    }
+    let authority = url
+        .strip_prefix("https://")
+        .ok_or_else(|| anyhow!("--url {url:?}: expected https://HOST:PORT"))?
+        .trim_end_matches('/');
+    if authority.is_empty() || authority.contains('/') || !authority.contains(':') {
+        bail!("--url {url:?}: expected https://HOST:PORT");
+    }
+    Ok(authority)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,8 +448,14 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert!(AdminClient::new("http://127.0.0.1:5080/", "t".into(), "f".into()).is_ok());
-        assert!(AdminClient::new("https://127.0.0.1:5080", "t".into(), "f".into()).is_err());
-        assert!(AdminClient::new("http://127.0.0.1", "t".into(), "f".into()).is_err());
+        assert_eq!(
+            authority_of("https://127.0.0.1:5080/").unwrap(),
+            "127.0.0.1:5080"
+        );
+        let e = authority_of("http://127.0.0.1:5080")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("HTTPS only"), "{e}");
+        assert!(authority_of("https://127.0.0.1").is_err());
     }
 }

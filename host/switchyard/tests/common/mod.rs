@@ -257,3 +257,45 @@ impl Drop for RunLog {
         let _ = self.child.wait();
     }
 }
+
+/// `GET /api{path}` (HTTPS, the certificate pinned, the CLI's token) of
+/// the switch whose "admin API listening" log line is `line`: the status
+/// and the body.
+pub fn admin_get(line: &str, path: &str) -> (u16, String) {
+    admin_call(line, "GET", path, "")
+}
+
+/// `METHOD /api{path}` with `body` (HTTPS, the certificate pinned, the
+/// CLI's token) of the switch whose "admin API listening" log line is
+/// `line`: the status and the body.
+pub fn admin_call(line: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let addr = field(line, "addr=").expect("addr= in the admin line");
+    let token_file = field(line, "token_file=").expect("token_file= in the admin line");
+    let cert = field(line, "cert=").expect("cert= in the admin line");
+    let token = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let client = switchyard::admin::client::AdminClient::new(
+        &format!("https://{addr}"),
+        token,
+        token_file,
+        Path::new(&cert),
+    )
+    .unwrap();
+    let (path, body) = (path.to_owned(), bytes::Bytes::from(body.to_owned()));
+    let method = hyper::Method::from_bytes(method.as_bytes()).unwrap();
+    // On a thread of its own: callers may be inside a runtime already.
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (status, body) = rt
+            .block_on(client.request(method, &path, body, None))
+            .unwrap();
+        (status.as_u16(), String::from_utf8_lossy(&body).into_owned())
+    })
+    .join()
+    .unwrap()
+}

@@ -283,3 +283,27 @@ pub fn format_coupons(list: &CouponList) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plugin_defaults_to_the_builtin_one_in_the_config() {
+        let mut config = crate::config::Config::default_config();
+        config.plugins.retain(|_, p| p.file != "builtin:coupon");
+        assert_eq!(plugin_of(&config, "coupon", "coupon").unwrap(), "coupon");
+        let template = config.plugins.values().next().unwrap().clone();
+        let coupon = crate::config::PluginConfig {
+            file: "builtin:coupon".into(),
+            ..template
+        };
+        config.plugins.insert("gifts".into(), coupon.clone());
+        assert_eq!(plugin_of(&config, "coupon", "coupon").unwrap(), "gifts");
+        config.plugins.insert("more".into(), coupon);
+        let e = plugin_of(&config, "coupon", "coupon")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("gifts, more") && e.contains("--plugin"), "{e}");
+    }
+}

@@ -138,7 +138,7 @@ impl Day {
 
     /// Today, UTC.
     pub fn today() -> Day {
-        let t = crate::client::UtcTime::now();
+        let t = switchyard_iso8583::UtcTime::now();
         Day {
             year: u16::try_from(t.year).unwrap_or(u16::MAX),
             month: t.month as u8,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use switchyard_engine::ports::{DataKeyStatus, KeyringStatus, SafEntry, SafStats, TxRecord};
 use switchyard_iso8583::{Message, mask_pan};
 
-use crate::client::UtcTime;
+use switchyard_iso8583::UtcTime;
 
 /// `2026-12-01T18:23:05.123Z` for ms since the Unix epoch.
 pub fn utc(ms: i64) -> String {

@@ -1,14 +1,11 @@
 //! What the admin API says, as JSON documents (served by the API, read back
 //! by `switchyard plugin …`) and as Prometheus text.
 
-use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Serialize};
 use switchyard_engine::ports::SwapRecord;
-use switchyard_runtime::{
-    FailurePolicy, InstancePolicy, LATENCY_BUCKETS, PluginStats, PluginStatus, SwapOutcome,
-};
+use switchyard_runtime::{FailurePolicy, InstancePolicy, PluginStats, PluginStatus, SwapOutcome};
 
 /// `GET /plugins`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -245,220 +242,80 @@ impl From<&SwapRecord> for SwapEntry {
     }
 }
 
-/// The store-and-forward queue's depth per endpoint, as Prometheus text.
-pub fn saf_prometheus(queues: &[(String, switchyard_engine::ports::SafStats)]) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    let mut out = String::new();
-    out.push_str("# HELP switchyard_saf_pending Store-and-forward entries not yet acknowledged.\n");
-    out.push_str("# TYPE switchyard_saf_pending gauge\n");
-    for (e, s) in queues {
-        let _ = writeln!(
-            out,
-            "switchyard_saf_pending{{endpoint=\"{e}\"}} {}",
-            s.pending
-        );
-    }
-    out.push_str(
-        "# HELP switchyard_saf_escalated Pending entries escalated after too many attempts.\n",
-    );
-    out.push_str("# TYPE switchyard_saf_escalated gauge\n");
-    for (e, s) in queues {
-        let _ = writeln!(
-            out,
-            "switchyard_saf_escalated{{endpoint=\"{e}\"}} {}",
-            s.escalated
-        );
-    }
-    out.push_str("# HELP switchyard_saf_oldest_age_seconds Age of the oldest pending entry.\n");
-    out.push_str("# TYPE switchyard_saf_oldest_age_seconds gauge\n");
-    for (e, s) in queues {
-        let age = s.oldest_ms.map_or(0, |o| (now - o).max(0) / 1000);
-        let _ = writeln!(
-            out,
-            "switchyard_saf_oldest_age_seconds{{endpoint=\"{e}\"}} {age}"
-        );
-    }
-    out
+/// `GET /api/endpoints`: every endpoint's link.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EndpointList {
+    /// By name.
+    pub endpoints: Vec<EndpointView>,
 }
 
-/// Each listener's writes and response frames written, in the Prometheus
-/// text format: frames / writes is how many responses leave per write.
-pub fn listener_prometheus(listeners: &super::ListenerCounters) -> String {
-    let mut out = String::new();
-    for (name, help, value) in [
-        (
-            "writes_total",
-            "Writes of responses to acquirer connections.",
-            switchyard_net::ListenerStats::writes as fn(&switchyard_net::ListenerStats) -> u64,
-        ),
-        (
-            "frames_written_total",
-            "Response frames written to acquirer connections.",
-            switchyard_net::ListenerStats::frames_written,
-        ),
-    ] {
-        let _ = writeln!(
-            out,
-            "# HELP switchyard_listener_{name} {help}\n# TYPE switchyard_listener_{name} counter"
-        );
-        for (listener, stats) in listeners {
-            let _ = writeln!(
-                out,
-                "switchyard_listener_{name}{{listener=\"{listener}\"}} {}",
-                value(stats)
-            );
+impl EndpointList {
+    /// The links of `endpoints`.
+    pub fn of(endpoints: &[std::sync::Arc<switchyard_net::Endpoint>]) -> EndpointList {
+        EndpointList {
+            endpoints: endpoints.iter().map(|e| EndpointView::of(e)).collect(),
         }
     }
-    out
 }
 
-/// The per-plugin metrics in the Prometheus text format (version 0.0.4).
-pub fn prometheus(generation: u64, plugins: &[PluginStatus]) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# HELP switchyard_plugin_generation Live plugin generation (one more per swap or rollback).\n\
-         # TYPE switchyard_plugin_generation gauge\nswitchyard_plugin_generation {generation}"
-    );
-    let _ = writeln!(
-        out,
-        "# HELP switchyard_plugin_info The live version of each plugin.\n# TYPE switchyard_plugin_info gauge"
-    );
-    for p in plugins {
-        let _ = writeln!(
-            out,
-            "switchyard_plugin_info{{plugin=\"{}\",version=\"{}\"}} 1",
-            label(&p.name),
-            p.version
-        );
-    }
-    type Get = fn(&PluginStats) -> &std::sync::atomic::AtomicU64;
-    let families: [(&str, &str, &str, Get); 11] = [
-        (
-            "calls_total",
-            "counter",
-            "Calls into the plugin (all versions).",
-            |s| &s.calls,
-        ),
-        (
-            "failures_total",
-            "counter",
-            "Calls that failed: trap, deadline, memory cap or fuel.",
-            |s| &s.failures,
-        ),
-        ("traps_total", "counter", "Calls that trapped.", |s| {
-            &s.traps
-        }),
-        (
-            "deadline_overruns_total",
-            "counter",
-            "Calls stopped at their deadline.",
-            |s| &s.deadline_overruns,
-        ),
-        (
-            "memory_cap_hits_total",
-            "counter",
-            "Calls that reached the memory cap.",
-            |s| &s.memory_cap_hits,
-        ),
-        (
-            "fuel_exhausted_total",
-            "counter",
-            "Calls that ran out of fuel.",
-            |s| &s.fuel_exhausted,
-        ),
-        (
-            "instantiations_total",
-            "counter",
-            "Instances created.",
-            |s| &s.instantiations,
-        ),
-        (
-            "recycled_total",
-            "counter",
-            "Instances retired by the instance policy.",
-            |s| &s.recycled,
-        ),
-        (
-            "peak_memory_bytes",
-            "gauge",
-            "Largest linear memory an instance reached.",
-            |s| &s.peak_memory,
-        ),
-        (
-            "breaker_opens_total",
-            "counter",
-            "Times the circuit breaker opened (after a failed trial too).",
-            |s| &s.breaker_opens,
-        ),
-        (
-            "breaker_refused_total",
-            "counter",
-            "Calls refused at once because the circuit breaker was open.",
-            |s| &s.breaker_refused,
-        ),
-    ];
-    for (name, kind, help, get) in families {
-        let _ = writeln!(
-            out,
-            "# HELP switchyard_plugin_{name} {help}\n# TYPE switchyard_plugin_{name} {kind}"
-        );
-        for p in plugins {
-            let _ = writeln!(
-                out,
-                "switchyard_plugin_{name}{{plugin=\"{}\"}} {}",
-                label(&p.name),
-                get(p.plugin.stats()).load(Ordering::Relaxed)
-            );
-        }
-    }
-    let _ = writeln!(
-        out,
-        "# HELP switchyard_plugin_breaker_state Circuit breaker of the live version: 0 closed, 1 open, 2 half-open.\n\
-         # TYPE switchyard_plugin_breaker_state gauge"
-    );
-    for p in plugins {
-        let _ = writeln!(
-            out,
-            "switchyard_plugin_breaker_state{{plugin=\"{}\"}} {}",
-            label(&p.name),
-            p.plugin.breaker_state().gauge()
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP switchyard_plugin_call_duration_seconds Time of one call into the plugin (no _sum: buckets only).\n\
-         # TYPE switchyard_plugin_call_duration_seconds histogram"
-    );
-    for p in plugins {
-        let name = label(&p.name);
-        let mut cumulative = 0;
-        for (i, (bound_us, count)) in p.plugin.stats().latency.snapshot().into_iter().enumerate() {
-            cumulative += count;
-            let le = if i == LATENCY_BUCKETS - 1 {
-                "+Inf".to_owned()
-            } else {
-                format!("{}", bound_us as f64 / 1e6)
-            };
-            let _ = writeln!(
-                out,
-                "switchyard_plugin_call_duration_seconds_bucket{{plugin=\"{name}\",le=\"{le}\"}} {cumulative}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "switchyard_plugin_call_duration_seconds_count{{plugin=\"{name}\"}} {cumulative}"
-        );
-    }
-    out
+/// One endpoint's link state ([`switchyard_net::EndpointState`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EndpointView {
+    /// The endpoint's name.
+    pub name: String,
+    /// `host:port`.
+    pub address: String,
+    /// `idle` (never opened: it opens on first use), `connecting`, `up`
+    /// or `down` (reconnecting in the background; requests get RC 91 at
+    /// once).
+    pub status: String,
+    /// When it last came up or went down, ms since the Unix epoch.
+    pub since_ms: u64,
+    /// Why it last went down or failed to connect.
+    pub last_error: Option<String>,
+    /// Times the link came up.
+    pub connects: u64,
+    /// Failed attempts to connect since it was last up.
+    pub failed_attempts: u32,
+    /// Echoes (0800, DE70 301) sent and answered.
+    pub echoes_sent: u64,
+    /// Echoes answered.
+    pub echoes_answered: u64,
 }
 
-/// A label value escaped for the text format.
-fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+impl EndpointView {
+    /// The view of one endpoint's link now.
+    pub fn of(e: &switchyard_net::Endpoint) -> EndpointView {
+        let s = e.state();
+        EndpointView {
+            name: e.name().to_owned(),
+            address: e.options().address.clone(),
+            status: s.status.to_string(),
+            since_ms: s.since_unix_ms(),
+            last_error: s.last_error.clone(),
+            connects: s.connects,
+            failed_attempts: s.failed_attempts,
+            echoes_sent: s.echoes_sent,
+            echoes_answered: s.echoes_answered,
+        }
+    }
+}
+
+/// The whole `/api/metrics` text ([`crate::exposition::render`]): the
+/// families recorded as the switch runs and those read at scrape time.
+pub async fn metrics_text(state: &crate::AppState) -> String {
+    let saf = match &state.ops {
+        Some(ops) => ops.saf.stats().await.ok(),
+        None => None,
+    };
+    let plugins = state.registry.list();
+    crate::exposition::render(&crate::exposition::ScrapeInputs {
+        metrics: &state.metrics,
+        generation: state.registry.current().number,
+        plugins: &plugins,
+        saf: saf.as_deref(),
+        endpoints: &state.endpoints,
+        listeners: &state.listeners,
+        now_ms: crate::exposition::unix_ms_now(),
+    })
 }

@@ -101,14 +101,14 @@ impl KvStore for LosingKv {
 fn ops_with(store: &Arc<SqliteStore>, kv: Arc<dyn KvStore>) -> Ops {
     Ops {
         kv,
-        ..crate::state::ops_of(store)
+        ..crate::ops::Ops::of_store(store)
     }
 }
 
 #[tokio::test]
 async fn credit_then_balance_keeps_the_reversal_ids() {
     let (_dir, store) = store();
-    let ops = crate::state::ops_of(&store);
+    let ops = crate::ops::Ops::of_store(&store);
     let zero = ops.loyalty_balance(card(None)).await.unwrap();
     assert_eq!((zero.balance_points, zero.balance.as_str()), (0, "0.00"));
     assert_eq!(zero.card, "600649******0004");
@@ -144,7 +144,7 @@ async fn credit_then_balance_keeps_the_reversal_ids() {
 #[tokio::test]
 async fn bad_cards_points_and_stored_values_are_refused() {
     let (_dir, store) = store();
-    let ops = crate::state::ops_of(&store);
+    let ops = crate::ops::Ops::of_store(&store);
     let mut bad = card(Some(10));
     bad.card = "6006490000000009".into();
     let e = ops.loyalty_credit(bad).await.unwrap_err();
@@ -215,7 +215,7 @@ async fn a_lost_compare_and_set_is_retried_and_then_given_up() {
 #[tokio::test]
 async fn issued_coupons_are_listed_masked_by_expiry() {
     let (_dir, store) = store();
-    let ops = crate::state::ops_of(&store);
+    let ops = crate::ops::Ops::of_store(&store);
     let expires = later();
     let issued = ops.issue_coupons(issue_request(3, &expires)).await.unwrap();
     assert_eq!(issued.coupons.len(), 3);
@@ -286,7 +286,7 @@ async fn issued_coupons_are_listed_masked_by_expiry() {
 #[tokio::test]
 async fn bad_issues_are_refused() {
     let (_dir, store) = store();
-    let ops = crate::state::ops_of(&store);
+    let ops = crate::ops::Ops::of_store(&store);
     for (request, field) in [
         (issue_request(1, "2020-01-01"), "expires"),
         (issue_request(1, "2027-02-30"), "expires"),
@@ -372,29 +372,4 @@ fn request_bodies_name_the_bad_field() {
         let e = IssueRequest::from_json(body).unwrap_err().to_string();
         assert!(e.starts_with(field), "{e}");
     }
-}
-
-#[test]
-fn the_plugin_defaults_to_the_builtin_one_in_the_config() {
-    let mut config = crate::config::Config::default_config();
-    config.plugins.retain(|_, p| p.file != "builtin:coupon");
-    assert_eq!(
-        cli::plugin_of(&config, "coupon", "coupon").unwrap(),
-        "coupon"
-    );
-    let template = config.plugins.values().next().unwrap().clone();
-    let coupon = crate::config::PluginConfig {
-        file: "builtin:coupon".into(),
-        ..template
-    };
-    config.plugins.insert("gifts".into(), coupon.clone());
-    assert_eq!(
-        cli::plugin_of(&config, "coupon", "coupon").unwrap(),
-        "gifts"
-    );
-    config.plugins.insert("more".into(), coupon);
-    let e = cli::plugin_of(&config, "coupon", "coupon")
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("gifts, more") && e.contains("--plugin"), "{e}");
 }
