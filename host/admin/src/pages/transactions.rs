@@ -142,20 +142,6 @@ fn decimal(raw: &str, minor: usize) -> String {
     }
 }
 
-#[cfg(test)]
-mod amount_tests {
-    #[test]
-    fn amounts_show_their_minor_units() {
-        assert_eq!(super::decimal("000000001000", 2), "10.00");
-        assert_eq!(super::decimal("000000000005", 2), "0.05");
-        assert_eq!(super::decimal("000000001000", 0), "1000");
-        assert_eq!(super::decimal("000000001234", 3), "1.234");
-        assert_eq!(super::decimal("12a", 2), "12a");
-        assert_eq!(super::minor_units("840"), 2);
-        assert_eq!(super::minor_units("392"), 0);
-    }
-}
-
 /// The head of a transaction table.
 pub const HEAD: &str = "<thead><tr><th>Id</th><th>Time</th><th>MTI</th><th>Kind</th><th>PAN</th>\
     <th class=\"num\">Amount</th><th>RC</th><th>Listener</th><th>Endpoint</th><th class=\"num\">Total ms</th>\
@@ -414,5 +400,19 @@ pub async fn detail(
             page(&title, Some(&who), &body).into_response()
         }
         Err(e) => error_page(&who, e),
+    }
+}
+
+#[cfg(test)]
+mod amount_tests {
+    #[test]
+    fn amounts_show_their_minor_units() {
+        assert_eq!(super::decimal("000000001000", 2), "10.00");
+        assert_eq!(super::decimal("000000000005", 2), "0.05");
+        assert_eq!(super::decimal("000000001000", 0), "1000");
+        assert_eq!(super::decimal("000000001234", 3), "1.234");
+        assert_eq!(super::decimal("12a", 2), "12a");
+        assert_eq!(super::minor_units("840"), 2);
+        assert_eq!(super::minor_units("392"), 0);
     }
 }
