@@ -345,7 +345,7 @@ async fn the_admin_api_needs_the_token_and_refuses_a_bad_component_changing_noth
         .await
         .unwrap();
     assert!(swapped.changed);
-    assert_eq!(swapped.actor, "admin");
+    assert_eq!(swapped.actor, "cli"); // the token file is API client `cli`
     assert_eq!(swapped.old_version, a_version);
     assert_eq!(probe(&sw, 3).await.1, "BB");
     let again = client
