@@ -377,9 +377,9 @@ async fn the_admin_api_needs_the_token_and_refuses_a_bad_component_changing_noth
     assert_eq!(status, StatusCode::OK);
     let metrics = String::from_utf8(metrics.to_vec()).unwrap();
     for needle in [
-        "# TYPE switchyard_plugin_calls_total counter",
+        "# TYPE switchyard_plugin_calls counter",
         "switchyard_plugin_failures_total{plugin=\"tag\"} 0",
-        "switchyard_plugin_call_duration_seconds_bucket{plugin=\"tag\",le=\"+Inf\"}",
+        "switchyard_plugin_call_duration_seconds_bucket{le=\"+Inf\",plugin=\"tag\"}",
         &format!("switchyard_plugin_info{{plugin=\"tag\",version=\"{a_version}\"}} 1"),
     ] {
         assert!(
