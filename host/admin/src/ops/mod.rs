@@ -10,7 +10,6 @@ pub mod hosts;
 pub mod views;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, anyhow};
 use switchyard_engine::ports::{Keyring, KvStore, SafFilter, SafQueue, Tranlog, TxId, TxQuery};
@@ -20,11 +19,7 @@ use views::{KeysView, QueueView, RetryResult, RotationView, SafList, SafView, Tx
 /// Most rows one search or listing returns.
 pub const MAX_ROWS: usize = 10_000;
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+use crate::accounts::now_ms;
 
 /// The operator tools over the store's ports.
 #[derive(Clone)]
