@@ -310,11 +310,11 @@ fn main() {
             let switch = start(off, None).await;
             let addr = switch.addr_of_port(5001).unwrap();
             let _warm = load(addr, connections, window, None, 1).await;
-            let before = switch.store().writer_stats();
+            let before = switch.store().sqlite().expect("the SQLite store").writer_stats();
             let mut o = load(addr, connections, window, None, seconds).await;
             row(&format!("{name} ({window} in flight)"), &mut o);
             if !off {
-                let after = switch.store().writer_stats();
+                let after = switch.store().sqlite().expect("the SQLite store").writer_stats();
                 let commits = after.commits - before.commits;
                 println!(
                     "  writer: {commits} commits ({:.1} per s), {:.1} rows each; busy {:.0}%, cpu {:.0}% of the phase; {:.1} µs cpu per row",
@@ -343,7 +343,7 @@ fn main() {
         };
         open_loop(true).await.shutdown().await.unwrap();
         let switch = open_loop(false).await;
-        let stats = switch.store().writer_stats();
+        let stats = switch.store().sqlite().expect("the SQLite store").writer_stats();
         println!(
             "group commit: {} rows in {} commits ({:.1} rows per commit), largest batch {}",
             stats.rows,

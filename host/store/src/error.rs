@@ -17,6 +17,15 @@ pub enum StoreError {
     },
     /// The group commit that carried this write failed (the whole batch
     /// was rolled back).
+    /// A PostgreSQL statement failed (the server's message and SQLSTATE,
+    /// or why the connection failed).
+    #[error("{what}: {detail}")]
+    Postgres {
+        /// What the store was doing.
+        what: String,
+        /// What the server or the driver said.
+        detail: String,
+    },
     #[error("{0}")]
     Batch(String),
     /// A file or directory could not be read, written or created.
@@ -109,6 +118,49 @@ impl<T> SqlContext<T> for Result<T, rusqlite::Error> {
         self.map_err(|source| StoreError::Sqlite {
             what: what.to_string(),
             source,
+        })
+    }
+}
+
+/// What a PostgreSQL error says: the server's message, SQLSTATE and detail
+/// when it is a database error (the driver's `Display` is only "db
+/// error"), the driver's text otherwise.
+pub(crate) fn pg_detail(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{} (SQLSTATE {}; {detail})", db.message(), db.code().code()),
+            None => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        },
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                source = s.source();
+            }
+            text
+        }
+    }
+}
+
+impl<T> SqlContext<T> for Result<T, tokio_postgres::Error> {
+    fn what(self, what: &str) -> Result<T, StoreError> {
+        self.map_err(|e| StoreError::Postgres {
+            what: what.to_string(),
+            detail: pg_detail(&e),
+        })
+    }
+}
+
+impl<T> SqlContext<T> for Result<T, deadpool_postgres::PoolError> {
+    fn what(self, what: &str) -> Result<T, StoreError> {
+        self.map_err(|e| StoreError::Postgres {
+            what: what.to_string(),
+            detail: match &e {
+                deadpool_postgres::PoolError::Backend(b) => pg_detail(b),
+                other => other.to_string(),
+            },
         })
     }
 }

@@ -53,7 +53,7 @@ impl Purpose {
         }
     }
 
-    fn parse(name: &str) -> Option<Purpose> {
+    pub(crate) fn parse(name: &str) -> Option<Purpose> {
         [Purpose::Data, Purpose::Pan, Purpose::Kv, Purpose::Counters]
             .into_iter()
             .find(|p| p.name() == name)
@@ -82,6 +82,15 @@ struct Table {
     active: HashMap<String, i64>,
     lookups: HashMap<(String, Purpose), Lookup>,
     next_id: i64,
+}
+
+/// One row of `data_keys` as stored.
+pub(crate) struct KeyRow {
+    pub(crate) id: i64,
+    pub(crate) tenant: String,
+    pub(crate) purpose: String,
+    pub(crate) state: String,
+    pub(crate) wrapped: Option<Vec<u8>>,
 }
 
 /// The store's keys.
@@ -115,6 +124,28 @@ impl Keyring {
     /// Reads every key again, as `conn` sees them (after a failed job or
     /// group commit). Lookup keys not durable before stay so.
     pub(crate) fn reload(&self, conn: &Connection) -> Result<(), StoreError> {
+        let mut stmt = conn
+            .prepare("SELECT id, tenant, purpose, state, wrapped FROM data_keys ORDER BY id")
+            .what("reading the data keys")?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(KeyRow {
+                    id: r.get(0)?,
+                    tenant: r.get(1)?,
+                    purpose: r.get(2)?,
+                    state: r.get(3)?,
+                    wrapped: r.get(4)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .what("reading the data keys")?;
+        self.load(rows)
+    }
+
+    /// Replaces the keys in memory with `rows` (every row of `data_keys`,
+    /// unwrapped with the KEK in use). Lookup keys not durable before stay
+    /// so.
+    pub(crate) fn load(&self, rows: Vec<KeyRow>) -> Result<(), StoreError> {
         let kek = self.kek();
         let not_durable: HashSet<(String, Purpose)> = self
             .table
@@ -125,16 +156,14 @@ impl Keyring {
             .map(|(k, _)| k.clone())
             .collect();
         let mut table = Table::default();
-        let mut stmt = conn
-            .prepare("SELECT id, tenant, purpose, state, wrapped FROM data_keys ORDER BY id")
-            .what("reading the data keys")?;
-        let mut rows = stmt.query([]).what("reading the data keys")?;
-        while let Some(r) = rows.next().what("reading the data keys")? {
-            let id: i64 = r.get(0).what("reading the data keys")?;
-            let tenant: String = r.get(1).what("reading the data keys")?;
-            let purpose: String = r.get(2).what("reading the data keys")?;
-            let state: String = r.get(3).what("reading the data keys")?;
-            let wrapped: Option<Vec<u8>> = r.get(4).what("reading the data keys")?;
+        for KeyRow {
+            id,
+            tenant,
+            purpose,
+            state,
+            wrapped,
+        } in rows
+        {
             table.next_id = table.next_id.max(id + 1);
             let purpose = Purpose::parse(&purpose)
                 .ok_or_else(|| StoreError::Corrupt(format!("data key {id}: purpose {purpose}")))?;
@@ -153,6 +182,23 @@ impl Keyring {
         table.next_id = table.next_id.max(1);
         *self.table.write() = table;
         Ok(())
+    }
+
+    /// New key material for key `id` and its wrapping by the KEK in use
+    /// (the caller stores it): (material, wrapped, KEK fingerprint).
+    pub(crate) fn new_wrapped(
+        &self,
+        id: i64,
+        tenant: &str,
+        purpose: Purpose,
+    ) -> Result<([u8; 32], Vec<u8>, String), StoreError> {
+        if !(1..=i64::from(u32::MAX)).contains(&id) {
+            return Err(StoreError::Invalid("data key ids exhausted".into()));
+        }
+        let material = random_key();
+        let kek = self.kek();
+        let wrapped = kek.wrap(id, tenant, purpose.name(), &material);
+        Ok((material, wrapped, kek.fingerprint.clone()))
     }
 
     /// The KEK in use.

@@ -55,6 +55,7 @@ mod keys;
 mod kv;
 mod legacy;
 pub mod outbox;
+mod pg;
 mod query;
 mod readers;
 mod recent;
@@ -72,6 +73,10 @@ mod tests;
 pub use counters::{CounterError, Counters, MAX_WINDOW_SECONDS};
 pub use error::StoreError;
 pub use kv::MAX_VALUE_LEN;
+pub use pg::{
+    Beat, DEFAULT_NODE_LEASE, DEFAULT_POOL_SIZE, NodeInfo, PG_SCHEMA_VERSION, PgOptions, PgStore,
+    check_url, describe_url, migrate_url, nodes_of_url,
+};
 pub use secret::Secret;
 pub use store::{DEFAULT_DUPLICATE_FILTER_MIB, SqliteStore, StoreOptions};
 pub use switchyard_engine::ports::SwapRecord;

@@ -32,7 +32,7 @@ pub(crate) const MATCH_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 const SHARDS: usize = 64;
 
 /// Whether rows of `kind` carry a match key.
-fn keyed(kind: TxKind) -> bool {
+pub(crate) fn keyed(kind: TxKind) -> bool {
     !matches!(kind, TxKind::Network | TxKind::Other)
 }
 

@@ -110,21 +110,45 @@ impl LogSection {
     }
 }
 
-/// `[store]`: the embedded SQLite database in `data_dir` and its keys.
+/// `[store]`: the embedded SQLite database in `data_dir` (the default), or
+/// a PostgreSQL database several nodes share; and the keys.
 #[derive(Debug, Clone, Deserialize)]
 pub struct StoreSection {
     /// The key-encryption key's file (32 bytes, mode 0600), created on
-    /// first start; relative paths are under `data_dir`.
+    /// first start; relative paths are under `data_dir`. On PostgreSQL
+    /// every node needs the same file.
     #[serde(default = "default_kek_file")]
     pub kek_file: PathBuf,
+    /// `postgres://user[:password]@host:port/dbname`: the shared database
+    /// (absent: SQLite in `data_dir`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Connections to PostgreSQL per node.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// PostgreSQL: a node whose heartbeat is older than this is dead and
+    /// taken over by another node (its in-flight transactions reversed).
+    #[serde(default = "default_node_lease_ms")]
+    pub node_lease_ms: u64,
 }
 
 impl Default for StoreSection {
     fn default() -> StoreSection {
         StoreSection {
             kek_file: default_kek_file(),
+            url: None,
+            pool_size: default_pool_size(),
+            node_lease_ms: default_node_lease_ms(),
         }
     }
+}
+
+fn default_pool_size() -> usize {
+    switchyard_store::DEFAULT_POOL_SIZE
+}
+
+fn default_node_lease_ms() -> u64 {
+    switchyard_store::DEFAULT_NODE_LEASE.as_millis() as u64
 }
 
 fn default_kek_file() -> PathBuf {
@@ -1282,6 +1306,7 @@ impl Config {
         if self.store.kek_file.as_os_str().is_empty() {
             problems.push("store.kek_file: must not be empty".into());
         }
+        self.validate_store_url(problems);
         if !(1..=36_500).contains(&self.tranlog.retention_days) {
             problems.push("tranlog.retention_days: must be 1..=36500".into());
         }
@@ -1308,6 +1333,30 @@ impl Config {
                     "endpoints.{name}.ack_codes: one or more response codes of 1 to 3 characters"
                 ));
             }
+        }
+    }
+
+    /// `[store] url`, `pool_size`, `node_lease_ms`.
+    fn validate_store_url(&self, problems: &mut Vec<String>) {
+        let s = &self.store;
+        if let Some(url) = &s.url {
+            let shown = switchyard_store::describe_url(url);
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                problems.push(format!(
+                    "store.url: {shown}: must be postgres://user[:password]@host:port/dbname"
+                ));
+            } else if let Err(e) = switchyard_store::check_url(url) {
+                problems.push(format!("store.url: {shown}: {e}"));
+            }
+        }
+        if !(1..=256).contains(&s.pool_size) {
+            problems.push(format!("store.pool_size: {} must be 1..=256", s.pool_size));
+        }
+        if !(500..=600_000).contains(&s.node_lease_ms) {
+            problems.push(format!(
+                "store.node_lease_ms: {} must be 500..=600000",
+                s.node_lease_ms
+            ));
         }
     }
 

@@ -357,8 +357,7 @@ const VELOCITY_TITLES: [&str; 10] = [
 /// Credits the demo's loyalty card and issues its coupon, in the switch's
 /// store, as `switchyard loyalty credit` and `coupons issue` would.
 pub fn seed_internal_hosts(switch: &Switch) -> anyhow::Result<()> {
-    use switchyard_engine::ports::KvStore as _;
-    let store = switch.store();
+    let store = &switch.store().kv;
     let expires = UtcTime::now().year + 1;
     store
         .kv_set(

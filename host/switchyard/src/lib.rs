@@ -20,6 +20,7 @@ pub mod audit_cli;
 pub mod authoring;
 pub mod client;
 pub mod config;
+pub mod db_cli;
 pub mod demo;
 pub mod hexdump;
 pub mod load;

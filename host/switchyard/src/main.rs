@@ -122,6 +122,14 @@ unless --data-dir names one to keep; compiled plugins are cached in $XDG_CACHE_H
         #[command(subcommand)]
         command: switchyard::operate::cli::KeysCommand,
     },
+    /// The PostgreSQL database several nodes share: migrations, nodes.
+    #[command(after_help = "Examples:
+  switchyard db migrate --config node-a.toml
+  switchyard db nodes --config node-a.toml")]
+    Db {
+        #[command(subcommand)]
+        command: switchyard::db_cli::DbCommand,
+    },
     /// The internal loyalty host's cards: credit points, show a balance.
     #[command(after_help = "Examples:
   switchyard loyalty credit 6006490000000004 1500     # 15.00 worth of points
@@ -275,10 +283,17 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             for (name, port, addr) in switch.listeners() {
                 tracing::info!(listener = %name, port, %addr, "serving");
             }
-            switch.tls().serve_until_signal().await?; // SIGHUP reloads TLS
+            let fenced = switch.fenced();
+            tokio::select! {
+                r = switch.tls().serve_until_signal() => r?, // SIGHUP reloads TLS
+                _ = fenced.cancelled() => {}
+            }
             tracing::info!("shutting down: no new connections; finishing in-flight transactions");
             switch.shutdown().await?;
             tracing::info!("stopped");
+            if fenced.is_cancelled() {
+                anyhow::bail!("stopped: another node took this node's id over (see the log)");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { config, data_dir } => demo(config, data_dir).await,
@@ -298,6 +313,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Tranlog { command } => switchyard::operate::cli::tranlog(command).await,
         Command::Saf { command } => switchyard::operate::cli::saf(command).await,
         Command::Keys { command } => switchyard::operate::cli::keys(command).await,
+        Command::Db { command } => switchyard::db_cli::run(command),
         Command::Loyalty { command } => switchyard::operate::hosts::cli::loyalty(command).await,
         Command::Coupons { command } => switchyard::operate::hosts::cli::coupons(command).await,
         Command::Check { config } => {

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use switchyard_store::{SqliteStore, StoreOptions};
+use switchyard_engine::ports::{CounterStore, Keyring, KvStore, SafQueue, SwapHistory, Tranlog};
+use switchyard_store::{PgOptions, PgStore, SqliteStore, StoreOptions, describe_url};
 
 use crate::config::Config;
 use crate::operate::Ops;
@@ -82,24 +83,162 @@ pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the store of `config`'s data directory.
-pub fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
+/// The database behind a switch: the engine's ports, whichever backend
+/// implements them.
+#[derive(Clone)]
+pub struct Store {
+    /// The tranlog.
+    pub tranlog: Arc<dyn Tranlog>,
+    /// The store-and-forward queue.
+    pub saf: Arc<dyn SafQueue>,
+    /// The keyring.
+    pub keyring: Arc<dyn Keyring>,
+    /// The plugins' key/value data.
+    pub kv: Arc<dyn KvStore>,
+    /// The velocity counters.
+    pub counters: Arc<dyn CounterStore>,
+    /// The plugin swap history.
+    pub history: Arc<dyn SwapHistory>,
+    /// The backend itself.
+    pub backend: Backend,
+}
+
+/// Which database a [`Store`] is.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// The embedded SQLite database in the data directory.
+    Sqlite(Arc<SqliteStore>),
+    /// A PostgreSQL database shared by several nodes.
+    Postgres(Arc<PgStore>),
+}
+
+impl Store {
+    fn of<S>(store: Arc<S>, backend: Backend) -> Store
+    where
+        S: Tranlog + SafQueue + Keyring + KvStore + CounterStore + SwapHistory + 'static,
+    {
+        Store {
+            tranlog: store.clone(),
+            saf: store.clone(),
+            keyring: store.clone(),
+            kv: store.clone(),
+            counters: store.clone(),
+            history: store,
+            backend,
+        }
+    }
+
+    /// The SQLite store, when it is one.
+    pub fn sqlite(&self) -> Option<&Arc<SqliteStore>> {
+        match &self.backend {
+            Backend::Sqlite(s) => Some(s),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    /// The PostgreSQL store, when it is one.
+    pub fn postgres(&self) -> Option<&Arc<PgStore>> {
+        match &self.backend {
+            Backend::Postgres(s) => Some(s),
+            Backend::Sqlite(_) => None,
+        }
+    }
+
+    /// Writes what is queued and closes the database (blocking).
+    pub fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite(s) => s.close(),
+            Backend::Postgres(s) => s.close(),
+        }
+    }
+
+    /// Deletes up to `limit` velocity counter buckets whose window passed.
+    pub fn purge_counters(&self, limit: usize) -> anyhow::Result<u64> {
+        Ok(match &self.backend {
+            Backend::Sqlite(s) => s.purge_counters(limit)?,
+            Backend::Postgres(s) => s.purge_counters(limit)?,
+        })
+    }
+
+    /// What the store is, for logs: the SQLite file or the PostgreSQL
+    /// database (without credentials).
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Sqlite(s) => s.path().to_string(),
+            Backend::Postgres(s) => s.label().to_string(),
+        }
+    }
+}
+
+/// Opens the store of `config`: PostgreSQL when `[store] url` is set,
+/// else the SQLite database in its data directory.
+pub fn open_store(config: &Config) -> anyhow::Result<Store> {
+    if let Some(url) = &config.store.url {
+        let options = PgOptions {
+            url: url.clone(),
+            kek_path: config.kek_path(),
+            node: config.switch.node_id.clone(),
+            pool_size: config.store.pool_size,
+            node_lease: std::time::Duration::from_millis(config.store.node_lease_ms),
+        };
+        let store = PgStore::open(options).with_context(|| {
+            format!(
+                "opening the PostgreSQL store {} as node {} (key-encryption key {})",
+                describe_url(url),
+                config.switch.node_id,
+                config.kek_path().display()
+            )
+        })?;
+        // The operator plane (users, sessions, audit, webhooks) stays in
+        // the node's SQLite file: make sure it exists.
+        operator_db(config)?;
+        return Ok(Store::of(store.clone(), Backend::Postgres(store)));
+    }
     let options = StoreOptions {
         db_path: config.db_path(),
         kek_path: config.kek_path(),
         node: config.switch.node_id.clone(),
         duplicate_filter_mib: config.tranlog.duplicate_filter_mib,
     };
-    SqliteStore::open(options).with_context(|| {
+    let store = SqliteStore::open(options).with_context(|| {
         format!(
             "opening the store in {} (key-encryption key {})",
             config.data_dir().display(),
             config.kek_path().display()
         )
+    })?;
+    Ok(Store::of(store.clone(), Backend::Sqlite(store)))
+}
+
+/// Creates the SQLite database of the operator plane in the data directory
+/// when a PostgreSQL node has none yet.
+fn operator_db(config: &Config) -> anyhow::Result<()> {
+    if config.db_path().exists() {
+        return Ok(());
+    }
+    let local = SqliteStore::open(StoreOptions {
+        db_path: config.db_path(),
+        kek_path: config.kek_path(),
+        node: config.switch.node_id.clone(),
+        duplicate_filter_mib: 0,
     })
+    .with_context(|| {
+        format!(
+            "creating the operator plane's database {}",
+            config.db_path().display()
+        )
+    })?;
+    local.close();
+    Ok(())
 }
 
 /// The operator tools over `store`.
-pub fn ops_of(store: &Arc<SqliteStore>) -> Ops {
-    Ops::of_store(store)
+pub fn ops_of(store: &Store) -> Ops {
+    Ops {
+        tranlog: store.tranlog.clone(),
+        saf: store.saf.clone(),
+        keyring: store.keyring.clone(),
+        kv: store.kv.clone(),
+        wake: None,
+    }
 }

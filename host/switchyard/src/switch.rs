@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
-use switchyard_engine::ports::{Keyring, LOCAL_ENDPOINT, SafQueue, SwapHistory, Tranlog};
+use switchyard_engine::ports::{LOCAL_ENDPOINT, SafQueue, SwapHistory, Tranlog};
 use switchyard_engine::saf::{Deliver, ListenerPipeline, LocalReversals};
 use switchyard_engine::steps::{Close, LogStep};
 use switchyard_engine::{Lifecycle, Pipeline, PipelineBuilder, Step};
@@ -26,7 +26,6 @@ use switchyard_runtime::{
     Registry, RegistryBuilder, Role, Runtime, RuntimeOptions, Settings, WasmFormatter,
     WasmParticipant,
 };
-use switchyard_store::SqliteStore;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -36,7 +35,7 @@ use crate::config::Config;
 use crate::config::SimulatorFormat;
 use crate::operate::Ops;
 use crate::plan::{EndpointPlan, HostStep, Plan, PluginSource, SimulatorPlan, Step as PlanStep};
-use crate::state::{DataDirLock, open_store, ops_of};
+use crate::state::{DataDirLock, Store, open_store, ops_of};
 use switchyard_net::Backoff;
 use switchyard_net::mainframe::{MainframeOptions, MainframeSimulator};
 
@@ -99,8 +98,10 @@ pub struct Switch {
     listeners: Vec<(String, u16, SocketAddr)>,
     simulators: Vec<(String, SocketAddr)>,
     registry: Arc<Registry>,
-    store: Arc<SqliteStore>,
+    store: Store,
     ops: Option<Ops>,
+    /// Cancelled when another node took this node's id over.
+    fenced: CancellationToken,
     admin: Option<Admin>,
     tasks: Tasks,
     /// Every listener's and endpoint's TLS (SIGHUP, `POST /tls/reload`).
@@ -126,12 +127,12 @@ impl Switch {
         let store = open_store(&config)?;
         recover(&store).await?;
         let runtime = start_runtime(&plan, &store)?;
-        let history: Arc<dyn SwapHistory> = store.clone();
+        let history: Arc<dyn SwapHistory> = store.history.clone();
         let registry = load_checked_plugins(runtime.clone(), Some(history), &plan).await?;
         let tasks = Tasks::default();
         let wakers = forwarder_wakers(&plan);
         let lifecycle = (!options.without_tranlog)
-            .then(|| Arc::new(Lifecycle::new(store.clone(), waker_of(&wakers))));
+            .then(|| Arc::new(Lifecycle::new(store.tranlog.clone(), waker_of(&wakers))));
         let tls = crate::tls_config::TlsReloader::load(&plan, options.ephemeral_ports)?;
         let endpoints = start_endpoints(&plan, &options, &registry, &store, &tasks, &tls).await?;
         let query = |endpoint: &str| {
@@ -186,12 +187,17 @@ impl Switch {
             );
             start_background(&plan, &store, &tasks);
         }
+        let fenced = CancellationToken::new();
+        if let Some(pg) = store.postgres() {
+            start_heartbeat(pg, waker_of(&wakers), fenced.clone(), &tasks);
+        }
         Ok(Switch {
             listeners,
             simulators: endpoints.simulators,
             registry,
             store,
             ops,
+            fenced,
             admin,
             tasks,
             tls,
@@ -240,8 +246,14 @@ impl Switch {
     }
 
     /// The switch's database.
-    pub fn store(&self) -> &Arc<SqliteStore> {
+    pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Cancelled when another node took this node's id over (PostgreSQL:
+    /// it stalled past its lease); the switch must then stop.
+    pub fn fenced(&self) -> CancellationToken {
+        self.fenced.clone()
     }
 
     /// The operator tools (tranlog, store-and-forward queue, keys), unless
@@ -317,8 +329,9 @@ async fn stop((token, tracker): &(CancellationToken, TaskTracker), grace: Durati
 }
 
 /// Queues the reversals a crash left owed and releases the leases it left.
-async fn recover(store: &Arc<SqliteStore>) -> anyhow::Result<()> {
+async fn recover(store: &Store) -> anyhow::Result<()> {
     let r = store
+        .tranlog
         .recover()
         .await
         .context("recovering the tranlog after the last stop")?;
@@ -333,13 +346,14 @@ async fn recover(store: &Arc<SqliteStore>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn start_runtime(plan: &Plan, store: &Arc<SqliteStore>) -> anyhow::Result<Runtime> {
+fn start_runtime(plan: &Plan, store: &Store) -> anyhow::Result<Runtime> {
     let cache_dir = plan.cache_dir.clone();
     Runtime::new(RuntimeOptions {
         cache_dir: Some(cache_dir.clone()),
-        kv: Some(store.clone()),
-        // The store's counters: durable (rebuilt at open), exact under concurrency.
-        counters: Some(store.clone()),
+        kv: Some(store.kv.clone()),
+        // The store's counters: durable, exact under concurrency (across
+        // nodes on PostgreSQL).
+        counters: Some(store.counters.clone()),
         ..RuntimeOptions::default()
     })
     .with_context(|| format!("starting the wasm runtime (cache {})", cache_dir.display()))
@@ -372,7 +386,7 @@ async fn start_endpoints(
     plan: &Plan,
     options: &StartOptions,
     registry: &Arc<Registry>,
-    store: &Arc<SqliteStore>,
+    store: &Store,
     tasks: &Tasks,
     tls: &crate::tls_config::TlsReloader,
 ) -> anyhow::Result<Endpoints> {
@@ -388,7 +402,7 @@ async fn start_endpoints(
             simulators.push((name.clone(), actual));
         }
         let formatter = endpoint_formatter(registry, name, ep)?;
-        let tranlog: Arc<dyn Tranlog> = store.clone();
+        let tranlog: Arc<dyn Tranlog> = store.tranlog.clone();
         let endpoint = Endpoint::new(
             EndpointOptions {
                 name: name.as_str().into(),
@@ -646,7 +660,7 @@ async fn start_listeners(
 /// One forwarder per endpoint, and one for local reversals.
 fn start_forwarders(
     plan: &Plan,
-    store: &Arc<SqliteStore>,
+    store: &Store,
     endpoints: &Endpoints,
     pipelines: &BTreeMap<String, Arc<Pipeline>>,
     wakers: &HashMap<String, Arc<Notify>>,
@@ -660,8 +674,8 @@ fn start_forwarders(
         lease: plan.saf.lease,
         poll: Duration::from_secs(1),
     };
-    let tranlog: Arc<dyn Tranlog> = store.clone();
-    let queue: Arc<dyn SafQueue> = store.clone();
+    let tranlog: Arc<dyn Tranlog> = store.tranlog.clone();
+    let queue: Arc<dyn SafQueue> = store.saf.clone();
     let (token, tracker) = &tasks.forwarding;
     let waker = |name: &str| wakers.get(name).cloned().unwrap_or_default();
     for (name, endpoint) in &endpoints.by_name {
@@ -698,7 +712,7 @@ fn start_forwarders(
 
 /// Retention (hourly purge of rows past `[tranlog] retention_days`) and
 /// the re-encryption of rows under retired keys while traffic runs.
-fn start_background(plan: &Plan, store: &Arc<SqliteStore>, tasks: &Tasks) {
+fn start_background(plan: &Plan, store: &Store, tasks: &Tasks) {
     let (token, tracker) = &tasks.background;
     let retention = plan.tranlog.retention;
     let (s, t) = (store.clone(), token.clone());
@@ -714,7 +728,7 @@ fn start_background(plan: &Plan, store: &Arc<SqliteStore>, tasks: &Tasks) {
     let (s, t) = (store.clone(), token.clone());
     tracker.spawn(async move {
         loop {
-            let pause = match s.reencrypt(REENCRYPT_BATCH).await {
+            let pause = match s.keyring.reencrypt(REENCRYPT_BATCH).await {
                 Ok(0) => Duration::from_secs(5),
                 Ok(n) => {
                     tracing::debug!(rows = n, "re-encrypted under the active data key");
@@ -733,14 +747,52 @@ fn start_background(plan: &Plan, store: &Arc<SqliteStore>, tasks: &Tasks) {
     });
 }
 
-async fn purge(store: &Arc<SqliteStore>, retention: Duration) {
+/// PostgreSQL: this node's heartbeat (every lease / 5), the reload of keys
+/// another node changed, and the takeover of dead nodes (their reversals
+/// queued, the forwarders woken to send them). When another node took this
+/// node's id over, `fenced` is cancelled and the switch stops.
+fn start_heartbeat(
+    store: &Arc<switchyard_store::PgStore>,
+    wake: switchyard_engine::lifecycle::SafWaker,
+    fenced: CancellationToken,
+    tasks: &Tasks,
+) {
+    let (token, tracker) = &tasks.background;
+    let (store, token) = (store.clone(), token.clone());
+    tracker.spawn(async move {
+        let every = store.heartbeat_every();
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            match store.beat().await {
+                Ok(switchyard_store::Beat::Alive(taken)) => {
+                    if taken.iter().any(|(_, r)| r.reversals_queued > 0) {
+                        wake("");
+                    }
+                }
+                Ok(switchyard_store::Beat::Fenced(why)) => {
+                    tracing::error!(node = %store.node(), reason = %why,
+                        "this node's id was taken over: stopping");
+                    fenced.cancel();
+                    return;
+                }
+                Err(e) => tracing::error!(node = %store.node(), error = %e,
+                    "heartbeat failed (the database may be unreachable); retrying"),
+            }
+        }
+    });
+}
+
+async fn purge(store: &Store, retention: Duration) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     let cutoff = now - retention.as_millis() as i64;
     let mut total = 0;
     loop {
-        match store.purge(cutoff, 10_000).await {
+        match store.tranlog.purge(cutoff, 10_000).await {
             Ok(0) => break,
             Ok(n) => total += n,
             Err(e) => {
@@ -757,7 +809,7 @@ async fn purge(store: &Arc<SqliteStore>, retention: Duration) {
 
 /// Velocity counter rows whose window has passed (adds purge some too; this
 /// covers a switch that sees no adds), in bounded batches.
-async fn purge_counters(store: &Arc<SqliteStore>) {
+async fn purge_counters(store: &Store) {
     const BATCH: usize = 1024;
     let mut total = 0;
     for _ in 0..1000 {

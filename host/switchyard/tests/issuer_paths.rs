@@ -250,7 +250,7 @@ fn stop(mut sw: Running) {
 fn plant_coupon(cfg: &Path, pan: &str, value_minor: u64, expires: &str) {
     use switchyard_engine::ports::KvStore;
     let config = switchyard::config::Config::load(cfg).unwrap();
-    let store = switchyard::state::open_store(&config).unwrap();
+    let store = switchyard::state::open_store(&config).unwrap().kv;
     let value = format!("v1 {pan} {value_minor} {expires} open");
     store
         .kv_set(

@@ -161,7 +161,7 @@ impl Target {
         let data_dir = config.data_dir();
         match crate::state::DataDirLock::try_acquire(&data_dir)? {
             Some(lock) => {
-                if !config.db_path().exists() {
+                if config.store.url.is_none() && !config.db_path().exists() {
                     bail!(
                         "{} holds no switch database (switchyard.db): give --config with the switch's config, or --data-dir",
                         data_dir.display()

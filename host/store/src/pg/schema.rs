@@ -1,0 +1,233 @@
+//! The PostgreSQL schema and its migrations: run at every start (and by
+//! `switchyard db migrate`) under an advisory lock, so that nodes starting
+//! together migrate once. Each migration is one transaction.
+//!
+//! - v1: `meta`, `nodes`, `data_keys`, `tranlog`, `saf`, `kv`, `counters`,
+//!   `swaps`.
+
+use tokio_postgres::Client;
+
+use crate::StoreError;
+use crate::error::SqlContext;
+
+/// The version this code writes.
+pub const PG_SCHEMA_VERSION: i32 = 1;
+
+/// The advisory lock key of migrations and node registration ("sy-mig").
+pub(crate) const MIGRATION_LOCK: i64 = 0x7379_2d6d_6967;
+/// The advisory lock key of key creation ("sy-keys").
+pub(crate) const KEYS_LOCK: i64 = 0x7379_2d6b_6579_73;
+
+const V1: &str = "
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE nodes (
+    id            TEXT PRIMARY KEY,
+    ordinal       INTEGER NOT NULL UNIQUE CHECK (ordinal BETWEEN 0 AND 1023),
+    instance      TEXT NOT NULL,
+    state         TEXT NOT NULL,
+    host          TEXT NOT NULL,
+    pid           INTEGER NOT NULL,
+    started_ms    BIGINT NOT NULL,
+    heartbeat_ms  BIGINT NOT NULL,
+    lease_ms      BIGINT NOT NULL,
+    taken_over_by TEXT,
+    taken_over_ms BIGINT
+);
+CREATE TABLE data_keys (
+    id           BIGSERIAL PRIMARY KEY,
+    tenant       TEXT NOT NULL,
+    purpose      TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    created_ms   BIGINT NOT NULL,
+    retired_ms   BIGINT,
+    destroyed_ms BIGINT,
+    kek          TEXT NOT NULL,
+    wrapped      BYTEA
+);
+CREATE UNIQUE INDEX data_keys_active ON data_keys (tenant, purpose) WHERE state = 'active';
+CREATE TABLE tranlog (
+    id              BIGINT PRIMARY KEY,
+    tenant          TEXT NOT NULL,
+    listener        TEXT NOT NULL,
+    node            TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    mti             TEXT NOT NULL,
+    class           TEXT NOT NULL,
+    processing_code TEXT,
+    amount          TEXT,
+    currency        TEXT,
+    stan            TEXT,
+    transmitted     TEXT,
+    rrn             TEXT,
+    terminal        TEXT,
+    merchant        TEXT,
+    acquirer        TEXT,
+    match_key       TEXT,
+    match_hash      BIGINT,
+    pan_token       BYTEA,
+    pan_masked      TEXT,
+    state           TEXT NOT NULL,
+    rc              TEXT,
+    approval        TEXT,
+    endpoint        TEXT,
+    upstream        TEXT,
+    received_ms     BIGINT NOT NULL,
+    total_us        BIGINT,
+    external_us     BIGINT,
+    original_id     BIGINT,
+    reversal_id     BIGINT,
+    completion_id   BIGINT,
+    participants    TEXT,
+    late_rc         TEXT,
+    late_ms         BIGINT,
+    key_id          BIGINT,
+    request         BYTEA,
+    response        BYTEA,
+    trace           TEXT
+);
+CREATE INDEX tranlog_match ON tranlog (match_hash, received_ms) WHERE match_hash IS NOT NULL;
+CREATE INDEX tranlog_stan ON tranlog (stan);
+CREATE INDEX tranlog_received ON tranlog (received_ms);
+CREATE INDEX tranlog_in_flight ON tranlog (node, state) WHERE state IN ('received', 'sent');
+CREATE INDEX tranlog_original ON tranlog (original_id) WHERE original_id IS NOT NULL;
+CREATE INDEX tranlog_key ON tranlog (key_id);
+CREATE TABLE saf (
+    id              BIGSERIAL PRIMARY KEY,
+    tenant          TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    endpoint        TEXT NOT NULL,
+    source          BIGINT NOT NULL,
+    original        BIGINT NOT NULL,
+    reason          TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    created_ms      BIGINT NOT NULL,
+    next_ms         BIGINT NOT NULL,
+    last_attempt_ms BIGINT,
+    last_result     TEXT,
+    escalated       BOOLEAN NOT NULL DEFAULT false,
+    acked_ms        BIGINT,
+    lease_owner     TEXT,
+    lease_until     BIGINT,
+    UNIQUE (original, kind, endpoint)
+);
+CREATE INDEX saf_due ON saf (endpoint, next_ms) WHERE state = 'pending';
+CREATE INDEX saf_source ON saf (source) WHERE state = 'pending';
+CREATE INDEX saf_lease ON saf (lease_owner) WHERE lease_owner IS NOT NULL;
+CREATE TABLE kv (
+    tenant   TEXT NOT NULL,
+    plugin   TEXT NOT NULL,
+    key_hash BYTEA NOT NULL,
+    value    BYTEA NOT NULL,
+    updated  BIGINT NOT NULL,
+    key_id   BIGINT NOT NULL,
+    PRIMARY KEY (tenant, plugin, key_hash)
+);
+CREATE INDEX kv_key ON kv (key_id);
+CREATE TABLE counters (
+    counter  BYTEA NOT NULL,
+    bucket   BIGINT NOT NULL,
+    tenant   TEXT NOT NULL,
+    plugin   TEXT NOT NULL,
+    width_s  BIGINT NOT NULL,
+    window_s BIGINT NOT NULL,
+    expires  BIGINT NOT NULL,
+    total    BIGINT NOT NULL,
+    PRIMARY KEY (counter, bucket)
+);
+CREATE INDEX counters_expires ON counters (expires);
+CREATE TABLE swaps (
+    id       BIGSERIAL PRIMARY KEY,
+    at_ms    BIGINT NOT NULL,
+    plugin   TEXT NOT NULL,
+    action   TEXT NOT NULL,
+    old_hash TEXT NOT NULL,
+    new_hash TEXT NOT NULL,
+    actor    TEXT NOT NULL,
+    node     TEXT NOT NULL
+);
+";
+
+/// The migrations, in order: migration `i` brings the schema to `i + 1`.
+const MIGRATIONS: [&str; PG_SCHEMA_VERSION as usize] = [V1];
+
+/// The schema's version (0: empty database).
+pub(crate) async fn version(client: &Client) -> Result<i32, StoreError> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('sy_schema_version') IS NOT NULL", &[])
+        .await
+        .what("reading the schema version")?
+        .get(0);
+    if !exists {
+        return Ok(0);
+    }
+    let row = client
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM sy_schema_version",
+            &[],
+        )
+        .await
+        .what("reading the schema version")?;
+    Ok(row.get(0))
+}
+
+/// Runs the migrations this database lacks; returns (from, to).
+pub(crate) async fn migrate(client: &mut Client) -> Result<(i32, i32), StoreError> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .what("waiting for the migration lock")?;
+    let result = migrate_locked(client).await;
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await
+        .what("releasing the migration lock");
+    let versions = result?;
+    unlocked?;
+    Ok(versions)
+}
+
+async fn migrate_locked(client: &mut Client) -> Result<(i32, i32), StoreError> {
+    let from = version(client).await?;
+    if from > PG_SCHEMA_VERSION {
+        return Err(StoreError::Migration {
+            from: i64::from(from),
+            reason: format!(
+                "the database was written by a newer version (schema v{from}; this one knows v{PG_SCHEMA_VERSION})"
+            ),
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(from as usize) {
+        let to = i as i32 + 1;
+        let tx = client.transaction().await.what("starting a migration")?;
+        if to == 1 {
+            tx.batch_execute("CREATE TABLE sy_schema_version (version INTEGER NOT NULL)")
+                .await
+                .what("creating the schema version table")?;
+        }
+        tx.batch_execute(sql)
+            .await
+            .map_err(|e| StoreError::Migration {
+                from: i64::from(to - 1),
+                reason: crate::error::pg_detail(&e),
+            })?;
+        tx.execute(
+            "INSERT INTO sy_schema_version (version) VALUES ($1)",
+            &[&to],
+        )
+        .await
+        .what("recording the schema version")?;
+        tx.commit().await.what("committing a migration")?;
+        tracing::info!(from = to - 1, to, "migrated the PostgreSQL schema");
+    }
+    Ok((from, PG_SCHEMA_VERSION))
+}
+
+/// A value of `meta`.
+pub(crate) async fn meta(client: &Client, name: &str) -> Result<Option<String>, StoreError> {
+    Ok(client
+        .query_opt("SELECT value FROM meta WHERE name = $1", &[&name])
+        .await
+        .what("reading the store's metadata")?
+        .map(|r| r.get(0)))
+}
