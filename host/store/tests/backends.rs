@@ -360,6 +360,7 @@ impl Nodes {
             node: node.into(),
             pool_size: 8,
             node_lease: Duration::from_millis(lease_ms),
+            register: true,
         })
     }
 }

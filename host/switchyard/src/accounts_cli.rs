@@ -230,7 +230,7 @@ fn ensure_store(config: &Config, db: &Path) -> anyhow::Result<()> {
     }
     let lock = crate::state::DataDirLock::try_acquire(&config.data_dir())?;
     if lock.is_some() && !db.exists() {
-        drop(crate::state::open_store(config)?);
+        drop(crate::state::open_store_offline(config)?);
     }
     Ok(())
 }

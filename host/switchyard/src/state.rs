@@ -170,9 +170,20 @@ impl Store {
     }
 }
 
-/// Opens the store of `config`: PostgreSQL when `[store] url` is set,
-/// else the SQLite database in its data directory.
+/// Opens the store of `config` for a switch: PostgreSQL when `[store] url`
+/// is set (registering as its node), else the SQLite database in its data
+/// directory.
 pub fn open_store(config: &Config) -> anyhow::Result<Store> {
+    open_store_as(config, true)
+}
+
+/// Opens the store of a stopped switch's `config` for the operator tools:
+/// on PostgreSQL they do not register as the node.
+pub fn open_store_offline(config: &Config) -> anyhow::Result<Store> {
+    open_store_as(config, false)
+}
+
+fn open_store_as(config: &Config, register: bool) -> anyhow::Result<Store> {
     if let Some(url) = &config.store.url {
         let options = PgOptions {
             url: url.clone(),
@@ -180,6 +191,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
             node: config.switch.node_id.clone(),
             pool_size: config.store.pool_size,
             node_lease: std::time::Duration::from_millis(config.store.node_lease_ms),
+            register,
         };
         let store = PgStore::open(options).with_context(|| {
             format!(

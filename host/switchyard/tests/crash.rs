@@ -14,44 +14,16 @@ mod common;
 mod fake_endpoint;
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Child;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use fake_endpoint::{FakeEndpoint, Received, Reply, assert_no_card_data};
-use switchyard::client::{Connection, RequestSpec};
+use fake_endpoint::{FakeEndpoint, Reply, assert_no_card_data};
 
-const PAN: &str = "4761739001010119";
+const PAN: &str = common::TEST_PAN;
 const ORIGINALS: u32 = 150;
 const CONNECTIONS: u32 = 10;
-
-fn dir(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("crash-tests")
-        .join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// The default config: listeners and admin on free ports, endpoint `xxx`
-/// the fake (timeout 1 s), state in `data`.
-fn config(data: &Path, endpoint: std::net::SocketAddr) -> PathBuf {
-    let text = common::free_ports_config("127.0.0.1:0")
-        .replace(
-            "data_dir = \"var\"",
-            &format!("data_dir = {:?}", data.display().to_string()),
-        )
-        .replace(
-            "address = \"127.0.0.1:0\"",
-            &format!("address = \"{endpoint}\""),
-        )
-        .replace("simulator = true", "simulator = false");
-    let path = data.with_extension("toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 /// Starts `run --config`; the address of listener 5002.
 fn start(config: &Path) -> (Child, std::net::SocketAddr, mpsc::Receiver<String>) {
@@ -67,65 +39,6 @@ fn start(config: &Path) -> (Child, std::net::SocketAddr, mpsc::Receiver<String>)
         }
     }
     panic!("no listener 5002");
-}
-
-fn fin(stan: u32) -> RequestSpec {
-    let mut r = RequestSpec::financial("0200", PAN, 1_000 + u64::from(stan), stan);
-    r.fields.push((37, format!("RRN{stan:09}")));
-    r
-}
-
-/// Sends the originals without waiting for their answers; returns how
-/// many were written and the connections (kept open).
-async fn send_originals(addr: std::net::SocketAddr, base: u32) -> (u32, Vec<Connection>) {
-    let mut conns = Vec::new();
-    let mut sent = 0;
-    for c in 0..CONNECTIONS {
-        let mut conn = Connection::connect(addr).await.unwrap();
-        for i in 0..ORIGINALS / CONNECTIONS {
-            let stan = base + c * (ORIGINALS / CONNECTIONS) + i;
-            if conn.send(&fin(stan).build().unwrap()).await.is_ok() {
-                sent += 1;
-            }
-        }
-        conns.push(conn);
-    }
-    (sent, conns)
-}
-
-/// `tranlog search --json` on the stopped switch's data directory: state by STAN.
-fn states(config: &Path) -> BTreeMap<String, String> {
-    let (out, text) = common::switchyard(
-        &[
-            "tranlog",
-            "search",
-            "--limit",
-            "10000",
-            "--json",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(out.status.success(), "tranlog search: {text}");
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    rows.iter()
-        .filter(|r| r["kind"] == "original")
-        .map(|r| {
-            (
-                r["stan"].as_str().unwrap().to_owned(),
-                r["state"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
-
-fn stan(r: &Received) -> String {
-    r.message.get_str(11).unwrap_or("").to_owned()
-}
-
-fn is_reversal(r: &Received) -> bool {
-    r.message.mti().as_str().starts_with("042")
 }
 
 /// One run: load, SIGKILL after `kill_after`, restart (SIGKILL once more
@@ -153,10 +66,10 @@ async fn crash_run(name: &str, base: u32, kill_after: Duration, kill_recovery: O
         }
     }))
     .await;
-    let data = dir(name);
-    let cfg = config(&data, fake.addr);
+    let data = common::test_dir("crash-tests", name);
+    let cfg = common::fake_endpoint_config(&data, fake.addr, &[]);
     let (mut child, addr, _log) = start(&cfg);
-    let (sent, conns) = send_originals(addr, base).await;
+    let (sent, conns) = common::send_originals(&[addr], base, ORIGINALS, CONNECTIONS).await;
     assert!(sent >= 100, "{sent} transactions in flight");
     tokio::time::sleep(kill_after).await;
     child.kill().unwrap(); // SIGKILL
@@ -165,7 +78,7 @@ async fn crash_run(name: &str, base: u32, kill_after: Duration, kill_recovery: O
     let killed_at = Instant::now();
 
     // What the switch had recorded as acknowledged when it died.
-    let acked_before: HashSet<String> = states(&cfg)
+    let acked_before: HashSet<String> = common::states(&cfg)
         .into_iter()
         .filter(|(_, s)| s == "reversed")
         .map(|(s, _)| s)
@@ -177,7 +90,7 @@ async fn crash_run(name: &str, base: u32, kill_after: Duration, kill_recovery: O
         child.kill().unwrap();
         child.wait().unwrap();
     }
-    let acked_before_last: HashSet<String> = states(&cfg)
+    let acked_before_last: HashSet<String> = common::states(&cfg)
         .into_iter()
         .filter(|(_, s)| s == "reversed")
         .map(|(s, _)| s)
@@ -187,16 +100,16 @@ async fn crash_run(name: &str, base: u32, kill_after: Duration, kill_recovery: O
     let originals: HashSet<String> = fake
         .received()
         .iter()
-        .filter(|r| !is_reversal(r))
-        .map(stan)
+        .filter(|r| !common::is_reversal(&r.message))
+        .map(|r| common::stan(&r.message))
         .collect();
     // Until the fake has acknowledged a reversal of every original: odd
     // STANs at the first attempt, even ones at the second.
     let drained = fake
         .wait_for(Duration::from_secs(60), |rs| {
             let mut sends: BTreeMap<String, usize> = BTreeMap::new();
-            for r in rs.iter().filter(|r| is_reversal(r)) {
-                *sends.entry(stan(r)).or_default() += 1;
+            for r in rs.iter().filter(|r| common::is_reversal(&r.message)) {
+                *sends.entry(common::stan(&r.message)).or_default() += 1;
             }
             originals.iter().all(|s| {
                 let needed = if s.ends_with(['0', '2', '4', '6', '8']) {
@@ -210,8 +123,8 @@ async fn crash_run(name: &str, base: u32, kill_after: Duration, kill_recovery: O
         .await;
     // Let the last acknowledgements be recorded, then stop gracefully.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    terminate(&mut child);
-    let end = states(&cfg);
+    common::terminate(&mut child);
+    let end = common::states(&cfg);
     let received = fake.received();
     println!(
         "{name}: killed {kill_after:?} after sending {sent}; endpoint got {} originals; \
@@ -232,8 +145,8 @@ async fn crash_run(name: &str, base: u32, kill_after: Duration, kill_recovery: O
         );
     }
     let mut per_stan: BTreeMap<String, usize> = BTreeMap::new();
-    for r in received.iter().filter(|r| !is_reversal(r)) {
-        *per_stan.entry(stan(r)).or_default() += 1;
+    for r in received.iter().filter(|r| !common::is_reversal(&r.message)) {
+        *per_stan.entry(common::stan(&r.message)).or_default() += 1;
     }
     assert!(
         per_stan.values().all(|n| *n == 1),
@@ -242,7 +155,11 @@ async fn crash_run(name: &str, base: u32, kill_after: Duration, kill_recovery: O
     let after_restart = |since: Instant, acked: &HashSet<String>| {
         received
             .iter()
-            .filter(|r| is_reversal(r) && r.at > since && acked.contains(&stan(r)))
+            .filter(|r| {
+                common::is_reversal(&r.message)
+                    && r.at > since
+                    && acked.contains(&common::stan(&r.message))
+            })
             .count()
     };
     assert_eq!(
@@ -252,24 +169,6 @@ async fn crash_run(name: &str, base: u32, kill_after: Duration, kill_recovery: O
     );
     assert_eq!(after_restart(restarted_at, &acked_before_last), 0, "{name}");
     assert_no_card_data(&data, PAN);
-}
-
-/// SIGTERM (graceful stop) and wait for the exit.
-fn terminate(child: &mut Child) {
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let until = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < until {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "graceful stop: {status}");
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("the switch did not stop within 30 s of SIGTERM");
 }
 
 /// A pseudo-random point in `window` (ms), different on every run.

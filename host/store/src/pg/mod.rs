@@ -25,6 +25,7 @@
 //! - `data_keys`: created under an advisory lock, one active key per tenant
 //!   and purpose (a unique index), wrapped by the KEK every node shares.
 
+mod batch;
 mod kv;
 mod nodes;
 mod saf;
@@ -65,6 +66,9 @@ pub struct PgOptions {
     pub pool_size: usize,
     /// A node whose heartbeat is older than this is dead.
     pub node_lease: Duration,
+    /// Register as the node (a switch); false for operator tools that open
+    /// a stopped node's store (they take no node id, send nothing).
+    pub register: bool,
 }
 
 /// The default pool size.
@@ -91,8 +95,48 @@ pub struct PgStore {
     pub(crate) counters_secret: Secret,
     /// `meta.keys_changed` as this node last saw it.
     pub(crate) keys_seen: Mutex<Option<String>>,
+    batches: Batches,
     closed: AtomicBool,
     me: Weak<PgStore>,
+}
+
+/// The group commits of the tranlog's writes.
+pub(crate) struct Batches {
+    pub(crate) admits: batch::Batcher<tranlog::NewRow, Option<tranlog::Found>>,
+    pub(crate) sends: batch::Batcher<(TxId, String), ()>,
+    pub(crate) finishes: batch::Batcher<tranlog::Outcome, ()>,
+}
+
+/// Batches of at most this many writes.
+const MAX_BATCH: usize = 256;
+
+/// Batches of each kind in flight at once. One: measured on 2 cores with
+/// 64 transactions in flight, 1 lane gave 9.1k authorizations/s, 2 lanes
+/// 7.7k, 4 lanes 5.8k (fewer, larger commits cost PostgreSQL less).
+const LANES: usize = 1;
+
+impl Batches {
+    fn start(handle: &tokio::runtime::Handle, me: &Weak<PgStore>, lanes: usize) -> Batches {
+        macro_rules! batcher {
+            ($run:path) => {{
+                let me = me.clone();
+                batch::Batcher::start(handle, lanes, MAX_BATCH, move |items| {
+                    let me = me.upgrade();
+                    async move {
+                        match me {
+                            Some(me) => $run(&me, items).await,
+                            None => Err(StoreError::Closed),
+                        }
+                    }
+                })
+            }};
+        }
+        Batches {
+            admits: batcher!(tranlog::admit_batch),
+            sends: batcher!(tranlog::sent_batch),
+            finishes: batcher!(tranlog::finish_batch),
+        }
+    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -247,7 +291,7 @@ impl PgStore {
         Ok(Arc::new_cyclic(|me| PgStore {
             pool,
             runtime: Mutex::new(Some(rt)),
-            handle,
+            handle: handle.clone(),
             label,
             node: options.node,
             instance,
@@ -258,6 +302,7 @@ impl PgStore {
             tenants: Mutex::default(),
             counters_secret,
             keys_seen: Mutex::new(keys_seen),
+            batches: Batches::start(&handle, me, LANES),
             closed: AtomicBool::new(false),
             me: me.clone(),
         }))
@@ -328,6 +373,10 @@ impl PgStore {
         Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
     {
         futures::executor::block_on(self.task(f))
+    }
+
+    pub(crate) fn batches(&self) -> &Batches {
+        &self.batches
     }
 
     /// A pooled connection.
@@ -437,7 +486,11 @@ async fn open_async(
             });
         }
     }
-    let ordinal = nodes::register(&mut client, options, instance).await?;
+    let ordinal = if options.register {
+        nodes::register(&mut client, options, instance).await?
+    } else {
+        0
+    };
     // The counters' lookup key (tenant ""), once for the whole database.
     let keyring = Keyring::empty(kek);
     keyring.load(read_keys(&client).await?)?;

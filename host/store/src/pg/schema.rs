@@ -16,7 +16,7 @@ pub const PG_SCHEMA_VERSION: i32 = 1;
 /// The advisory lock key of migrations and node registration ("sy-mig").
 pub(crate) const MIGRATION_LOCK: i64 = 0x7379_2d6d_6967;
 /// The advisory lock key of key creation ("sy-keys").
-pub(crate) const KEYS_LOCK: i64 = 0x7379_2d6b_6579_73;
+pub(crate) const KEYS_LOCK: i64 = 0x0073_792d_6b65_7973;
 
 const V1: &str = "
 CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);

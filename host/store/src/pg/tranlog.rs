@@ -1,9 +1,10 @@
 //! The tranlog on PostgreSQL.
 //!
-//! Admission is one round trip: `BEGIN`, an advisory lock on the match
-//! key's hash, the lookup of the earlier row with that key, the insert and
-//! `COMMIT` go out pipelined. The lock makes the lookup and the insert one
-//! step for every node: of two identical requests on two nodes, the second
+//! Writes go in group commits (see `batch`). An admission batch is one
+//! round trip: `BEGIN`, advisory locks on the match keys' hashes, the
+//! lookup of the earlier rows with those keys, the insert and `COMMIT` go
+//! out pipelined. The lock makes the lookup and the insert one step for
+//! every node: of two identical requests on two nodes, the second
 //! to take the lock sees the first's row (each statement of a read-committed
 //! transaction reads what committed before it). Admission commits with
 //! `synchronous_commit = off` — visible to every node at once, made durable
@@ -16,7 +17,7 @@ use switchyard_engine::iso8583::Message;
 use switchyard_engine::ports::{
     Admitted, Columns, Finished, FollowUp, FollowUpOutcome, LOCAL_ENDPOINT, NewSaf, OriginalRef,
     PortFuture, Received, Recorded, Recovered, SafId, SafKind, Tranlog, TxId, TxKind, TxQuery,
-    TxRecord, Upstream,
+    TxRecord, TxState, Upstream,
 };
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -34,17 +35,6 @@ const RECORD: &str = "id, tenant, listener, node, kind, mti, processing_code, am
     stan, transmitted, rrn, terminal, merchant, acquirer, pan_masked, state, rc, approval,
     endpoint, upstream, received_ms, total_us, external_us, original_id, reversal_id,
     completion_id, participants, late_rc, late_ms, key_id, trace";
-
-const INSERT: &str = "INSERT INTO tranlog (id, tenant, listener, node, kind, mti, class,
-    processing_code, amount, currency, stan, transmitted, rrn, terminal, merchant, acquirer,
-    match_key, match_hash, pan_token, pan_masked, state, received_ms, key_id, request)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-        $20, 'received', $21, $22, $23)";
-
-const MATCH: &str = "SELECT id, kind, state, node, rc, response, received_ms FROM tranlog
-    WHERE match_hash = $1 AND received_ms >= $2 AND tenant = $3 AND match_key = $4
-      AND kind IN ('original', 'reversal', 'completion')
-    ORDER BY id DESC LIMIT 1";
 
 const FINISH: &str = "UPDATE tranlog SET
     state = CASE WHEN state IN ('reversal-queued', 'reversed') THEN state ELSE $2 END,
@@ -104,7 +94,7 @@ fn record(r: &Row) -> Result<TxRecord, StoreError> {
 }
 
 /// A request ready to insert.
-struct Row0 {
+pub(crate) struct NewRow {
     id: TxId,
     tenant: String,
     listener: String,
@@ -117,6 +107,315 @@ struct Row0 {
     received_ms: i64,
     key_id: i64,
     request: Vec<u8>,
+}
+
+/// An outcome ready to write (no reversal with it).
+pub(crate) struct Outcome {
+    id: TxId,
+    state: &'static str,
+    rc: Option<String>,
+    approval: Option<String>,
+    response: Option<Vec<u8>>,
+    endpoint: Option<String>,
+    upstream: &'static str,
+    total_us: i64,
+    external_us: Option<i64>,
+    participants: Option<String>,
+    trace: Option<String>,
+    kind: Option<&'static str>,
+    original: Option<TxId>,
+    key_id: Option<i64>,
+}
+
+/// What the earlier row of a key is, before its response is decrypted.
+pub(crate) struct Found {
+    id: TxId,
+    kind: String,
+    state: String,
+    node: String,
+    rc: Option<String>,
+    response: Option<Vec<u8>>,
+    received_ms: i64,
+}
+
+const INSERT_BATCH: &str = "INSERT INTO tranlog (id, tenant, listener, node, kind, mti, class,
+    processing_code, amount, currency, stan, transmitted, rrn, terminal, merchant, acquirer,
+    match_key, match_hash, pan_token, pan_masked, received_ms, key_id, request, state)
+    SELECT *, 'received' FROM unnest($1::INT8[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[],
+        $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::TEXT[], $12::TEXT[],
+        $13::TEXT[], $14::TEXT[], $15::TEXT[], $16::TEXT[], $17::TEXT[], $18::INT8[],
+        $19::BYTEA[], $20::TEXT[], $21::INT8[], $22::INT8[], $23::BYTEA[])";
+
+const LOCK_BATCH: &str = "SELECT count(pg_advisory_xact_lock(h)) FROM unnest($1::INT8[]) AS h";
+
+const MATCH_BATCH: &str = "SELECT DISTINCT ON (match_hash, tenant, match_key)
+        match_hash, tenant, match_key, id, kind, state, node, rc, response, received_ms
+    FROM tranlog
+    WHERE match_hash = ANY($1::INT8[]) AND received_ms >= $2
+      AND kind IN ('original', 'reversal', 'completion')
+    ORDER BY match_hash, tenant, match_key, id DESC";
+
+const FINISH_BATCH: &str = "UPDATE tranlog t SET
+    state = CASE WHEN t.state IN ('reversal-queued', 'reversed') THEN t.state ELSE v.state END,
+    rc = v.rc, approval = v.approval, response = coalesce(v.response, t.response),
+    endpoint = coalesce(v.endpoint, t.endpoint), upstream = v.upstream, total_us = v.total_us,
+    external_us = v.external_us, participants = v.participants, trace = v.trace,
+    kind = coalesce(v.kind, t.kind), original_id = coalesce(v.original_id, t.original_id),
+    key_id = CASE WHEN v.key_id IS NULL THEN t.key_id
+                  ELSE least(coalesce(t.key_id, v.key_id), v.key_id) END
+    FROM unnest($1::INT8[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BYTEA[], $6::TEXT[],
+        $7::TEXT[], $8::INT8[], $9::INT8[], $10::TEXT[], $11::TEXT[], $12::TEXT[], $13::INT8[],
+        $14::INT8[])
+        AS v(id, state, rc, approval, response, endpoint, upstream, total_us, external_us,
+             participants, trace, kind, original_id, key_id)
+    WHERE t.id = v.id
+    RETURNING t.id";
+
+const SENT_BATCH: &str = "UPDATE tranlog t SET endpoint = v.endpoint,
+        state = CASE WHEN t.state = 'received' THEN 'sent' ELSE t.state END
+    FROM unnest($1::INT8[], $2::TEXT[]) AS v(id, endpoint)
+    WHERE t.id = v.id
+    RETURNING t.id";
+
+/// Admits a batch in one transaction (committed without waiting for the
+/// disk, see the module): the locks of its keys in ascending order (no
+/// deadlock between batches or nodes), the newest earlier row of each key,
+/// the inserts. A row also matches an earlier row of its own batch.
+pub(crate) async fn admit_batch(
+    store: &PgStore,
+    rows: Vec<NewRow>,
+) -> Result<Vec<Result<Option<Found>, StoreError>>, StoreError> {
+    let client = store.client().await?;
+    let prepare = |sql: &'static str| client.prepare_cached(sql);
+    let (insert, lock, matching) = futures::try_join!(
+        prepare(INSERT_BATCH),
+        prepare(LOCK_BATCH),
+        prepare(MATCH_BATCH)
+    )
+    .what("preparing the tranlog's batch statements")?;
+    let mut hashes: Vec<i64> = rows
+        .iter()
+        .filter_map(|r| r.key.as_ref().map(|k| k.1))
+        .collect();
+    hashes.sort_unstable();
+    hashes.dedup();
+    let since = rows.iter().map(|r| r.received_ms).min().unwrap_or(0) - MATCH_WINDOW_MS;
+    let c = |f: fn(&Columns) -> &Option<String>| {
+        rows.iter()
+            .map(|r| f(&r.columns).clone())
+            .collect::<Vec<_>>()
+    };
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let tenants: Vec<&str> = rows.iter().map(|r| r.tenant.as_str()).collect();
+    let listeners: Vec<&str> = rows.iter().map(|r| r.listener.as_str()).collect();
+    let node: Vec<&str> = rows.iter().map(|_| store.node.as_str()).collect();
+    let kinds: Vec<&str> = rows.iter().map(|r| r.kind.name()).collect();
+    let mtis: Vec<&str> = rows.iter().map(|r| r.mti.as_str()).collect();
+    let classes: Vec<&str> = rows.iter().map(|r| r.class.as_str()).collect();
+    let (pc, amount, currency, stan) = (
+        c(|c| &c.processing_code),
+        c(|c| &c.amount),
+        c(|c| &c.currency),
+        c(|c| &c.stan),
+    );
+    let (transmitted, rrn, terminal, merchant, acquirer) = (
+        c(|c| &c.transmitted),
+        c(|c| &c.rrn),
+        c(|c| &c.terminal),
+        c(|c| &c.merchant),
+        c(|c| &c.acquirer),
+    );
+    let keys: Vec<Option<&str>> = rows
+        .iter()
+        .map(|r| r.key.as_ref().map(|k| k.0.as_str()))
+        .collect();
+    let key_hashes: Vec<Option<i64>> = rows.iter().map(|r| r.key.as_ref().map(|k| k.1)).collect();
+    let pan_tokens: Vec<Option<&[u8]>> = rows
+        .iter()
+        .map(|r| r.pan.as_ref().map(|p| p.0.as_slice()))
+        .collect();
+    let pan_masked: Vec<Option<&str>> = rows
+        .iter()
+        .map(|r| r.pan.as_ref().map(|p| p.1.as_str()))
+        .collect();
+    let received: Vec<i64> = rows.iter().map(|r| r.received_ms).collect();
+    let key_ids: Vec<i64> = rows.iter().map(|r| r.key_id).collect();
+    let requests: Vec<&[u8]> = rows.iter().map(|r| r.request.as_slice()).collect();
+    let params: [&(dyn ToSql + Sync); 23] = [
+        &ids,
+        &tenants,
+        &listeners,
+        &node,
+        &kinds,
+        &mtis,
+        &classes,
+        &pc,
+        &amount,
+        &currency,
+        &stan,
+        &transmitted,
+        &rrn,
+        &terminal,
+        &merchant,
+        &acquirer,
+        &keys,
+        &key_hashes,
+        &pan_tokens,
+        &pan_masked,
+        &received,
+        &key_ids,
+        &requests,
+    ];
+    let lock_params: [&(dyn ToSql + Sync); 1] = [&hashes];
+    let match_params: [&(dyn ToSql + Sync); 2] = [&hashes, &since];
+    let (b, l, m, i, end) = futures::join!(
+        client.batch_execute("BEGIN; SET LOCAL synchronous_commit TO OFF"),
+        client.query_one(&lock, &lock_params),
+        client.query(&matching, &match_params),
+        client.execute(&insert, &params),
+        client.batch_execute("COMMIT")
+    );
+    let found = match b.and(l.map(|_| ())).and(i.map(|_| ())).and(end).and(m) {
+        Ok(found) => found,
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(e).what("recording requests in the tranlog");
+        }
+    };
+    drop(client);
+    let mut out = Vec::with_capacity(rows.len());
+    for (n, row) in rows.iter().enumerate() {
+        let Some((key, hash)) = &row.key else {
+            out.push(Ok(None));
+            continue;
+        };
+        let since = row.received_ms - MATCH_WINDOW_MS;
+        // An earlier row of the same batch is newer than any in the table.
+        let in_batch = rows[..n].iter().rev().find(|p| {
+            crate::tranlog::candidate(p.kind)
+                && p.key.as_ref().is_some_and(|k| &k.0 == key)
+                && p.tenant == row.tenant
+                && p.received_ms >= since
+        });
+        if let Some(p) = in_batch {
+            out.push(Ok(Some(Found {
+                id: p.id,
+                kind: p.kind.name().into(),
+                state: TxState::Received.name().into(),
+                node: store.node.clone(),
+                rc: None,
+                response: None,
+                received_ms: p.received_ms,
+            })));
+            continue;
+        }
+        let hit = found.iter().find(|r| {
+            r.get::<_, i64>(0) == *hash
+                && r.get::<_, &str>(1) == row.tenant
+                && r.get::<_, Option<&str>>(2) == Some(key.as_str())
+                && r.get::<_, i64>(9) >= since
+        });
+        out.push(Ok(hit.map(|r| Found {
+            id: r.get(3),
+            kind: r.get(4),
+            state: r.get(5),
+            node: r.get(6),
+            rc: r.get(7),
+            response: r.get(8),
+            received_ms: r.get(9),
+        })));
+    }
+    Ok(out)
+}
+
+/// Writes a batch of outcomes in one statement and one (durable) commit.
+pub(crate) async fn finish_batch(
+    store: &PgStore,
+    items: Vec<Outcome>,
+) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    let client = store.client().await?;
+    let statement = client
+        .prepare_cached(FINISH_BATCH)
+        .await
+        .what("preparing the outcomes' update")?;
+    let ids: Vec<i64> = items.iter().map(|o| o.id).collect();
+    let states: Vec<&str> = items.iter().map(|o| o.state).collect();
+    let rcs: Vec<Option<&str>> = items.iter().map(|o| o.rc.as_deref()).collect();
+    let approvals: Vec<Option<&str>> = items.iter().map(|o| o.approval.as_deref()).collect();
+    let responses: Vec<Option<&[u8]>> = items.iter().map(|o| o.response.as_deref()).collect();
+    let endpoints: Vec<Option<&str>> = items.iter().map(|o| o.endpoint.as_deref()).collect();
+    let upstreams: Vec<&str> = items.iter().map(|o| o.upstream).collect();
+    let totals: Vec<i64> = items.iter().map(|o| o.total_us).collect();
+    let externals: Vec<Option<i64>> = items.iter().map(|o| o.external_us).collect();
+    let participants: Vec<Option<&str>> = items.iter().map(|o| o.participants.as_deref()).collect();
+    let traces: Vec<Option<&str>> = items.iter().map(|o| o.trace.as_deref()).collect();
+    let kinds: Vec<Option<&str>> = items.iter().map(|o| o.kind).collect();
+    let originals: Vec<Option<i64>> = items.iter().map(|o| o.original).collect();
+    let key_ids: Vec<Option<i64>> = items.iter().map(|o| o.key_id).collect();
+    let params: [&(dyn ToSql + Sync); 14] = [
+        &ids,
+        &states,
+        &rcs,
+        &approvals,
+        &responses,
+        &endpoints,
+        &upstreams,
+        &totals,
+        &externals,
+        &participants,
+        &traces,
+        &kinds,
+        &originals,
+        &key_ids,
+    ];
+    let updated: std::collections::HashSet<i64> = client
+        .query(&statement, &params)
+        .await
+        .what("recording transactions' outcomes")?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(ids
+        .iter()
+        .map(|id| {
+            if updated.contains(id) {
+                Ok(())
+            } else {
+                Err(StoreError::Invalid(format!("no tranlog row {id}")))
+            }
+        })
+        .collect())
+}
+
+/// Records a batch of requests about to go upstream (durable).
+pub(crate) async fn sent_batch(
+    store: &PgStore,
+    items: Vec<(TxId, String)>,
+) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    let client = store.client().await?;
+    let statement = client
+        .prepare_cached(SENT_BATCH)
+        .await
+        .what("preparing the sends' update")?;
+    let ids: Vec<i64> = items.iter().map(|i| i.0).collect();
+    let endpoints: Vec<&str> = items.iter().map(|i| i.1.as_str()).collect();
+    let updated: std::collections::HashSet<i64> = client
+        .query(&statement, &[&ids, &endpoints])
+        .await
+        .what("recording requests sent upstream")?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(ids
+        .iter()
+        .map(|id| {
+            if updated.contains(id) {
+                Ok(())
+            } else {
+                Err(StoreError::Invalid(format!("no tranlog row {id}")))
+            }
+        })
+        .collect())
 }
 
 impl PgStore {
@@ -142,7 +441,8 @@ impl PgStore {
         let (key_id, request) =
             self.keyring
                 .seal(&r.tenant, &identity("request", &r.tenant, id), &plain)?;
-        let row = Row0 {
+        let tenant = r.tenant.clone();
+        let row = NewRow {
             id,
             class: codec::class(&r.mti),
             tenant: r.tenant,
@@ -156,9 +456,9 @@ impl PgStore {
             key_id,
             request,
         };
-        let found = self.insert_matching(&row).await?;
+        let found = self.batches().admits.submit(row).await?;
         let matched = match found {
-            Some(found) => Some(self.recorded(&row.tenant, &found).await?),
+            Some(found) => Some(self.recorded(&tenant, found).await?),
             None => None,
         };
         let mut tenants = self.tenants.lock();
@@ -167,100 +467,26 @@ impl PgStore {
             // tenant from the row instead.
             tenants.clear();
         }
-        tenants.insert(id, row.tenant.clone());
+        tenants.insert(id, tenant);
         Ok(Admitted { id, matched })
     }
 
-    /// Inserts `row` and finds the earlier row of its key, in one pipelined
-    /// transaction under the key's lock.
-    async fn insert_matching(&self, row: &Row0) -> Result<Option<Row>, StoreError> {
-        let client = self.client().await?;
-        let insert = client
-            .prepare_cached(INSERT)
-            .await
-            .what("preparing the tranlog insert")?;
-        let c = &row.columns;
-        let key = row.key.as_ref();
-        let node = self.node.as_str();
-        let kind_name = row.kind.name();
-        let key_text = key.map(|k| k.0.as_str());
-        let key_hash = key.map(|k| k.1);
-        let pan_token = row.pan.as_ref().map(|p| p.0.as_slice());
-        let pan_masked = row.pan.as_ref().map(|p| p.1.as_str());
-        let params: [&(dyn ToSql + Sync); 23] = [
-            &row.id,
-            &row.tenant,
-            &row.listener,
-            &node,
-            &kind_name,
-            &row.mti,
-            &row.class,
-            &c.processing_code,
-            &c.amount,
-            &c.currency,
-            &c.stan,
-            &c.transmitted,
-            &c.rrn,
-            &c.terminal,
-            &c.merchant,
-            &c.acquirer,
-            &key_text,
-            &key_hash,
-            &pan_token,
-            &pan_masked,
-            &row.received_ms,
-            &row.key_id,
-            &row.request,
-        ];
-        let begin = client.batch_execute("BEGIN; SET LOCAL synchronous_commit TO OFF");
-        let Some((_, hash)) = key else {
-            let (b, i, end) = futures::join!(
-                begin,
-                client.execute(&insert, &params),
-                client.batch_execute("COMMIT")
-            );
-            return settle(&client, b.and(i).and(end).map(|_| None)).await;
-        };
-        let lock = client
-            .prepare_cached("SELECT pg_advisory_xact_lock($1)")
-            .await
-            .what("preparing the match lock")?;
-        let matching = client
-            .prepare_cached(MATCH)
-            .await
-            .what("preparing the match lookup")?;
-        let since = row.received_ms - MATCH_WINDOW_MS;
-        let lock_params: [&(dyn ToSql + Sync); 1] = [hash];
-        let match_params: [&(dyn ToSql + Sync); 4] = [hash, &since, &row.tenant, &key_text];
-        let (b, l, m, i, end) = futures::join!(
-            begin,
-            client.execute(&lock, &lock_params),
-            client.query_opt(&matching, &match_params),
-            client.execute(&insert, &params),
-            client.batch_execute("COMMIT")
-        );
-        let result = b.and(l.map(|_| ())).and(i.map(|_| ())).and(end).and(m);
-        settle(&client, result).await
-    }
-
-    async fn recorded(&self, tenant: &str, r: &Row) -> Result<Recorded, StoreError> {
-        let id: i64 = r.get(0);
-        let response: Option<Vec<u8>> = r.get(5);
-        let response = match response {
+    async fn recorded(&self, tenant: &str, f: Found) -> Result<Recorded, StoreError> {
+        let response = match f.response {
             Some(blob) => Some(
-                self.open_message(&blob, &identity("response", tenant, id))
+                self.open_message(&blob, &identity("response", tenant, f.id))
                     .await?,
             ),
             None => None,
         };
         Ok(Recorded {
-            id,
-            kind: kind(r.get(1))?,
-            state: state(r.get(2))?,
-            node: r.get(3),
-            rc: r.get(4),
+            id: f.id,
+            kind: kind(&f.kind)?,
+            state: state(&f.state)?,
+            node: f.node,
+            rc: f.rc,
             response,
-            received_ms: r.get(6),
+            received_ms: f.received_ms,
         })
     }
 
@@ -298,78 +524,80 @@ impl PgStore {
             }
             None => (None, None),
         };
-        let participants = join_participants(&f.participants)?;
-        let total = f.total.as_micros() as i64;
-        let external = f.external.map(|d| d.as_micros() as i64);
-        let kind_name = f.kind.map(TxKind::name);
-        let params: [&(dyn ToSql + Sync); 14] = [
-            &id,
-            &f.state.name(),
-            &f.rc,
-            &f.approval,
-            &response,
-            &f.endpoint,
-            &f.upstream.name(),
-            &total,
-            &external,
-            &participants,
-            &f.trace,
-            &kind_name,
-            &f.original,
-            &key_id,
-        ];
+        let outcome = Outcome {
+            id,
+            state: f.state.name(),
+            rc: f.rc,
+            approval: f.approval,
+            response,
+            endpoint: f.endpoint,
+            upstream: f.upstream.name(),
+            total_us: f.total.as_micros() as i64,
+            external_us: f.external.map(|d| d.as_micros() as i64),
+            participants: join_participants(&f.participants)?,
+            trace: f.trace,
+            kind: f.kind.map(TxKind::name),
+            original: f.original,
+            key_id,
+        };
+        let queued = match &f.reversal {
+            None => {
+                self.batches().finishes.submit(outcome).await?;
+                None
+            }
+            Some(reversal) => Some(
+                self.finish_with_reversal(&tenant, outcome, reversal)
+                    .await?,
+            ),
+        };
+        self.tenants.lock().remove(&id);
+        Ok(queued)
+    }
+
+    /// An outcome with the reversal it queues, in one transaction.
+    async fn finish_with_reversal(
+        &self,
+        tenant: &str,
+        o: Outcome,
+        reversal: &NewSaf,
+    ) -> Result<SafId, StoreError> {
         let mut client = self.client().await?;
         let statement = client
             .prepare_cached(FINISH)
             .await
             .what("preparing the outcome's update")?;
-        let queued = match &f.reversal {
-            None => {
-                let n = client
-                    .execute(&statement, &params)
-                    .await
-                    .what("recording a transaction's outcome")?;
-                if n == 0 {
-                    return Err(StoreError::Invalid(format!("no tranlog row {id}")));
-                }
-                None
-            }
-            Some(reversal) => {
-                let tx = client
-                    .transaction()
-                    .await
-                    .what("recording a transaction's outcome")?;
-                let n = tx
-                    .execute(&statement, &params)
-                    .await
-                    .what("recording a transaction's outcome")?;
-                if n == 0 {
-                    return Err(StoreError::Invalid(format!("no tranlog row {id}")));
-                }
-                let saf = queue_once(&tx, &tenant, reversal).await?;
-                tx.commit()
-                    .await
-                    .what("recording a transaction's outcome")?;
-                Some(saf)
-            }
-        };
-        self.tenants.lock().remove(&id);
-        Ok(queued)
-    }
-}
-
-/// Ends a pipelined transaction: on an error, makes sure the connection is
-/// out of the transaction before it goes back to the pool.
-async fn settle<T>(
-    client: &deadpool_postgres::Object,
-    result: Result<T, tokio_postgres::Error>,
-) -> Result<T, StoreError> {
-    match result {
-        Ok(v) => Ok(v),
-        Err(e) => {
-            let _ = client.batch_execute("ROLLBACK").await;
-            Err(e).what("recording a request in the tranlog")
+        let params: [&(dyn ToSql + Sync); 14] = [
+            &o.id,
+            &o.state,
+            &o.rc,
+            &o.approval,
+            &o.response,
+            &o.endpoint,
+            &o.upstream,
+            &o.total_us,
+            &o.external_us,
+            &o.participants,
+            &o.trace,
+            &o.kind,
+            &o.original,
+            &o.key_id,
+        ];
+        let tx = client
+            .transaction()
+            .await
+            .what("recording a transaction's outcome")?;
+        let n = tx
+            .execute(&statement, &params)
+            .await
+            .what("recording a transaction's outcome")?;
+        if n == 0 {
+            return Err(StoreError::Invalid(format!("no tranlog row {}", o.id)));
         }
+        let saf = queue_once(&tx, tenant, reversal).await?;
+        tx.commit()
+            .await
+            .what("recording a transaction's outcome")?;
+        Ok(saf)
     }
 }
 
@@ -675,22 +903,7 @@ impl Tranlog for PgStore {
 
     fn mark_sent(&self, id: TxId, endpoint: &str) -> PortFuture<()> {
         let endpoint = endpoint.to_string();
-        self.task(|me| async move {
-            let client = me.client().await?;
-            let n = client
-                .execute(
-                    "UPDATE tranlog SET endpoint = $2,
-                        state = CASE WHEN state = 'received' THEN 'sent' ELSE state END
-                     WHERE id = $1",
-                    &[&id, &endpoint],
-                )
-                .await
-                .what("recording a request sent upstream")?;
-            if n == 0 {
-                return Err(StoreError::Invalid(format!("no tranlog row {id}")));
-            }
-            Ok(())
-        })
+        self.task(|me| async move { me.batches().sends.submit((id, endpoint)).await })
     }
 
     fn finish(&self, id: TxId, finished: Finished) -> PortFuture<Option<SafId>> {

@@ -167,7 +167,7 @@ impl Target {
                         data_dir.display()
                     );
                 }
-                let store = crate::state::open_store(&config)?;
+                let store = crate::state::open_store_offline(&config)?;
                 Ok(Backend::Direct(crate::state::ops_of(&store), lock))
             }
             None => Ok(Backend::Remote(self.admin.client().with_context(|| {

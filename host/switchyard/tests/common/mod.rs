@@ -129,8 +129,11 @@ pub fn listener_addrs(
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let mut found = vec![None; ports.len()];
     while std::time::Instant::now() < deadline && found.iter().any(Option::is_none) {
-        let Ok(line) = log.recv_timeout(std::time::Duration::from_secs(1)) else {
-            continue;
+        let line = match log.recv_timeout(std::time::Duration::from_secs(1)) {
+            Ok(line) => line,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            // The switch exited: no listener will ever be logged.
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
         lines.push(line.clone());
         if !line.contains("serving") {
@@ -298,4 +301,312 @@ pub fn admin_call(line: &str, method: &str, path: &str, body: &str) -> (u16, Str
     })
     .join()
     .unwrap()
+}
+
+// ── Shared by the kill tests (crash.rs, two_nodes.rs) ──────────────────────
+
+/// The test PAN (never printed: assertions name what leaked, not the value).
+pub const TEST_PAN: &str = "4761739001010119";
+
+/// A fresh directory `CARGO_TARGET_TMPDIR/group/name-PID`.
+pub fn test_dir(group: &str, name: &str) -> std::path::PathBuf {
+    let d = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(group)
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The default config (listeners and admin on free ports) with every
+/// endpoint at `endpoint` (no simulator) and state in `data`, then each
+/// `(from, to)` of `edits` replaced in its text; written beside `data`
+/// (`data.toml`), whose path it returns.
+pub fn fake_endpoint_config(
+    data: &Path,
+    endpoint: std::net::SocketAddr,
+    edits: &[(&str, &str)],
+) -> std::path::PathBuf {
+    let mut text = free_ports_config("127.0.0.1:0")
+        .replace(
+            "data_dir = \"var\"",
+            &format!("data_dir = {:?}", data.display().to_string()),
+        )
+        .replace(
+            "address = \"127.0.0.1:0\"",
+            &format!("address = \"{endpoint}\""),
+        )
+        .replace("simulator = true", "simulator = false");
+    for (from, to) in edits {
+        assert!(text.contains(from), "the config has no {from:?}");
+        text = text.replace(from, to);
+    }
+    let path = data.with_extension("toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A 0200 with the test PAN, STAN `stan`, amount 10.00 + `stan` minor
+/// units and RRN `RRN` + `stan`.
+pub fn fin(stan: u32) -> switchyard::client::RequestSpec {
+    let mut r =
+        switchyard::client::RequestSpec::financial("0200", TEST_PAN, 1_000 + u64::from(stan), stan);
+    r.fields.push((37, format!("RRN{stan:09}")));
+    r
+}
+
+/// Sends `originals` 0200s (STANs from `base`) over `connections`
+/// connections, `originals / connections` each, connection `c` to
+/// `addrs[c % addrs.len()]`, without waiting for their answers; returns
+/// how many were written and the connections (kept open).
+pub async fn send_originals(
+    addrs: &[std::net::SocketAddr],
+    base: u32,
+    originals: u32,
+    connections: u32,
+) -> (u32, Vec<switchyard::client::Connection>) {
+    let per = originals / connections;
+    let mut conns = Vec::new();
+    let mut sent = 0;
+    for c in 0..connections {
+        let addr = addrs[c as usize % addrs.len()];
+        let mut conn = switchyard::client::Connection::connect(addr).await.unwrap();
+        for i in 0..per {
+            if conn
+                .send(&fin(base + c * per + i).build().unwrap())
+                .await
+                .is_ok()
+            {
+                sent += 1;
+            }
+        }
+        conns.push(conn);
+    }
+    (sent, conns)
+}
+
+/// `tranlog search --json --config CONFIG` (at most 10000 rows; on a
+/// stopped switch's data directory): the originals' rows.
+pub fn tranlog_originals(config: &Path) -> Vec<serde_json::Value> {
+    let (out, text) = switchyard(
+        &[
+            "tranlog",
+            "search",
+            "--limit",
+            "10000",
+            "--json",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "tranlog search: {text}");
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    rows.into_iter()
+        .filter(|r| r["kind"] == "original")
+        .collect()
+}
+
+/// [`tranlog_originals`]: state by STAN.
+pub fn states(config: &Path) -> std::collections::BTreeMap<String, String> {
+    tranlog_originals(config)
+        .iter()
+        .map(|r| {
+            (
+                r["stan"].as_str().unwrap().to_owned(),
+                r["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A message's STAN (DE11; empty when it has none).
+pub fn stan(m: &switchyard_iso8583::Message) -> String {
+    m.get_str(11).unwrap_or("").to_owned()
+}
+
+/// Whether a message is a reversal (04x0/04x1: MTI 042x).
+pub fn is_reversal(m: &switchyard_iso8583::Message) -> bool {
+    m.mti().as_str().starts_with("042")
+}
+
+/// SIGTERM (graceful stop) and wait for the exit (status 0; at most 30 s).
+pub fn terminate(child: &mut Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < until {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "graceful stop: {status}");
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("the switch did not stop within 30 s of SIGTERM");
+}
+
+impl RunLog {
+    /// `switchyard run --config config` and the address of its listener
+    /// on `port` (from its log; at most 120 s, else a panic with the log,
+    /// the child killed).
+    pub fn spawn_serving(config: &Path, port: u16) -> (RunLog, std::net::SocketAddr) {
+        let mut run = RunLog::spawn(config);
+        let addr = listener_addrs(&run.log, &mut run.lines, &[port])[0];
+        (run, addr)
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, and wait for it to be gone.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM: [`terminate`]; then the rest of its log (until it ends; at
+    /// most 10 s).
+    pub fn terminate(&mut self) {
+        terminate(&mut self.child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            match self.log.recv_timeout(std::time::Duration::from_millis(200)) {
+                Ok(line) => self.lines.push(line),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+    }
+
+    /// Waits (at most `limit`) for the child to exit on its own: its
+    /// status, its log read to the end; `None` when it still runs.
+    pub fn wait_exit(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            self.drain();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            match self.log.recv_timeout(std::time::Duration::from_millis(200)) {
+                Ok(line) => self.lines.push(line),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        Some(status)
+    }
+}
+
+// ── PostgreSQL (issue 12) ──────────────────────────────────────────────────
+
+/// The server the PostgreSQL tests may create databases on
+/// (`SWITCHYARD_TEST_PG`, e.g. `postgres://postgres@127.0.0.1:PORT/postgres`,
+/// as `scripts/pg-server start` prints). Unset: `None`, after printing
+/// "skipped: SWITCHYARD_TEST_PG not set" — unless
+/// `SWITCHYARD_PG_TESTS=required` (as `scripts/test` sets), when it panics.
+pub fn pg_base_url() -> Option<String> {
+    match std::env::var("SWITCHYARD_TEST_PG") {
+        Ok(url) if !url.trim().is_empty() => Some(url.trim().to_owned()),
+        _ => {
+            if std::env::var("SWITCHYARD_PG_TESTS").as_deref() == Ok("required") {
+                panic!(
+                    "SWITCHYARD_PG_TESTS=required but SWITCHYARD_TEST_PG is not set: \
+                     point it at a PostgreSQL server where tests may CREATE DATABASE \
+                     (scripts/pg-server start DIR prints one's URL)"
+                );
+            }
+            eprintln!("skipped: SWITCHYARD_TEST_PG not set");
+            None
+        }
+    }
+}
+
+/// A new, empty database `sy_<name>_<pid>` on [`pg_base_url`]'s server
+/// (dropped first if it exists; `name` lowercased, anything but letters,
+/// digits and `_` made `_`), made with `psql`: its URL. `None` where
+/// [`pg_base_url`] is.
+pub fn fresh_pg_database(name: &str) -> Option<String> {
+    let base = pg_base_url()?;
+    let clean: String = name
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '_') => c,
+            _ => '_',
+        })
+        .collect();
+    let pid = std::process::id().to_string();
+    // PostgreSQL truncates identifiers to 63 bytes: keep the pid.
+    let room = 63 - "sy__".len() - pid.len();
+    let db = format!("sy_{}_{pid}", &clean[..clean.len().min(room)]);
+    let psql = if Path::new("/usr/bin/psql").exists() {
+        "/usr/bin/psql"
+    } else {
+        "psql"
+    };
+    let out = Command::new(psql)
+        .arg(&base)
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c"])
+        .arg(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+        .arg("-c")
+        .arg(format!("CREATE DATABASE \"{db}\""))
+        .output()
+        .unwrap_or_else(|e| panic!("running {psql}: {e}"));
+    assert!(
+        out.status.success(),
+        "{psql}: creating database {db} on SWITCHYARD_TEST_PG: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(with_database(&base, &db))
+}
+
+/// `url` (`postgres://…/DB[?…]`) naming database `db` instead.
+fn with_database(url: &str, db: &str) -> String {
+    let (main, query) = match url.split_once('?') {
+        Some((m, q)) => (m, Some(q)),
+        None => (url, None),
+    };
+    let authority_at = main.find("://").map_or(0, |i| i + 3);
+    let root = match main[authority_at..].find('/') {
+        Some(i) => &main[..authority_at + i],
+        None => main,
+    };
+    match query {
+        Some(q) => format!("{root}/{db}?{q}"),
+        None => format!("{root}/{db}"),
+    }
+}
+
+/// `pg_dump` of database `url` (plain SQL, `bytea` as hex) into `file`,
+/// for [`fake_endpoint::assert_no_card_data`]-style checks of what rests in
+/// PostgreSQL.
+pub fn pg_dump(url: &str, file: &Path) {
+    let pg_dump = if Path::new("/usr/bin/pg_dump").exists() {
+        "/usr/bin/pg_dump"
+    } else {
+        "pg_dump"
+    };
+    let out = Command::new(pg_dump)
+        .args(["--no-owner", "--no-privileges", "--file"])
+        .arg(file)
+        .arg(url)
+        .output()
+        .unwrap_or_else(|e| panic!("running {pg_dump}: {e}"));
+    assert!(
+        out.status.success(),
+        "{pg_dump}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
