@@ -856,6 +856,13 @@ pub trait SwapHistory: Send + Sync {
     fn record_swap(&self, record: &SwapRecord) -> Result<(), PortError>;
     /// The latest `limit` swaps, newest last.
     fn swaps(&self, limit: usize) -> Result<Vec<SwapRecord>, PortError>;
+    /// Keeps the component whose SHA-256 is `digest`, so that other nodes
+    /// sharing this store can load it when they follow a swap to it. A
+    /// store of one node keeps nothing.
+    fn keep_version(&self, digest: &str, wasm: &[u8]) -> Result<(), PortError> {
+        let _ = (digest, wasm);
+        Ok(())
+    }
 }
 
 impl fmt::Display for TxKind {

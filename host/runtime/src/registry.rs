@@ -118,6 +118,7 @@ impl RegistryBuilder {
         let plugin = self
             .runtime
             .load_shared(name, wasm, options.clone(), shared.clone())?;
+        keep(self.store.as_deref(), name, plugin.digest(), wasm);
         let id = self.slots.len();
         self.slots.push(Slot {
             name: name.into(),
@@ -148,6 +149,17 @@ impl RegistryBuilder {
             swapping: Mutex::new(()),
             history: Mutex::default(),
         })
+    }
+}
+
+/// Keeps a version's component in the store (for the other nodes), logging
+/// a failure: the swap itself goes on.
+fn keep(store: Option<&dyn SwapHistory>, name: &str, digest: &str, wasm: &[u8]) {
+    if let Some(store) = store
+        && let Err(e) = store.keep_version(digest, wasm)
+    {
+        tracing::error!(plugin = name, error = %e,
+            "could not keep the plugin version in the store: other nodes cannot follow it");
     }
 }
 
@@ -218,6 +230,30 @@ impl Registry {
     /// pipelines use it in, instantiates it once, then makes it live for
     /// transactions that start from now on.
     pub fn swap(&self, name: &str, wasm: &[u8], actor: &str) -> Result<SwapOutcome, LoadError> {
+        self.swap_as(name, wasm, actor, true)
+    }
+
+    /// Makes `wasm` live for plugin `name` because another node sharing
+    /// the store swapped (or rolled back) to it: checked and published like
+    /// [`Registry::swap`], recorded in this node's history only (the other
+    /// node recorded it in the store).
+    pub fn follow(&self, name: &str, wasm: &[u8], actor: &str) -> Result<SwapOutcome, LoadError> {
+        self.swap_as(name, wasm, actor, false)
+    }
+
+    /// The live version's full SHA-256 of plugin `name`.
+    pub fn live_digest(&self, name: &str) -> Option<String> {
+        let id = self.slot(name)?;
+        Some(self.current.load().plugins[id].digest().to_string())
+    }
+
+    fn swap_as(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        actor: &str,
+        persist: bool,
+    ) -> Result<SwapOutcome, LoadError> {
         let _one_at_a_time = self.swapping.lock();
         let id = self
             .slot(name)
@@ -232,10 +268,13 @@ impl Registry {
         let old = self.current.load().plugins[id].clone();
         if old.digest() == new.digest() {
             return Ok(SwapOutcome {
-                record: self.record(name, "swap", &old, &old, actor, false),
+                record: self.record(name, "swap", (&old, &old), actor, false, persist),
                 generation: self.current.load().number,
                 changed: false,
             });
+        }
+        if persist {
+            keep(self.store.as_deref(), name, new.digest(), wasm);
         }
         {
             let mut versions = slot.versions.lock();
@@ -246,7 +285,7 @@ impl Registry {
         }
         let generation = self.publish(id, new.clone());
         Ok(SwapOutcome {
-            record: self.record(name, "swap", &old, &new, actor, true),
+            record: self.record(name, "swap", (&old, &new), actor, true, persist),
             generation,
             changed: true,
         })
@@ -269,7 +308,7 @@ impl Registry {
         };
         let generation = self.publish(id, previous.clone());
         Ok(SwapOutcome {
-            record: self.record(name, "rollback", &old, &previous, actor, true),
+            record: self.record(name, "rollback", (&old, &previous), actor, true, true),
             generation,
             changed: true,
         })
@@ -289,10 +328,10 @@ impl Registry {
         &self,
         name: &str,
         action: &str,
-        old: &Plugin,
-        new: &Plugin,
+        (old, new): (&Plugin, &Plugin),
         actor: &str,
         changed: bool,
+        persist: bool,
     ) -> SwapRecord {
         let record = SwapRecord {
             at_ms: SystemTime::now()
@@ -310,7 +349,7 @@ impl Registry {
         };
         tracing::info!(plugin = name, action = %record.action, old = old.version(), new = new.version(),
             actor, "plugin version changed");
-        if let Some(store) = &self.store
+        if let Some(store) = self.store.as_ref().filter(|_| persist)
             && let Err(e) = store.record_swap(&record)
         {
             tracing::error!(plugin = name, error = %e, "could not record the swap in the store");

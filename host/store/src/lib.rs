@@ -1,4 +1,6 @@
-//! Switchyard's storage: the SQLite implementation of the engine's ports.
+//! Switchyard's storage: the engine's ports on the embedded SQLite database
+//! (the default, described here) and on PostgreSQL for several nodes
+//! sharing one database ([`PgStore`], see its module).
 //!
 //! Owns what the switch keeps, in one embedded SQLite database (WAL,
 //! `synchronous = FULL`):
@@ -75,7 +77,7 @@ pub use error::StoreError;
 pub use kv::MAX_VALUE_LEN;
 pub use pg::{
     Beat, DEFAULT_NODE_LEASE, DEFAULT_POOL_SIZE, NodeInfo, PG_SCHEMA_VERSION, PgOptions, PgStore,
-    check_url, describe_url, migrate_url, nodes_of_url,
+    SharedSwap, check_url, describe_url, migrate_url, nodes_of_url,
 };
 pub use secret::Secret;
 pub use store::{DEFAULT_DUPLICATE_FILTER_MIB, SqliteStore, StoreOptions};

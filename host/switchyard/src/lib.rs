@@ -22,6 +22,7 @@ pub mod client;
 pub mod config;
 pub mod db_cli;
 pub mod demo;
+pub mod follow;
 pub mod hexdump;
 pub mod load;
 pub mod operate;

@@ -130,6 +130,13 @@ impl Switch {
         let history: Arc<dyn SwapHistory> = store.history.clone();
         let registry = load_checked_plugins(runtime.clone(), Some(history), &plan).await?;
         let tasks = Tasks::default();
+        if let Some(pg) = store.postgres() {
+            let last = crate::follow::catch_up(pg, &registry)
+                .await
+                .context("catching up with the plugin swaps of the other nodes")?;
+            let (token, tracker) = &tasks.background;
+            crate::follow::start(pg.clone(), registry.clone(), last, token.clone(), tracker);
+        }
         let wakers = forwarder_wakers(&plan);
         let lifecycle = (!options.without_tranlog)
             .then(|| Arc::new(Lifecycle::new(store.tranlog.clone(), waker_of(&wakers))));

@@ -248,7 +248,6 @@ fn stop(mut sw: Running) {
 /// A coupon written straight into the stopped switch's store (the CLI
 /// refuses to issue one that is already expired).
 fn plant_coupon(cfg: &Path, pan: &str, value_minor: u64, expires: &str) {
-    use switchyard_engine::ports::KvStore;
     let config = switchyard::config::Config::load(cfg).unwrap();
     let store = switchyard::state::open_store(&config).unwrap().kv;
     let value = format!("v1 {pan} {value_minor} {expires} open");

@@ -548,7 +548,108 @@ impl CounterStore for PgStore {
     }
 }
 
+/// A swap or rollback as the shared history has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedSwap {
+    /// Its row (increasing).
+    pub id: i64,
+    /// The plugin.
+    pub plugin: String,
+    /// `swap`, `rollback`, `swap (unchanged)`.
+    pub action: String,
+    /// SHA-256 of the version now live.
+    pub new_hash: String,
+    /// Who asked.
+    pub actor: String,
+    /// The node it was made on.
+    pub node: String,
+}
+
+fn shared_swap(r: &tokio_postgres::Row) -> SharedSwap {
+    SharedSwap {
+        id: r.get(0),
+        plugin: r.get(1),
+        action: r.get(2),
+        new_hash: r.get(3),
+        actor: r.get(4),
+        node: r.get(5),
+    }
+}
+
+impl PgStore {
+    /// The latest swap of each plugin, and the highest swap id (a node
+    /// catching up at start).
+    pub fn latest_swaps(&self) -> PortFuture<(i64, Vec<SharedSwap>)> {
+        self.task(|me| async move {
+            let client = me.client().await?;
+            let latest = client
+                .query(
+                    "SELECT DISTINCT ON (plugin) id, plugin, action, new_hash, actor, node
+                     FROM swaps WHERE action NOT LIKE '%(unchanged)'
+                     ORDER BY plugin, id DESC",
+                    &[],
+                )
+                .await
+                .what("reading the latest swaps")?;
+            let max: i64 = client
+                .query_one("SELECT coalesce(max(id), 0) FROM swaps", &[])
+                .await
+                .what("reading the latest swaps")?
+                .get(0);
+            Ok((max, latest.iter().map(shared_swap).collect()))
+        })
+    }
+
+    /// Swaps and rollbacks recorded after swap `after`, oldest first.
+    pub fn swaps_after(&self, after: i64) -> PortFuture<Vec<SharedSwap>> {
+        self.task(move |me| async move {
+            let client = me.client().await?;
+            let rows = client
+                .query(
+                    "SELECT id, plugin, action, new_hash, actor, node FROM swaps
+                     WHERE id > $1 ORDER BY id LIMIT 1000",
+                    &[&after],
+                )
+                .await
+                .what("reading new swaps")?;
+            Ok(rows.iter().map(shared_swap).collect())
+        })
+    }
+
+    /// The component kept under `digest`.
+    pub fn plugin_version(&self, digest: &str) -> PortFuture<Option<Vec<u8>>> {
+        let digest = digest.to_string();
+        self.task(move |me| async move {
+            let client = me.client().await?;
+            Ok(client
+                .query_opt(
+                    "SELECT wasm FROM plugin_versions WHERE digest = $1",
+                    &[&digest],
+                )
+                .await
+                .what("reading a plugin version")?
+                .map(|r| r.get(0)))
+        })
+    }
+}
+
 impl SwapHistory for PgStore {
+    fn keep_version(&self, digest: &str, wasm: &[u8]) -> Result<(), PortError> {
+        let (digest, wasm) = (digest.to_string(), wasm.to_vec());
+        self.blocking(move |me| async move {
+            let client = me.client().await?;
+            client
+                .execute(
+                    "INSERT INTO plugin_versions (digest, wasm, at_ms) VALUES ($1, $2, $3)
+                     ON CONFLICT (digest) DO NOTHING",
+                    &[&digest, &wasm, &now_ms()],
+                )
+                .await
+                .what("keeping a plugin version")?;
+            Ok(())
+        })
+    }
+
     fn record_swap(&self, record: &SwapRecord) -> Result<(), PortError> {
         let r = record.clone();
         self.blocking(move |me| async move {
@@ -579,7 +680,8 @@ impl SwapHistory for PgStore {
             let client = me.client().await?;
             let rows = client
                 .query(
-                    "SELECT at_ms, plugin, action, old_hash, new_hash, actor FROM swaps
+                    "SELECT at_ms, plugin, action, old_hash, new_hash,
+                        actor || ' (' || node || ')' FROM swaps
                      ORDER BY id DESC LIMIT $1",
                     &[&limit],
                 )

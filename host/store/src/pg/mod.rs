@@ -50,6 +50,7 @@ use crate::keyring::{KeyRow, Keyring, Purpose, TENANT_KEYS};
 use crate::secret::Secret;
 use crate::{StoreError, kek, now_ms};
 
+pub use kv::SharedSwap;
 pub use nodes::{Beat, NodeInfo};
 pub use schema::PG_SCHEMA_VERSION;
 

@@ -4,6 +4,8 @@
 //!
 //! - v1: `meta`, `nodes`, `data_keys`, `tranlog`, `saf`, `kv`, `counters`,
 //!   `swaps`.
+//! - v2: `plugin_versions`, the components swapped to (and loaded at
+//!   start), by SHA-256: what the other nodes load when they follow a swap.
 
 use tokio_postgres::Client;
 
@@ -11,7 +13,7 @@ use crate::StoreError;
 use crate::error::SqlContext;
 
 /// The version this code writes.
-pub const PG_SCHEMA_VERSION: i32 = 1;
+pub const PG_SCHEMA_VERSION: i32 = 2;
 
 /// The advisory lock key of migrations and node registration ("sy-mig").
 pub(crate) const MIGRATION_LOCK: i64 = 0x7379_2d6d_6967;
@@ -148,8 +150,17 @@ CREATE TABLE swaps (
 );
 ";
 
+const V2: &str = "
+CREATE TABLE plugin_versions (
+    digest TEXT PRIMARY KEY,
+    wasm   BYTEA NOT NULL,
+    at_ms  BIGINT NOT NULL
+);
+CREATE INDEX swaps_plugin ON swaps (plugin, id);
+";
+
 /// The migrations, in order: migration `i` brings the schema to `i + 1`.
-const MIGRATIONS: [&str; PG_SCHEMA_VERSION as usize] = [V1];
+const MIGRATIONS: [&str; PG_SCHEMA_VERSION as usize] = [V1, V2];
 
 /// The schema's version (0: empty database).
 pub(crate) async fn version(client: &Client) -> Result<i32, StoreError> {
