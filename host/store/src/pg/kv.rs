@@ -680,8 +680,7 @@ impl SwapHistory for PgStore {
             let client = me.client().await?;
             let rows = client
                 .query(
-                    "SELECT at_ms, plugin, action, old_hash, new_hash,
-                        actor || ' (' || node || ')' FROM swaps
+                    "SELECT at_ms, plugin, action, old_hash, new_hash, actor FROM swaps
                      ORDER BY id DESC LIMIT $1",
                     &[&limit],
                 )

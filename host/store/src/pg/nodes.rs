@@ -107,7 +107,7 @@ pub(crate) async fn register(
                     .get(0);
                 let ordinal = ordinal.ok_or_else(|| {
                     StoreError::Invalid(
-                        "1024 node ids are registered: remove some (db nodes)".into(),
+                        "1024 node ids are registered in this database (db nodes lists them): no ordinal is free".into(),
                     )
                 })?;
                 tx.execute(
