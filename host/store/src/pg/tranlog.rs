@@ -368,23 +368,11 @@ pub(crate) async fn finish_batch(
         &originals,
         &key_ids,
     ];
-    let updated: std::collections::HashSet<i64> = client
+    let updated = client
         .query(&statement, &params)
         .await
-        .what("recording transactions' outcomes")?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    Ok(ids
-        .iter()
-        .map(|id| {
-            if updated.contains(id) {
-                Ok(())
-            } else {
-                Err(StoreError::Invalid(format!("no tranlog row {id}")))
-            }
-        })
-        .collect())
+        .what("recording transactions' outcomes")?;
+    Ok(each_updated(&ids, &updated))
 }
 
 /// Records a batch of requests about to go upstream (durable).
@@ -399,15 +387,17 @@ pub(crate) async fn sent_batch(
         .what("preparing the sends' update")?;
     let ids: Vec<i64> = items.iter().map(|i| i.0).collect();
     let endpoints: Vec<&str> = items.iter().map(|i| i.1.as_str()).collect();
-    let updated: std::collections::HashSet<i64> = client
+    let updated = client
         .query(&statement, &[&ids, &endpoints])
         .await
-        .what("recording requests sent upstream")?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    Ok(ids
-        .iter()
+        .what("recording requests sent upstream")?;
+    Ok(each_updated(&ids, &updated))
+}
+
+/// Each row's result of a batch update that returned the ids it updated.
+fn each_updated(ids: &[TxId], returned: &[Row]) -> Vec<Result<(), StoreError>> {
+    let updated: std::collections::HashSet<i64> = returned.iter().map(|r| r.get(0)).collect();
+    ids.iter()
         .map(|id| {
             if updated.contains(id) {
                 Ok(())
@@ -415,7 +405,7 @@ pub(crate) async fn sent_batch(
                 Err(StoreError::Invalid(format!("no tranlog row {id}")))
             }
         })
-        .collect())
+        .collect()
 }
 
 impl PgStore {
