@@ -42,6 +42,24 @@ pub enum CounterError {
 }
 
 /// The width in seconds of the buckets of a `window`-second counter.
+/// A counter's id: the keyed hash of (tenant, plugin, name, key, window),
+/// never the key itself (both backends store only this).
+pub(crate) fn counter_id(
+    secret: &Secret,
+    scope: (&str, &str),
+    name: &str,
+    key: &str,
+    window: u32,
+) -> [u8; 32] {
+    secret.hash(&[
+        scope.0.as_bytes(),
+        scope.1.as_bytes(),
+        name.as_bytes(),
+        key.as_bytes(),
+        &window.to_be_bytes(),
+    ])
+}
+
 pub(crate) fn bucket_width(window: u32) -> u64 {
     u64::from((window / BUCKETS_PER_WINDOW).max(1))
 }
@@ -142,13 +160,7 @@ impl Counters {
     }
 
     fn key(&self, scope: (&str, &str), name: &str, key: &str, window: u32) -> [u8; 32] {
-        self.secret.hash(&[
-            scope.0.as_bytes(),
-            scope.1.as_bytes(),
-            name.as_bytes(),
-            key.as_bytes(),
-            &window.to_be_bytes(),
-        ])
+        counter_id(&self.secret, scope, name, key, window)
     }
 
     fn shard(&self, id: &[u8; 32]) -> &Mutex<Shard> {

@@ -31,7 +31,7 @@ pub(crate) fn identity(tenant: &str, plugin: &str, key_hash: &[u8]) -> Vec<u8> {
     ])
 }
 
-fn too_large(value: &[u8]) -> Result<(), StoreError> {
+pub(crate) fn too_large(value: &[u8]) -> Result<(), StoreError> {
     if value.len() > MAX_VALUE_LEN {
         return Err(StoreError::Invalid(format!(
             "value of {} bytes is over the {MAX_VALUE_LEN}-byte limit",

@@ -26,22 +26,12 @@ use switchyard_engine::ports::{
 use super::PgStore;
 use crate::error::SqlContext;
 use crate::keyring::{Purpose, parse_state};
-use crate::kv::{MAX_VALUE_LEN, identity};
+use crate::kv::{identity, too_large};
 use crate::tranlog::identity as tx_identity;
 use crate::{StoreError, counters, now_ms};
 
 /// How long a retired key stays before it may be destroyed.
 const DESTROY_AFTER_MS: i64 = 60_000;
-
-fn too_large(value: &[u8]) -> Result<(), StoreError> {
-    if value.len() > MAX_VALUE_LEN {
-        return Err(StoreError::Invalid(format!(
-            "value of {} bytes is over the {MAX_VALUE_LEN}-byte limit",
-            value.len()
-        )));
-    }
-    Ok(())
-}
 
 impl PgStore {
     async fn kv_hash(&self, tenant: &str, plugin: &str, key: &str) -> Result<[u8; 32], StoreError> {
@@ -134,24 +124,18 @@ impl PgStore {
         window: u32,
     ) -> Result<i64, StoreError> {
         if window == 0 || window > counters::MAX_WINDOW_SECONDS {
-            return Err(StoreError::Invalid(format!(
-                "window of {window} seconds is outside 1..={}",
-                counters::MAX_WINDOW_SECONDS
-            )));
+            return Err(StoreError::Invalid(
+                counters::CounterError::Window(window).to_string(),
+            ));
         }
-        let counter = self.counters_secret.hash(&[
-            scope.0.as_bytes(),
-            scope.1.as_bytes(),
-            name.as_bytes(),
-            key.as_bytes(),
-            &window.to_be_bytes(),
-        ]);
+        let scoped = (scope.0.as_str(), scope.1.as_str());
+        let counter = counters::counter_id(&self.counters_secret, scoped, &name, &key, window);
         let now = counters::now_s();
         let width = counters::bucket_width(window);
         let bucket = now / width;
+        let expires = counters::expires(bucket, width, u64::from(window)) as i64;
         let (now, width, bucket, window) =
             (now as i64, width as i64, bucket as i64, i64::from(window));
-        let expires = (bucket + 1) * width + window - 1;
         let client = self.client().await?;
         if delta == 0 {
             return Ok(client
