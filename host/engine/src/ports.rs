@@ -650,6 +650,15 @@ pub trait Tranlog: Send + Sync {
     /// an advice or a local reversal is built from.
     fn messages(&self, id: TxId) -> PortFuture<(Message, Option<Message>)>;
 
+    /// As [`Tranlog::messages`], once row `id` is no longer in flight on
+    /// another node sharing the store (a repeat arrived here for it): such
+    /// a store waits, bounded by the node lease, for that node's answer or
+    /// takeover. A store of one node answers at once (a row not in flight
+    /// here is settled).
+    fn settled_messages(&self, id: TxId) -> PortFuture<(Message, Option<Message>)> {
+        self.messages(id)
+    }
+
     /// One row.
     fn get(&self, id: TxId) -> PortFuture<Option<TxRecord>>;
 

@@ -559,3 +559,120 @@ fn several_nodes_share_one_postgres_database() {
     a.close();
     b.close();
 }
+
+#[test]
+fn a_statement_held_by_a_lock_fails_after_the_statement_timeout() {
+    let Some(nodes) = Nodes::new("timeout") else {
+        return;
+    };
+    let a = nodes.open("node-a", 60_000).unwrap();
+    a.kv_set("default", "coupon", "held", b"1").unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    // Another session holds the row (a stalled node, a long manual query).
+    let client = rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&nodes.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute("BEGIN; SELECT 1 FROM kv WHERE plugin = 'coupon' FOR UPDATE")
+            .await
+            .unwrap();
+        client
+    });
+    let e = a
+        .kv_set("default", "coupon", "held", b"2")
+        .expect_err("the write waits for the lock, then times out");
+    assert!(e.to_string().contains("statement timeout"), "{e}");
+    rt.block_on(client.batch_execute("ROLLBACK")).unwrap();
+    a.kv_set("default", "coupon", "held", b"3").unwrap();
+    assert_eq!(
+        a.kv_get("default", "coupon", "held").unwrap().as_deref(),
+        Some(&b"3"[..])
+    );
+    a.close();
+}
+
+#[test]
+fn a_v1_database_is_migrated_to_v2_with_its_data() {
+    let Some(nodes) = Nodes::new("v1") else {
+        return;
+    };
+    let a = nodes.open("node-a", 60_000).unwrap();
+    a.kv_set("default", "loyalty", "points", b"42").unwrap();
+    a.close();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sql = |statements: &'static str| {
+        let url = nodes.url.clone();
+        rt.block_on(async move {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            let conn = tokio::spawn(conn);
+            let rows = client.simple_query(statements).await.unwrap();
+            drop(client);
+            let _ = conn.await;
+            rows.into_iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    // Back to what v1 wrote: no plugin_versions, no swaps_plugin index.
+    sql(
+        "DROP TABLE plugin_versions; DROP INDEX swaps_plugin; UPDATE sy_schema_version SET version = 1",
+    );
+    let b = nodes.open("node-b", 60_000).unwrap();
+    assert_eq!(sql("SELECT max(version) FROM sy_schema_version"), ["2"]);
+    assert_eq!(
+        b.kv_get("default", "loyalty", "points").unwrap().as_deref(),
+        Some(&b"42"[..]),
+        "v1's rows are kept"
+    );
+    b.keep_version("d1", b"\0asm").unwrap();
+    assert_eq!(wait(b.plugin_version("d1")).as_deref(), Some(&b"\0asm"[..]));
+    b.close();
+}
+
+#[test]
+fn a_repeat_on_another_node_waits_for_the_original_in_flight() {
+    let Some(nodes) = Nodes::new("in_flight") else {
+        return;
+    };
+    let a = nodes.open("node-a", 60_000).unwrap();
+    let b = nodes.open("node-b", 60_000).unwrap();
+    let o = wait(a.admit(request("0200", "300001", "T-F")));
+    wait(a.mark_sent(o.id, "xxx"));
+    let r = wait(b.admit(request("0201", "300001", "T-F")));
+    let m = r.matched.expect("matched across nodes");
+    assert_eq!(
+        (m.id, m.state, m.node.as_str()),
+        (o.id, TxState::Sent, "node-a")
+    );
+    let (_, response) = std::thread::scope(|sc| {
+        sc.spawn(|| {
+            std::thread::sleep(Duration::from_millis(300));
+            wait(a.finish(o.id, answered("00", Some("xxx"))));
+        });
+        // Waits for node A's answer instead of answering 91.
+        wait(b.settled_messages(m.id))
+    });
+    let response = response.expect("node A's response");
+    assert_eq!(response.get(39).map(|v| v.to_vec()), Some(b"00".to_vec()));
+    // A settled row is read at once; so is one of this node.
+    assert!(wait(b.settled_messages(m.id)).1.is_some());
+    let own = wait(b.admit(request("0200", "300002", "T-F")));
+    wait(b.mark_sent(own.id, "xxx"));
+    assert!(wait(b.settled_messages(own.id)).1.is_none());
+    a.close();
+    b.close();
+}

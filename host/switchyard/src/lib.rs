@@ -26,6 +26,7 @@ pub mod follow;
 pub mod hexdump;
 pub mod load;
 pub mod operate;
+pub mod owed;
 pub mod plan;
 pub mod plugin_cli;
 pub mod plugin_settings;

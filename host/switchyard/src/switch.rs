@@ -138,8 +138,13 @@ impl Switch {
             crate::follow::start(pg.clone(), registry.clone(), last, token.clone(), tracker);
         }
         let wakers = forwarder_wakers(&plan);
-        let lifecycle = (!options.without_tranlog)
-            .then(|| Arc::new(Lifecycle::new(store.tranlog.clone(), waker_of(&wakers))));
+        let lifecycle = (!options.without_tranlog).then(|| {
+            let owed =
+                crate::owed::hook(store.tranlog.clone(), waker_of(&wakers), &tasks.background);
+            Arc::new(
+                Lifecycle::new(store.tranlog.clone(), waker_of(&wakers)).with_owed_reversals(owed),
+            )
+        });
         let tls = crate::tls_config::TlsReloader::load(&plan, options.ephemeral_ports)?;
         let endpoints = start_endpoints(&plan, &options, &registry, &store, &tasks, &tls).await?;
         let query = |endpoint: &str| {

@@ -58,6 +58,12 @@ pub enum Admission {
 /// was queued for it.
 pub type SafWaker = Arc<dyn Fn(&str) + Send + Sync>;
 
+/// Takes over the outcome of a transaction the store failed to record
+/// after its request went upstream: the host records it (the reversal
+/// queued with it) once the store works again. Without one, the row is
+/// left `sent` for the next start's recovery (or another node's takeover).
+pub type OwedReversal = Arc<dyn Fn(TxId, Finished) + Send + Sync>;
+
 /// The answer a repeat waits for while its original is in flight.
 type Waiters = Vec<oneshot::Sender<Option<Message>>>;
 
@@ -65,6 +71,7 @@ type Waiters = Vec<oneshot::Sender<Option<Message>>>;
 pub struct Lifecycle {
     tranlog: Arc<dyn Tranlog>,
     wake: SafWaker,
+    owed: Option<OwedReversal>,
     /// Transactions in flight here, with the repeats waiting for them.
     in_flight: Mutex<HashMap<TxId, Waiters>>,
 }
@@ -92,7 +99,17 @@ impl Lifecycle {
         Lifecycle {
             tranlog,
             wake,
+            owed: None,
             in_flight: Mutex::default(),
+        }
+    }
+
+    /// The same life cycle, handing the outcomes it could not record after
+    /// an upstream send to `owed` (see [`OwedReversal`]).
+    pub fn with_owed_reversals(self, owed: OwedReversal) -> Lifecycle {
+        Lifecycle {
+            owed: Some(owed),
+            ..self
         }
     }
 
@@ -218,7 +235,8 @@ impl Lifecycle {
         let response = match (waiting, earlier.response) {
             (_, Some(recorded)) => Some(recorded),
             (Some(rx), None) => rx.await.ok().flatten(),
-            (None, None) => match self.tranlog.messages(earlier.id).await {
+            // Not in flight here: settled, or in flight on another node.
+            (None, None) => match self.tranlog.settled_messages(earlier.id).await {
                 Ok((_, response)) => response,
                 Err(e) => return self.refuse(ctx, "reading the earlier answer", e),
             },
@@ -377,9 +395,55 @@ impl Lifecycle {
                 let mut response = Message::default();
                 complete_response(&ctx.request, rc::SYSTEM_ERROR, &mut response);
                 ctx.response = response;
+                self.owe_reversal(ctx, id);
                 self.settle(id, None);
             }
         }
+    }
+
+    /// After a failed outcome write: a request that may have reached its
+    /// endpoint (answered or not) is answered 96 here, so whatever the
+    /// endpoint did must be reversed. The outcome — 96, reversal queued —
+    /// goes to the [`OwedReversal`] hook to be recorded once the store
+    /// works again.
+    fn owe_reversal(&self, ctx: &Context, id: TxId) {
+        let Some(leg) = ctx
+            .upstream
+            .as_ref()
+            .filter(|l| !matches!(l.result, Upstream::Local | Upstream::NotSent))
+        else {
+            return;
+        };
+        let Some(owed) = &self.owed else {
+            tracing::error!(tenant = %ctx.tenant(), listener = ctx.listener(), id, endpoint = %leg.endpoint,
+                "the request went upstream and its outcome is unrecorded: its reversal is queued at the next start");
+            return;
+        };
+        tracing::warn!(tenant = %ctx.tenant(), listener = ctx.listener(), id, endpoint = %leg.endpoint,
+            "the request went upstream and was answered 96: its reversal is recorded once the store works again");
+        let repeat_as_original = kind_of(ctx.request.mti()) == TxKind::Repeat;
+        let finished = Finished {
+            state: TxState::ReversalQueued,
+            kind: repeat_as_original.then_some(TxKind::Original),
+            rc: Some(rc::SYSTEM_ERROR.to_owned()),
+            approval: None,
+            response: ctx.respond.then(|| ctx.response.clone()),
+            endpoint: Some(leg.endpoint.to_string()),
+            upstream: leg.result,
+            total: ctx.profiler.elapsed(),
+            external: ctx.external,
+            participants: Vec::new(),
+            original: None,
+            reversal: Some(NewSaf {
+                kind: SafKind::Reversal,
+                endpoint: leg.endpoint.to_string(),
+                source: id,
+                original: id,
+                reason: TIMEOUT_REVERSAL_REASON.into(),
+            }),
+            trace: None,
+        };
+        owed(id, finished);
     }
 
     /// The transaction `id` is answered: wake the repeats waiting for it.

@@ -31,6 +31,8 @@ struct Fake {
     rows: StdMutex<Vec<Row>>,
     safs: StdMutex<Vec<NewSaf>>,
     fail: StdMutex<bool>,
+    /// How many outcome writes fail from now on.
+    failing_finishes: StdMutex<u32>,
 }
 
 fn ready<T: Send + 'static>(v: Result<T, PortError>) -> PortFuture<T> {
@@ -77,6 +79,13 @@ impl Tranlog for Fake {
         ready(Ok(()))
     }
     fn finish(&self, id: TxId, f: Finished) -> PortFuture<Option<SafId>> {
+        {
+            let mut failing = self.failing_finishes.lock().unwrap();
+            if *failing > 0 {
+                *failing -= 1;
+                return ready(Err(PortError::Database("connection lost".into())));
+            }
+        }
         let mut rows = self.rows.lock().unwrap();
         let row = &mut rows[id as usize];
         row.state = f.state;
@@ -342,4 +351,63 @@ fn a_store_failure_is_answered_96_and_nothing_runs() {
         Admission::Respond(r) => assert_eq!(r.get_str(39), Some("96")),
         Admission::Run => panic!("must not run unrecorded"),
     }
+}
+
+/// Runs one original through `s` that went upstream with `result` and
+/// whose outcome write fails; returns the response written.
+fn unrecorded_outcome(s: &Setup, stan: &str, result: Upstream) -> Message {
+    let mut c = ctx(request("0200", stan));
+    assert!(matches!(
+        block_on(s.lifecycle.admit(&mut c)),
+        Admission::Run
+    ));
+    if result != Upstream::Local {
+        block_on(s.lifecycle.before_upstream(c.tranlog_id, "xxx")).unwrap();
+        c.upstream = Some(UpstreamLeg {
+            endpoint: "xxx".into(),
+            result,
+        });
+    }
+    c.set_result_code(rc::APPROVED);
+    let d = block_on(s.pipeline.run(&mut c));
+    c.respond = true;
+    *s.fake.failing_finishes.lock().unwrap() = 1;
+    block_on(s.lifecycle.finish(&mut c, &d, &s.pipeline));
+    std::mem::take(&mut c.response)
+}
+
+#[test]
+fn an_unrecorded_outcome_after_an_upstream_send_is_answered_96_and_its_reversal_owed() {
+    let owed: Arc<StdMutex<Vec<(TxId, Finished)>>> = Arc::default();
+    let mut s = setup();
+    let o = owed.clone();
+    s.lifecycle = Arc::new(
+        Lifecycle::new(s.fake.clone(), Arc::new(|_: &str| {}))
+            .with_owed_reversals(Arc::new(move |id, f| o.lock().unwrap().push((id, f)))),
+    );
+    // The endpoint approved, the outcome did not record: the acquirer is
+    // told 96, so the approval must be reversed.
+    let r = unrecorded_outcome(&s, "000011", Upstream::Answered);
+    assert_eq!(r.get_str(39), Some("96"));
+    // Authorized locally: nothing upstream to reverse.
+    unrecorded_outcome(&s, "000012", Upstream::Local);
+    let owed = std::mem::take(&mut *owed.lock().unwrap());
+    assert_eq!(owed.len(), 1, "only the transaction that went upstream");
+    let (id, f) = owed.into_iter().next().unwrap();
+    assert_eq!(id, 0);
+    assert_eq!(f.state, TxState::ReversalQueued);
+    assert_eq!(f.rc.as_deref(), Some("96"));
+    assert_eq!(f.response.as_ref().and_then(|m| m.get_str(39)), Some("96"));
+    let saf = f.reversal.clone().expect("a reversal");
+    assert_eq!(
+        (saf.kind, saf.endpoint.as_str(), saf.source),
+        (SafKind::Reversal, "xxx", 0)
+    );
+    // Recorded later (the store works again): the row and its reversal.
+    block_on(s.fake.finish(id, f)).unwrap();
+    assert_eq!(
+        s.fake.rows.lock().unwrap()[0].state,
+        TxState::ReversalQueued
+    );
+    assert_eq!(s.fake.safs.lock().unwrap().len(), 1);
 }

@@ -198,6 +198,34 @@ fn run_blocking<T: Send + 'static>(
     result
 }
 
+/// A statement that runs longer fails (the transaction is answered 96)
+/// instead of holding a connection: a lock wait behind a stalled node, a
+/// runaway query. Unless the url's `options` set `statement_timeout`.
+pub const STATEMENT_TIMEOUT: &str = "5s";
+
+/// Bounds how long a connection can hang on a database or network that
+/// stopped answering: TCP keepalives on idle connections (a dead peer is
+/// found in about 25 s), a TCP user timeout on unacknowledged writes
+/// (10 s), and [`STATEMENT_TIMEOUT`] on every statement.
+fn guard_connections(config: &mut tokio_postgres::Config) {
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(10))
+        .keepalives_interval(Duration::from_secs(5))
+        .keepalives_retries(3)
+        .tcp_user_timeout(Duration::from_secs(10));
+    let options = config.get_options().unwrap_or("").to_string();
+    if !options.contains("statement_timeout") {
+        let timeout = format!("-c statement_timeout={STATEMENT_TIMEOUT}");
+        let options = if options.is_empty() {
+            timeout
+        } else {
+            format!("{options} {timeout}")
+        };
+        config.options(options);
+    }
+}
+
 fn pool_of(url: &str, size: usize, label: &str) -> Result<Pool, StoreError> {
     let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
         StoreError::Invalid(format!(
@@ -209,6 +237,7 @@ fn pool_of(url: &str, size: usize, label: &str) -> Result<Pool, StoreError> {
         config.application_name("switchyard");
     }
     config.connect_timeout(Duration::from_secs(10));
+    guard_connections(&mut config);
     let manager = Manager::from_config(
         config,
         NoTls,

@@ -184,6 +184,23 @@ pub(crate) async fn version(client: &Client) -> Result<i32, StoreError> {
 
 /// Runs the migrations this database lacks; returns (from, to).
 pub(crate) async fn migrate(client: &mut Client) -> Result<(i32, i32), StoreError> {
+    // Waiting for another node's migration, and a migration's index
+    // builds, may take longer than the statement timeout of the pool.
+    client
+        .batch_execute("SET statement_timeout = 0")
+        .await
+        .what("lifting the statement timeout for the migrations")?;
+    let result = migrate_unbounded(client).await;
+    let reset = client
+        .batch_execute("RESET statement_timeout")
+        .await
+        .what("restoring the statement timeout after the migrations");
+    let versions = result?;
+    reset?;
+    Ok(versions)
+}
+
+async fn migrate_unbounded(client: &mut Client) -> Result<(i32, i32), StoreError> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await

@@ -12,6 +12,8 @@
 //! outcome: PostgreSQL's WAL is flushed in order) — as on SQLite, where the
 //! row is staged until then.
 
+use std::time::Duration;
+
 use deadpool_postgres::GenericClient;
 use switchyard_engine::iso8583::Message;
 use switchyard_engine::ports::{
@@ -886,6 +888,59 @@ async fn follow_up<C: GenericClient>(
     Ok(outcome)
 }
 
+/// The request and response row `id` keeps, decrypted.
+async fn read_messages(me: &PgStore, id: TxId) -> Result<(Message, Option<Message>), StoreError> {
+    let client = me.client().await?;
+    let r = client
+        .query_opt(
+            "SELECT tenant, request, response FROM tranlog WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .what("reading a transaction's messages")?
+        .ok_or_else(|| StoreError::Invalid(format!("no tranlog row {id}")))?;
+    let tenant: String = r.get(0);
+    let request: Option<Vec<u8>> = r.get(1);
+    let response: Option<Vec<u8>> = r.get(2);
+    let request =
+        request.ok_or_else(|| StoreError::Corrupt(format!("tranlog row {id} has no request")))?;
+    let request = me
+        .open_message(&request, &identity("request", &tenant, id))
+        .await?;
+    let response = match response {
+        Some(b) => Some(
+            me.open_message(&b, &identity("response", &tenant, id))
+                .await?,
+        ),
+        None => None,
+    };
+    Ok((request, response))
+}
+
+/// Waits while row `id` is in flight (received or sent) on another node:
+/// until that node records its outcome, or its lease lapses and a takeover
+/// settles it, at most two leases. Polls with a backoff of 10 to 100 ms.
+async fn settle(me: &PgStore, id: TxId) -> Result<(), StoreError> {
+    let deadline = tokio::time::Instant::now() + me.lease * 2;
+    let mut wait = Duration::from_millis(10);
+    loop {
+        let row = me
+            .client()
+            .await?
+            .query_opt("SELECT state, node FROM tranlog WHERE id = $1", &[&id])
+            .await
+            .what("reading a tranlog row's state")?;
+        let Some(row) = row else { return Ok(()) };
+        let (state, node): (String, String) = (row.get(0), row.get(1));
+        let in_flight = state == TxState::Received.name() || state == TxState::Sent.name();
+        if !in_flight || node == me.node || tokio::time::Instant::now() >= deadline {
+            return Ok(());
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_millis(100));
+    }
+}
+
 impl Tranlog for PgStore {
     fn admit(&self, request: Received) -> PortFuture<Admitted> {
         self.task(|me| async move { me.admit_async(request).await })
@@ -938,32 +993,13 @@ impl Tranlog for PgStore {
     }
 
     fn messages(&self, id: TxId) -> PortFuture<(Message, Option<Message>)> {
+        self.task(|me| async move { read_messages(&me, id).await })
+    }
+
+    fn settled_messages(&self, id: TxId) -> PortFuture<(Message, Option<Message>)> {
         self.task(|me| async move {
-            let client = me.client().await?;
-            let r = client
-                .query_opt(
-                    "SELECT tenant, request, response FROM tranlog WHERE id = $1",
-                    &[&id],
-                )
-                .await
-                .what("reading a transaction's messages")?
-                .ok_or_else(|| StoreError::Invalid(format!("no tranlog row {id}")))?;
-            let tenant: String = r.get(0);
-            let request: Option<Vec<u8>> = r.get(1);
-            let response: Option<Vec<u8>> = r.get(2);
-            let request = request
-                .ok_or_else(|| StoreError::Corrupt(format!("tranlog row {id} has no request")))?;
-            let request = me
-                .open_message(&request, &identity("request", &tenant, id))
-                .await?;
-            let response = match response {
-                Some(b) => Some(
-                    me.open_message(&b, &identity("response", &tenant, id))
-                        .await?,
-                ),
-                None => None,
-            };
-            Ok((request, response))
+            settle(&me, id).await?;
+            read_messages(&me, id).await
         })
     }
 
