@@ -361,6 +361,7 @@ impl Nodes {
             pool_size: 8,
             node_lease: Duration::from_millis(lease_ms),
             register: true,
+            ca_file: None,
         })
     }
 }
@@ -675,4 +676,76 @@ fn a_repeat_on_another_node_waits_for_the_original_in_flight() {
     assert!(wait(b.settled_messages(own.id)).1.is_none());
     a.close();
     b.close();
+}
+
+/// The test server's CA (`scripts/pg-server` makes it with openssl), or
+/// `None` (skipped).
+fn test_ca() -> Option<std::path::PathBuf> {
+    match std::env::var("SWITCHYARD_TEST_PG_CA") {
+        Ok(path) if !path.is_empty() => Some(path.into()),
+        _ => {
+            eprintln!("skipped: SWITCHYARD_TEST_PG_CA not set (no openssl for the test server)");
+            None
+        }
+    }
+}
+
+#[test]
+fn tls_to_postgres_checks_the_servers_certificate() {
+    let Some(nodes) = Nodes::new("tls") else {
+        return;
+    };
+    let Some(ca) = test_ca() else {
+        return;
+    };
+    let options = |url: String, ca_file: Option<std::path::PathBuf>| PgOptions {
+        url,
+        kek_path: nodes.dir.path().join("keys").join("kek.key"),
+        node: "node-t".into(),
+        pool_size: 2,
+        node_lease: Duration::from_millis(60_000),
+        register: true,
+        ca_file,
+    };
+    let require = format!("{}?sslmode=require", nodes.url);
+    // sslmode=require without a CA file is refused before connecting.
+    let e = PgStore::open(options(require.clone(), None)).expect_err("refused");
+    assert!(e.to_string().contains("needs store.ca_file"), "{e}");
+    // Another CA: the server's certificate does not verify.
+    let other = nodes.dir.path().join("other-ca.crt");
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    std::fs::write(&other, cert.cert.pem()).unwrap();
+    let e = PgStore::open(options(require.clone(), Some(other))).expect_err("unknown CA");
+    assert!(
+        format!("{e:#}").to_lowercase().contains("certificate"),
+        "{e:#}"
+    );
+    // The right CA: TLS, seen by the server.
+    let store = PgStore::open(options(require, Some(ca))).unwrap();
+    store.kv_set("default", "coupon", "over-tls", b"1").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let encrypted: i64 = rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&nodes.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let conn = tokio::spawn(conn);
+        let n = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+                 WHERE a.datname = current_database() AND a.application_name = 'switchyard'
+                   AND s.ssl",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        drop(client);
+        let _ = conn.await;
+        n
+    });
+    assert!(encrypted >= 1, "the store's connections use TLS");
+    store.close();
 }

@@ -130,6 +130,12 @@ pub struct StoreSection {
     /// taken over by another node (its in-flight transactions reversed).
     #[serde(default = "default_node_lease_ms")]
     pub node_lease_ms: u64,
+    /// PostgreSQL over TLS: the PEM certificates of the CA that signed the
+    /// server's certificate (relative paths are under the config file's
+    /// directory). Set, every connection uses TLS and checks the server's
+    /// certificate against the url's host; `sslmode=require` needs it.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for StoreSection {
@@ -139,6 +145,7 @@ impl Default for StoreSection {
             url: None,
             pool_size: default_pool_size(),
             node_lease_ms: default_node_lease_ms(),
+            ca_file: None,
         }
     }
 }
@@ -1336,7 +1343,7 @@ impl Config {
         }
     }
 
-    /// `[store] url`, `pool_size`, `node_lease_ms`.
+    /// `[store] url`, `ca_file`, `pool_size`, `node_lease_ms`.
     fn validate_store_url(&self, problems: &mut Vec<String>) {
         let s = &self.store;
         if let Some(url) = &s.url {
@@ -1349,6 +1356,17 @@ impl Config {
                 problems.push(format!("store.url: {shown}: {e}"));
             }
         }
+        if let Some(ca) = &s.ca_file {
+            let path = self.resolve(ca);
+            if s.url.is_none() {
+                problems.push(format!(
+                    "store.ca_file: {}: set without store.url (TLS is for PostgreSQL)",
+                    ca.display()
+                ));
+            } else if !path.is_file() {
+                problems.push(format!("store.ca_file: {}: no such file", path.display()));
+            }
+        }
         if !(1..=256).contains(&s.pool_size) {
             problems.push(format!("store.pool_size: {} must be 1..=256", s.pool_size));
         }
@@ -1358,6 +1376,12 @@ impl Config {
                 s.node_lease_ms
             ));
         }
+    }
+
+    /// The PostgreSQL server's CA file (`[store] ca_file`, under the config
+    /// file's directory when relative).
+    pub fn ca_path(&self) -> Option<PathBuf> {
+        self.store.ca_file.as_deref().map(|p| self.resolve(p))
     }
 
     /// The key-encryption key's file (`[store] kek_file`, under `data_dir`
@@ -1474,6 +1498,28 @@ mod tests {
             err.contains("log.slow_ms: 3600001 is more than 3600000 (one hour)"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_store_ca_file_needs_a_url_and_an_existing_file() {
+        let parse = |store: &str| {
+            let text = DEFAULT_CONFIG.replacen("[store]\n", &format!("[store]\n{store}\n"), 1);
+            Config::parse(&text, "t", Path::new("/nonexistent")).map(|c| c.ca_path())
+        };
+        let err = parse("ca_file = \"pg-ca.crt\"").unwrap_err().to_string();
+        assert!(
+            err.contains("store.ca_file: pg-ca.crt: set without store.url"),
+            "{err}"
+        );
+        let url = "url = \"postgres://sy@127.0.0.1:5432/sy?sslmode=require\"";
+        let err = parse(&format!("{url}\nca_file = \"pg-ca.crt\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("store.ca_file: /nonexistent/pg-ca.crt: no such file"),
+            "{err}"
+        );
+        assert_eq!(parse(url).unwrap(), None);
     }
 
     #[test]

@@ -34,11 +34,12 @@ pub enum DbCommand {
     },
 }
 
-fn url_of(config: Option<&PathBuf>) -> anyhow::Result<String> {
+fn url_of(config: Option<&PathBuf>) -> anyhow::Result<(String, Option<PathBuf>)> {
     let config =
         Config::load_or_default(config.map(PathBuf::as_path)).map_err(|e| anyhow!("{e}"))?;
+    let ca_file = config.ca_path();
     match config.store.url {
-        Some(url) => Ok(url),
+        Some(url) => Ok((url, ca_file)),
         None => bail!(
             "the config has no [store] url: the embedded SQLite database migrates itself at start"
         ),
@@ -49,9 +50,9 @@ fn url_of(config: Option<&PathBuf>) -> anyhow::Result<String> {
 pub fn run(command: DbCommand) -> anyhow::Result<ExitCode> {
     match command {
         DbCommand::Migrate { config } => {
-            let url = url_of(config.as_ref())?;
+            let (url, ca_file) = url_of(config.as_ref())?;
             let shown = switchyard_store::describe_url(&url);
-            let (from, to) = switchyard_store::migrate_url(&url)
+            let (from, to) = switchyard_store::migrate_url(&url, ca_file.as_deref())
                 .with_context(|| format!("migrating {shown}"))?;
             if from == to {
                 println!("{shown}: schema v{to}, nothing to migrate");
@@ -61,9 +62,9 @@ pub fn run(command: DbCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DbCommand::Nodes { config, json } => {
-            let url = url_of(config.as_ref())?;
+            let (url, ca_file) = url_of(config.as_ref())?;
             let shown = switchyard_store::describe_url(&url);
-            let nodes = switchyard_store::nodes_of_url(&url)
+            let nodes = switchyard_store::nodes_of_url(&url, ca_file.as_deref())
                 .with_context(|| format!("listing the nodes of {shown}"))?;
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

@@ -192,6 +192,7 @@ fn open_store_as(config: &Config, register: bool) -> anyhow::Result<Store> {
             pool_size: config.store.pool_size,
             node_lease: std::time::Duration::from_millis(config.store.node_lease_ms),
             register,
+            ca_file: config.ca_path(),
         };
         let store = PgStore::open(options).with_context(|| {
             format!(

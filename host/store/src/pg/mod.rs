@@ -34,15 +34,18 @@ mod tranlog;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use parking_lot::Mutex;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject as _;
 use switchyard_engine::ports::{PortError, PortFuture, TxId};
 use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::SqlContext;
 use crate::ids::IdGen;
@@ -70,6 +73,11 @@ pub struct PgOptions {
     /// Register as the node (a switch); false for operator tools that open
     /// a stopped node's store (they take no node id, send nothing).
     pub register: bool,
+    /// The PEM certificates of the CA(s) the server's certificate must
+    /// chain to: connections use TLS (rustls, the server's name or IP
+    /// checked against the url's host). None: plain TCP, and
+    /// `sslmode=require` is refused.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The default pool size.
@@ -226,7 +234,50 @@ fn guard_connections(config: &mut tokio_postgres::Config) {
     }
 }
 
-fn pool_of(url: &str, size: usize, label: &str) -> Result<Pool, StoreError> {
+/// The TLS connector of `config`'s connections, if any: with a CA file,
+/// TLS is required (a `prefer` url does not fall back to plain TCP);
+/// without one, `sslmode=require` is refused and the rest is plain TCP.
+fn tls_of(
+    config: &mut tokio_postgres::Config,
+    ca_file: Option<&Path>,
+    label: &str,
+) -> Result<Option<MakeRustlsConnect>, StoreError> {
+    use tokio_postgres::config::SslMode;
+    let mode = config.get_ssl_mode();
+    let Some(ca_file) = ca_file.filter(|_| mode != SslMode::Disable) else {
+        if mode == SslMode::Require {
+            return Err(StoreError::Invalid(format!(
+                "store.url {label}: sslmode=require needs store.ca_file, the PEM certificates of the CA that signed the server's certificate"
+            )));
+        }
+        return Ok(None);
+    };
+    config.ssl_mode(SslMode::Require);
+    let bad = |e: &dyn std::fmt::Display| {
+        StoreError::Invalid(format!("store.ca_file {}: {e}", ca_file.display()))
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca_file).map_err(|e| bad(&e))? {
+        roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(bad(&"no certificate in the file"));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(&e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Some(MakeRustlsConnect::new(tls)))
+}
+
+fn pool_of(
+    url: &str,
+    size: usize,
+    label: &str,
+    ca_file: Option<&Path>,
+) -> Result<Pool, StoreError> {
     let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
         StoreError::Invalid(format!(
             "store.url {label}: {}",
@@ -238,13 +289,13 @@ fn pool_of(url: &str, size: usize, label: &str) -> Result<Pool, StoreError> {
     }
     config.connect_timeout(Duration::from_secs(10));
     guard_connections(&mut config);
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match tls_of(&mut config, ca_file, label)? {
+        Some(tls) => Manager::from_config(config, tls, manager_config),
+        None => Manager::from_config(config, NoTls, manager_config),
+    };
     Pool::builder(manager)
         .max_size(size.max(1))
         .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -256,22 +307,20 @@ fn pool_of(url: &str, size: usize, label: &str) -> Result<Pool, StoreError> {
 
 /// Runs the migrations of the database at `url` (`switchyard db
 /// migrate`); returns (from, to) versions.
-pub fn migrate_url(url: &str) -> Result<(i32, i32), StoreError> {
+pub fn migrate_url(url: &str, ca_file: Option<&Path>) -> Result<(i32, i32), StoreError> {
     let label = describe_url(url);
-    let url = url.to_string();
+    let pool = pool_of(url, 1, &label, ca_file)?;
     run_blocking(async move {
-        let pool = pool_of(&url, 1, &label)?;
         let mut client = pool.get().await.what(&format!("connecting to {label}"))?;
         schema::migrate(&mut client).await
     })
 }
 
 /// The nodes of the database at `url` (`switchyard db nodes`).
-pub fn nodes_of_url(url: &str) -> Result<Vec<NodeInfo>, StoreError> {
+pub fn nodes_of_url(url: &str, ca_file: Option<&Path>) -> Result<Vec<NodeInfo>, StoreError> {
     let label = describe_url(url);
-    let url = url.to_string();
+    let pool = pool_of(url, 1, &label, ca_file)?;
     run_blocking(async move {
-        let pool = pool_of(&url, 1, &label)?;
         let client = pool.get().await.what(&format!("connecting to {label}"))?;
         nodes::list(&client).await
     })
@@ -291,7 +340,12 @@ impl PgStore {
         }
         let rt = runtime()?;
         let handle = rt.handle().clone();
-        let pool = pool_of(&options.url, options.pool_size, &label)?;
+        let pool = pool_of(
+            &options.url,
+            options.pool_size,
+            &label,
+            options.ca_file.as_deref(),
+        )?;
         let instance = hex::encode(crate::secret::random_nonce());
         let opened = {
             let (pool, label, options, instance) = (
