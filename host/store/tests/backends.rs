@@ -297,6 +297,45 @@ fn the_life_cycle_on_sqlite() {
     life_cycle(&*store, "T-SQLITE");
 }
 
+/// A plain session of its own on the test server (what another client or
+/// an operator's psql would do), on a runtime that keeps its connection
+/// running between statements.
+struct Session {
+    rt: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+}
+
+impl Session {
+    fn new(url: &str) -> Session {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .expect("connecting to the test server");
+            tokio::spawn(conn);
+            client
+        });
+        Session { rt, client }
+    }
+
+    /// Runs `statements`; the first column of each row they return.
+    fn sql(&self, statements: &str) -> Vec<String> {
+        self.rt
+            .block_on(self.client.simple_query(statements))
+            .unwrap()
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// A fresh database on the test server, or `None` (skipped).
 fn fresh_database(name: &str) -> Option<String> {
     let base = match std::env::var("SWITCHYARD_TEST_PG") {
@@ -311,26 +350,9 @@ fn fresh_database(name: &str) -> Option<String> {
         }
     };
     let db = format!("sy_store_{name}_{}", std::process::id());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
-            .await
-            .expect("connecting to SWITCHYARD_TEST_PG");
-        let conn = tokio::spawn(conn);
-        client
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .await
-            .unwrap();
-        client
-            .batch_execute(&format!("CREATE DATABASE {db}"))
-            .await
-            .unwrap();
-        drop(client);
-        let _ = conn.await;
-    });
+    let session = Session::new(&base);
+    session.sql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+    session.sql(&format!("CREATE DATABASE {db}"));
     let (head, _) = base.rsplit_once('/').expect("a URL with a database");
     Some(format!("{head}/{db}"))
 }
@@ -568,28 +590,14 @@ fn a_statement_held_by_a_lock_fails_after_the_statement_timeout() {
     };
     let a = nodes.open("node-a", 60_000).unwrap();
     a.kv_set("default", "coupon", "held", b"1").unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
     // Another session holds the row (a stalled node, a long manual query).
-    let client = rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(&nodes.url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        client
-            .batch_execute("BEGIN; SELECT 1 FROM kv WHERE plugin = 'coupon' FOR UPDATE")
-            .await
-            .unwrap();
-        client
-    });
+    let other = Session::new(&nodes.url);
+    other.sql("BEGIN; SELECT 1 FROM kv WHERE plugin = 'coupon' FOR UPDATE");
     let e = a
         .kv_set("default", "coupon", "held", b"2")
         .expect_err("the write waits for the lock, then times out");
     assert!(e.to_string().contains("statement timeout"), "{e}");
-    rt.block_on(client.batch_execute("ROLLBACK")).unwrap();
+    other.sql("ROLLBACK");
     a.kv_set("default", "coupon", "held", b"3").unwrap();
     assert_eq!(
         a.kv_get("default", "coupon", "held").unwrap().as_deref(),
@@ -606,31 +614,11 @@ fn a_v1_database_is_migrated_to_v2_with_its_data() {
     let a = nodes.open("node-a", 60_000).unwrap();
     a.kv_set("default", "loyalty", "points", b"42").unwrap();
     a.close();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let sql = |statements: &'static str| {
-        let url = nodes.url.clone();
-        rt.block_on(async move {
-            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            let conn = tokio::spawn(conn);
-            let rows = client.simple_query(statements).await.unwrap();
-            drop(client);
-            let _ = conn.await;
-            rows.into_iter()
-                .filter_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-        })
-    };
+    let session = Session::new(&nodes.url);
+    let sql = |statements: &str| session.sql(statements);
     // Back to what v1 wrote: no plugin_versions, no swaps_plugin index.
     sql(
-        "DROP TABLE plugin_versions; DROP INDEX swaps_plugin; UPDATE sy_schema_version SET version = 1",
+        "DROP TABLE plugin_versions; DROP INDEX swaps_plugin; DELETE FROM sy_schema_version WHERE version > 1",
     );
     let b = nodes.open("node-b", 60_000).unwrap();
     assert_eq!(sql("SELECT max(version) FROM sy_schema_version"), ["2"]);
@@ -723,29 +711,13 @@ fn tls_to_postgres_checks_the_servers_certificate() {
     // The right CA: TLS, seen by the server.
     let store = PgStore::open(options(require, Some(ca))).unwrap();
     store.kv_set("default", "coupon", "over-tls", b"1").unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let encrypted: i64 = rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(&nodes.url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        let conn = tokio::spawn(conn);
-        let n = client
-            .query_one(
-                "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
-                 WHERE a.datname = current_database() AND a.application_name = 'switchyard'
-                   AND s.ssl",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        drop(client);
-        let _ = conn.await;
-        n
-    });
+    let encrypted: i64 = Session::new(&nodes.url).sql(
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+         WHERE a.datname = current_database() AND a.application_name = 'switchyard'
+           AND s.ssl",
+    )[0]
+    .parse()
+    .unwrap();
     assert!(encrypted >= 1, "the store's connections use TLS");
     store.close();
 }
