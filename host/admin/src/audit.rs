@@ -2,14 +2,22 @@
 //!
 //! Every row names who (`actor`, `actor_kind`), what (`event`), when
 //! (`at_ms`), whether it succeeded (`outcome`), from where (`origin`) and
-//! on what (`resource`, `tenant`). Rows are appended under `BEGIN
-//! IMMEDIATE` (the switch and the CLI may append at once) and chained by
-//! HMAC-SHA256 under `<data_dir>/keys/audit.key` (32 random bytes, 0600,
-//! made when missing); see [`switchyard_store::audit`] for the encoding.
+//! on what (`resource`, `tenant`). Rows are appended through the store's
+//! operator port ([`switchyard_store::operator::AuditDb`]: serialized by
+//! SQLite's write lock, or on PostgreSQL by an advisory lock, so that the
+//! nodes sharing a database append to one chain) and chained by
+//! HMAC-SHA256 under the audit key: `<data_dir>/keys/audit.key` (32
+//! random bytes, 0600, made when missing; the database records its
+//! fingerprint and refuses a replaced file), or on PostgreSQL a key the
+//! database keeps wrapped by the key-encryption key every node shares (so
+//! that every node extends and verifies one chain, and someone who can
+//! only read the database cannot forge it); see [`switchyard_store::audit`]
+//! for the encoding.
 //!
 //! The head (seq, hash) is checkpointed twice: in the database's `meta`
 //! row `audit_head` (same transaction) and in `<data_dir>/keys/audit.head`
-//! (after the commit). [`Audit::verify`] detects:
+//! (after the commit; on several nodes each file holds the newest row its
+//! node appended, a lower bound of the head). [`Audit::verify`] detects:
 //! - a changed row (its HMAC no longer matches), a deleted or inserted
 //!   row in the middle (a seq gap, or a broken `prev_hash` link), rows
 //!   moved between seqs (the seq is under the HMAC);
@@ -36,10 +44,9 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::routing::get;
-use parking_lot::Mutex;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 use switchyard_store::audit::{self as table, AuditRecord, ListFilter, NewRow};
+use switchyard_store::operator::{AuditDb, OperatorDb};
 
 use crate::api::{ApiError, need};
 use crate::{AppState, Permission, Principal, RouteSpec};
@@ -184,7 +191,7 @@ pub struct AuditFilter {
 
 /// The audit trail over the store's table.
 pub struct Audit {
-    conn: Mutex<Connection>,
+    db: Arc<dyn AuditDb>,
     key: [u8; 32],
     head_file: PathBuf,
     alerts: Vec<AlertRule>,
@@ -199,30 +206,61 @@ impl std::fmt::Debug for Audit {
     }
 }
 
-/// Opens a connection on the store's file for the operator plane's rare
-/// writes: WAL, a 5 s busy timeout, the operator tables present.
-pub(crate) fn open_conn(db_path: &Path) -> anyhow::Result<Connection> {
-    let conn = Connection::open(db_path)
-        .with_context(|| format!("opening the database {}", db_path.display()))?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.execute_batch(table::SCHEMA)
-        .context("creating the audit trail's table")?;
-    conn.execute_batch(switchyard_store::outbox::SCHEMA)
-        .context("creating the webhooks' outbox")?;
-    Ok(conn)
+/// The operator key `name` (`admin`, `audit`) of `store`: the one the
+/// database keeps for every node (PostgreSQL), else `local` (the key file
+/// at `path`), whose fingerprint the database records so that a replaced
+/// key file is refused.
+pub(crate) fn operator_key(
+    store: &OperatorDb,
+    name: &str,
+    path: &Path,
+    local: [u8; 32],
+) -> anyhow::Result<[u8; 32]> {
+    if let Some(shared) = store
+        .audit
+        .shared_key(name, &local)
+        .with_context(|| format!("reading the shared {name} key in {}", store.label))?
+    {
+        return Ok(shared);
+    }
+    let mine = switchyard_store::operator::key_fingerprint(&local);
+    let recorded = store
+        .audit
+        .claim_key_fingerprint(name, &mine)
+        .with_context(|| format!("recording the {name} key's fingerprint"))?;
+    anyhow::ensure!(
+        recorded == mine,
+        "{}: holds {name} key {mine}, but {} recorded {name} key {recorded}: restore the key file \
+         the database was used with",
+        path.display(),
+        store.label
+    );
+    Ok(local)
 }
 
 impl Audit {
-    /// Opens the trail in the store's database `db_path`, with the audit
-    /// key in `keys_dir` (made when missing, unless rows exist: then the
-    /// key was lost and nothing could be verified) and `alerts`.
-    pub fn open(db_path: &Path, keys_dir: &Path, alerts: Vec<AlertRule>) -> anyhow::Result<Audit> {
-        let conn = open_conn(db_path)?;
-        let rows = table::count(&conn).context("counting the audit rows")?;
-        let key = load_or_create_key(&keys_dir.join(KEY_FILE), rows)?;
+    /// Opens the trail in `store`'s tables, with the audit key in
+    /// `keys_dir` (made when missing, unless rows exist: then the key was
+    /// lost, or belongs on this node, and nothing could be verified) and
+    /// `alerts`.
+    pub fn open(
+        store: &OperatorDb,
+        keys_dir: &Path,
+        alerts: Vec<AlertRule>,
+    ) -> anyhow::Result<Audit> {
+        let db = store.audit.clone();
+        let path = keys_dir.join(KEY_FILE);
+        let key = if store.shared {
+            // Every node's appends chain under the database's key.
+            let mut candidate = [0u8; 32];
+            getrandom::getrandom(&mut candidate).map_err(|e| anyhow::anyhow!("random key: {e}"))?;
+            operator_key(store, "audit", &path, candidate)?
+        } else {
+            let rows = db.count().context("counting the audit rows")?;
+            operator_key(store, "audit", &path, load_or_create_key(&path, rows)?)?
+        };
         Ok(Audit {
-            conn: Mutex::new(conn),
+            db,
             key,
             head_file: keys_dir.join(HEAD_FILE),
             alerts,
@@ -234,11 +272,7 @@ impl Audit {
     pub fn record(&self, event: &AuditEvent<'_>) -> anyhow::Result<()> {
         let origin = event.origin.map(|o| o.to_string());
         let appended = {
-            let mut conn = self.conn.lock();
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .context("starting an audit append")?;
-            let kind = actor_kind(&tx, event.actor);
+            let kind = self.db.actor_kind(event.actor).unwrap_or("unknown");
             let row = NewRow {
                 at_ms: now_ms(),
                 actor: event.actor,
@@ -250,17 +284,14 @@ impl Audit {
                 tenant: event.tenant,
                 detail: event.detail,
             };
-            let rec = table::append(&tx, &self.key, &row).context("appending an audit row")?;
-            if self.alerts.iter().any(|a| a.matches(event)) {
-                let data = serde_json::to_string(&AuditRow::from(rec.clone()))?;
-                let tenant = event
+            let alert = self.alerts.iter().any(|a| a.matches(event)).then(|| {
+                event
                     .tenant
-                    .unwrap_or(switchyard_store::outbox::SWITCH_TENANT);
-                switchyard_store::outbox::insert_event(&tx, tenant, "audit.alert", &data)
-                    .context("writing an audit alert")?;
-            }
-            tx.commit().context("committing an audit append")?;
-            rec
+                    .unwrap_or(switchyard_store::outbox::SWITCH_TENANT)
+            });
+            self.db
+                .append(&self.key, &row, alert)
+                .context("appending an audit row")?
         };
         tracing::info!(
             seq = appended.seq,
@@ -286,14 +317,16 @@ impl Audit {
             to_ms: filter.to_ms,
             limit: filter.limit.unwrap_or(100).min(MAX_LIST),
         };
-        let rows = table::list(&self.conn.lock(), &f).context("reading the audit trail")?;
+        let rows = self.db.list(&f).context("reading the audit trail")?;
         Ok(rows.into_iter().map(AuditRow::from).collect())
     }
 
     /// Walks the whole chain and checks both checkpoints.
     pub fn verify(&self) -> anyhow::Result<VerifyReport> {
         let outside = read_head(&self.head_file)?;
-        table::verify(&self.conn.lock(), &self.key, outside).context("verifying the audit trail")
+        self.db
+            .verify(&self.key, outside)
+            .context("verifying the audit trail")
     }
 
     fn write_head(&self, seq: i64, hash: &str) -> anyhow::Result<()> {
@@ -304,29 +337,6 @@ impl Audit {
         write_private(&tmp, format!("{seq} {hash}\n").as_bytes())?;
         std::fs::rename(&tmp, &self.head_file)
             .with_context(|| format!("renaming {}", tmp.display()))
-    }
-}
-
-/// `user`, `api_client`, `system` or `unknown` (e.g. a name tried at a
-/// failed login that is no account).
-fn actor_kind(conn: &Connection, actor: &str) -> &'static str {
-    if actor == "system" {
-        return "system";
-    }
-    let found: Option<String> = conn
-        .query_row(
-            "SELECT 'user' FROM users WHERE name = ?1
-             UNION ALL SELECT 'api_client' FROM api_clients WHERE name = ?1 LIMIT 1",
-            [actor],
-            |r| r.get(0),
-        )
-        .optional()
-        .ok()
-        .flatten();
-    match found.as_deref() {
-        Some("user") => "user",
-        Some("api_client") => "api_client",
-        _ => "unknown",
     }
 }
 

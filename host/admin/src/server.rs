@@ -41,8 +41,6 @@ pub struct AdminPlan {
     pub bind: SocketAddr,
     /// The switch's data directory (keys, the self-signed certificate).
     pub data_dir: PathBuf,
-    /// The store's SQLite file (users, sessions, audit, outbox).
-    pub db_path: PathBuf,
     /// The CLI's bearer token (API client `cli`, role `admin`).
     pub token_path: PathBuf,
     /// The configured certificate and key; `None`: self-signed.
@@ -77,6 +75,9 @@ pub struct Parts {
     pub tls_reload: crate::state::TlsReload,
     /// The switch's metrics.
     pub metrics: Arc<switchyard_metrics::Metrics>,
+    /// Users, sessions, audit and webhooks: the node's SQLite file, or the
+    /// PostgreSQL database the nodes share.
+    pub db: switchyard_store::operator::OperatorDb,
 }
 
 /// The operator plane of a running switch.
@@ -192,6 +193,17 @@ impl Drop for Admin {
     }
 }
 
+/// The API client of this node's CLI token: `cli`, or `cli@<node id>`
+/// when several nodes share the database (each node has a token file of
+/// its own, and one would replace another's).
+pub fn cli_client_name(db: &switchyard_store::operator::OperatorDb, node: &str) -> String {
+    if db.shared {
+        format!("cli@{node}")
+    } else {
+        "cli".to_owned()
+    }
+}
+
 /// Opens what the state holds beyond the switch's parts.
 fn state_of(
     plan: &AdminPlan,
@@ -202,15 +214,16 @@ fn state_of(
     let token = crate::token::load_or_create(&plan.token_path)
         .with_context(|| format!("admin.token_file ({})", plan.token_path.display()))?;
     let keys = plan.data_dir.join("keys");
-    let accounts = crate::accounts::Accounts::open(&plan.db_path, &keys, plan.policy.clone())
+    let accounts = crate::accounts::Accounts::open(&parts.db, &keys, plan.policy.clone())
         .context("opening the operator accounts")?;
     accounts
-        .ensure_cli_client("cli", &token)
+        .ensure_cli_client(&cli_client_name(&parts.db, &plan.node), &token)
         .context("registering the CLI's API client")?;
-    let audit = crate::audit::Audit::open(&plan.db_path, &keys, plan.alerts.clone())
+    let audit = crate::audit::Audit::open(&parts.db, &keys, plan.alerts.clone())
         .context("opening the audit trail")?;
     let webhooks = crate::webhooks::Webhooks::start(
-        &plan.db_path,
+        &parts.db,
+        &keys,
         plan.webhooks.clone(),
         shutdown.clone(),
         tracker,

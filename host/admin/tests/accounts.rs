@@ -4,6 +4,8 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use switchyard_store::operator::OperatorDb;
+
 use switchyard_admin::accounts::{
     Accounts, AccountsError, Gate, HashCost, Login, Policy, Rule, SessionEnd, TotpLogin, password,
     sessions, totp,
@@ -24,13 +26,8 @@ fn policy() -> Policy {
 
 fn open(dir: &tempfile::TempDir, policy: Policy) -> Accounts {
     let db = dir.path().join("switchyard.db");
-    let accounts = Accounts::open(&db, &dir.path().join("keys"), policy).expect("open");
-    // The outbox is the store's table (schema v6); a bare file lacks it.
-    accounts.with_conn(|c| {
-        c.execute_batch(switchyard_store::outbox::SCHEMA)
-            .expect("outbox table")
-    });
-    accounts
+    let store = OperatorDb::sqlite(&db).expect("the operator tables");
+    Accounts::open(&store, &dir.path().join("keys"), policy).expect("open")
 }
 
 fn setup() -> (tempfile::TempDir, Accounts) {
@@ -167,7 +164,7 @@ fn a_reset_forces_a_change_and_ends_sessions() {
 
 #[test]
 fn ten_failures_lock_for_thirty_minutes_and_emit_an_event() {
-    let (_dir, a) = setup();
+    let (dir, a) = setup();
     for i in 1..=10 {
         let r = a
             .login("alice", "wrong password 1", ORIGIN, T0 + i)
@@ -185,7 +182,8 @@ fn ten_failures_lock_for_thirty_minutes_and_emit_an_event() {
         a.login("alice", GOOD, ORIGIN, T0 + 20 * MIN).unwrap(),
         Login::Locked(T0 + 10 + 30 * MIN)
     );
-    let events: Vec<(String, String, String)> = a.with_conn(|c| {
+    let events: Vec<(String, String, String)> = {
+        let c = rusqlite::Connection::open(dir.path().join("switchyard.db")).unwrap();
         let mut s = c
             .prepare("SELECT tenant, event_type, payload FROM webhook_events")
             .unwrap();
@@ -193,7 +191,7 @@ fn ten_failures_lock_for_thirty_minutes_and_emit_an_event() {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap()
-    });
+    };
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].0, "default");
     assert_eq!(events[0].1, "user.locked_out");

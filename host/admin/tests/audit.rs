@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 use switchyard_admin::audit::{AlertRule, Audit, AuditEvent, AuditFilter, Outcome};
+use switchyard_store::operator::OperatorDb;
 use switchyard_store::{SqliteStore, StoreOptions};
 
 struct Trail {
@@ -31,7 +32,7 @@ fn trail(n: usize, alerts: Vec<AlertRule>) -> Trail {
     })
     .unwrap();
     drop(store);
-    let audit = Audit::open(&db, &keys, alerts).unwrap();
+    let audit = Audit::open(&OperatorDb::sqlite(&db).unwrap(), &keys, alerts).unwrap();
     for i in 0..n {
         let resource = format!("resource-{i}");
         let tenant = if i % 2 == 0 { "acme" } else { "globex" };
@@ -115,7 +116,7 @@ fn append_list_and_verify() {
     assert_eq!((rows[0].seq, rows[0].outcome.as_str()), (4, "failure"));
 
     // A second handle (another process) appends after the first's rows.
-    let other = Audit::open(&t.db, &t.keys, Vec::new()).unwrap();
+    let other = Audit::open(&OperatorDb::sqlite(&t.db).unwrap(), &t.keys, Vec::new()).unwrap();
     other
         .record(&AuditEvent {
             actor: "cli",
@@ -269,7 +270,7 @@ fn a_forged_row_without_the_key_is_detected() {
 fn a_lost_key_with_rows_is_refused() {
     let t = trail(2, Vec::new());
     std::fs::remove_file(t.keys.join("audit.key")).unwrap();
-    let e = Audit::open(&t.db, &t.keys, Vec::new()).unwrap_err();
+    let e = Audit::open(&OperatorDb::sqlite(&t.db).unwrap(), &t.keys, Vec::new()).unwrap_err();
     assert!(format!("{e:#}").contains("missing"), "{e:#}");
 }
 

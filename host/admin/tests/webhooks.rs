@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use switchyard_admin::audit::{Audit, AuditFilter};
 use switchyard_admin::webhooks::{Settings, SubscriptionConfig, Webhooks, sign};
+use switchyard_store::operator::OperatorDb;
 use switchyard_store::outbox::DeliveryRow;
 use switchyard_store::{SqliteStore, StoreOptions};
 use tokio_util::sync::CancellationToken;
@@ -134,7 +135,9 @@ struct Running {
 fn start(db: &Path, settings: Settings) -> Running {
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let webhooks = Webhooks::start(db, settings, shutdown.clone(), &tracker).unwrap();
+    let store = OperatorDb::sqlite(db).unwrap();
+    let keys = db.parent().unwrap().join("keys");
+    let webhooks = Webhooks::start(&store, &keys, settings, shutdown.clone(), &tracker).unwrap();
     Running {
         webhooks,
         shutdown,
@@ -247,7 +250,8 @@ async fn a_410_disables_the_subscription() {
     run.stop().await;
     assert_eq!(rx.received().len(), 1);
     // Audited.
-    let audit = Audit::open(&s.db, &s.dir.path().join("keys"), Vec::new()).unwrap();
+    let store = OperatorDb::sqlite(&s.db).unwrap();
+    let audit = Audit::open(&store, &s.dir.path().join("keys"), Vec::new()).unwrap();
     let rows = audit
         .list(&AuditFilter {
             event: Some("webhook.disabled".into()),

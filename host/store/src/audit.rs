@@ -54,9 +54,10 @@ END;
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// The `meta` row holding the head, `<seq> <hash>`.
-const HEAD: &str = "audit_head";
+pub const HEAD: &str = "audit_head";
 
-const COLUMNS: &str = "seq, at_ms, actor, actor_kind, event, outcome, origin, resource, tenant,
+/// The columns of a row, in [`AuditRecord`] order.
+pub const COLUMNS: &str = "seq, at_ms, actor, actor_kind, event, outcome, origin, resource, tenant,
     detail, prev_hash, hash";
 
 /// One row to append (the chain's columns are computed by [`append`]).
@@ -112,7 +113,26 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
-    fn as_new(&self) -> NewRow<'_> {
+    /// `row` owned, before the chain gives it a place and a hash (to move
+    /// it where the borrow cannot go, such as onto a store's runtime).
+    pub(crate) fn unchained(row: &NewRow<'_>) -> AuditRecord {
+        AuditRecord {
+            seq: 0,
+            at_ms: row.at_ms,
+            actor: row.actor.to_owned(),
+            actor_kind: row.actor_kind.to_owned(),
+            event: row.event.to_owned(),
+            outcome: row.outcome.to_owned(),
+            origin: row.origin.map(str::to_owned),
+            resource: row.resource.to_owned(),
+            tenant: row.tenant.map(str::to_owned),
+            detail: row.detail.to_owned(),
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    pub(crate) fn as_new(&self) -> NewRow<'_> {
         NewRow {
             at_ms: self.at_ms,
             actor: &self.actor,
@@ -237,7 +257,12 @@ pub fn append(
          ON CONFLICT (name) DO UPDATE SET value = excluded.value",
         params![HEAD, format!("{seq} {hash}")],
     )?;
-    Ok(AuditRecord {
+    Ok(record_of(seq, row, prev, hash))
+}
+
+/// The stored row of `row` at `seq` after `prev` with `hash`.
+pub fn record_of(seq: i64, row: &NewRow<'_>, prev_hash: String, hash: String) -> AuditRecord {
+    AuditRecord {
         seq,
         at_ms: row.at_ms,
         actor: row.actor.to_owned(),
@@ -248,9 +273,9 @@ pub fn append(
         resource: row.resource.to_owned(),
         tenant: row.tenant.map(str::to_owned),
         detail: row.detail.to_owned(),
-        prev_hash: prev,
+        prev_hash,
         hash,
-    })
+    }
 }
 
 /// What [`list`] selects; every field narrows.
@@ -322,54 +347,97 @@ pub fn verify(
 ) -> rusqlite::Result<VerifyReport> {
     let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM audit ORDER BY seq"))?;
     let mut rows = stmt.query([])?;
-    let (mut expect_seq, mut prev) = (1i64, GENESIS.to_owned());
-    let mut read = 0u64;
-    let mut first_bad: Option<(i64, String)> = None;
-    let mut at_outside: Option<String> = None;
+    let mut v = Verifier::new(key, outside);
     while let Some(r) = rows.next()? {
-        let rec = record(r)?;
-        read += 1;
-        if let Some((s, _)) = &outside
+        v.push(&record(r)?);
+    }
+    Ok(v.finish(head(conn)?))
+}
+
+/// The chain check of [`verify`], fed one row at a time in seq order
+/// (a backend reads the rows its own way).
+pub struct Verifier<'k> {
+    key: &'k [u8; 32],
+    outside: Option<(i64, String)>,
+    expect_seq: i64,
+    prev: String,
+    read: u64,
+    first_bad: Option<(i64, String)>,
+    at_outside: Option<String>,
+}
+
+impl<'k> Verifier<'k> {
+    /// A walk from the genesis under `key`, with the head kept outside the
+    /// database.
+    pub fn new(key: &'k [u8; 32], outside: Option<(i64, String)>) -> Verifier<'k> {
+        Verifier {
+            key,
+            outside,
+            expect_seq: 1,
+            prev: GENESIS.to_owned(),
+            read: 0,
+            first_bad: None,
+            at_outside: None,
+        }
+    }
+
+    /// The next row, in seq order.
+    pub fn push(&mut self, rec: &AuditRecord) {
+        self.read += 1;
+        if let Some((s, _)) = &self.outside
             && *s == rec.seq
         {
-            at_outside = Some(rec.hash.clone());
+            self.at_outside = Some(rec.hash.clone());
         }
+        if self.first_bad.is_none() {
+            self.first_bad = check_row(self.key, rec, self.expect_seq, &self.prev);
+        }
+        self.expect_seq = rec.seq + 1;
+        self.prev.clone_from(&rec.hash);
+    }
+
+    /// The report, given the database's checkpoint (`meta`).
+    pub fn finish(self, recorded: Option<(i64, String)>) -> VerifyReport {
+        let Verifier {
+            outside,
+            expect_seq,
+            prev,
+            read,
+            mut first_bad,
+            at_outside,
+            ..
+        } = self;
+        let last = (expect_seq > 1).then(|| (expect_seq - 1, prev));
         if first_bad.is_none() {
-            first_bad = check_row(key, &rec, expect_seq, &prev);
+            first_bad = check_head(last.as_ref(), recorded, "the database's checkpoint");
         }
-        expect_seq = rec.seq + 1;
-        prev = rec.hash;
+        if first_bad.is_none()
+            && let Some((s, h)) = &outside
+        {
+            let last_seq = last.as_ref().map_or(0, |l| l.0);
+            first_bad = if *s > last_seq {
+                Some((
+                    last_seq + 1,
+                    format!(
+                        "truncated: the rows up to seq {s} (the key directory's checkpoint) are gone"
+                    ),
+                ))
+            } else if at_outside.as_deref() != Some(h.as_str()) {
+                Some((
+                    *s,
+                    "changed: it does not match the key directory's checkpoint".into(),
+                ))
+            } else {
+                None
+            };
+        }
+        VerifyReport {
+            rows: read,
+            ok: first_bad.is_none(),
+            first_bad,
+            head: last,
+        }
     }
-    let last = (expect_seq > 1).then(|| (expect_seq - 1, prev));
-    if first_bad.is_none() {
-        first_bad = check_head(last.as_ref(), head(conn)?, "the database's checkpoint");
-    }
-    if first_bad.is_none()
-        && let Some((s, h)) = &outside
-    {
-        let last_seq = last.as_ref().map_or(0, |l| l.0);
-        first_bad = if *s > last_seq {
-            Some((
-                last_seq + 1,
-                format!(
-                    "truncated: the rows up to seq {s} (the key directory's checkpoint) are gone"
-                ),
-            ))
-        } else if at_outside.as_deref() != Some(h.as_str()) {
-            Some((
-                *s,
-                "changed: it does not match the key directory's checkpoint".into(),
-            ))
-        } else {
-            None
-        };
-    }
-    Ok(VerifyReport {
-        rows: read,
-        ok: first_bad.is_none(),
-        first_bad,
-        head: last,
-    })
 }
 
 fn check_row(

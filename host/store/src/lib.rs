@@ -56,6 +56,7 @@ mod keyring;
 mod keys;
 mod kv;
 mod legacy;
+pub mod operator;
 pub mod outbox;
 mod pg;
 mod query;

@@ -246,14 +246,25 @@ fn attempted(b: &mut Batch<'_>, id: SafId, attempt: Attempt) -> Result<(), Store
 }
 
 /// What a webhook event of an entry says (issue 11: escalation and the
-/// acknowledgement after it, in the attempt's own transaction).
-struct Outboxed {
-    tenant: String,
-    endpoint: String,
-    escalated: bool,
+/// acknowledgement after it, in the attempt's own transaction); both
+/// backends write the same `data`.
+pub(crate) struct Outboxed {
+    pub(crate) tenant: String,
+    pub(crate) endpoint: String,
+    pub(crate) escalated: bool,
 }
 
 impl Outboxed {
+    /// The event's `data`.
+    pub(crate) fn data(&self, id: SafId, kind: &str, original: TxId, result: &str) -> String {
+        format!(
+            "{{\"saf_id\":{id},\"kind\":{},\"endpoint\":{},\"original\":{original},\"result\":{}}}",
+            crate::outbox::json_str(kind),
+            crate::outbox::json_str(&self.endpoint),
+            crate::outbox::json_str(result)
+        )
+    }
+
     fn event(
         &self,
         b: &mut Batch<'_>,
@@ -263,12 +274,7 @@ impl Outboxed {
         original: TxId,
         result: &str,
     ) -> Result<(), StoreError> {
-        let data = format!(
-            "{{\"saf_id\":{id},\"kind\":{},\"endpoint\":{},\"original\":{original},\"result\":{}}}",
-            crate::outbox::json_str(kind),
-            crate::outbox::json_str(&self.endpoint),
-            crate::outbox::json_str(result)
-        );
+        let data = self.data(id, kind, original, result);
         crate::outbox::insert_event(b.conn, &self.tenant, event_type, &data)
             .what("writing a webhook event")?;
         b.wrote(1);

@@ -11,76 +11,25 @@
 //! half is skipped, unless `SWITCHYARD_PG_TESTS=required`.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard_engine::iso8583::{Message, Mti};
 use switchyard_engine::ports::{
-    Attempt, Columns, CounterStore, Finished, FollowUp, Keyring, KvStore, MatchKey, NewSaf,
-    OriginalRef, PortFuture, Received, SafFilter, SafKind, SafQueue, SafState, SwapHistory,
-    SwapRecord, Tranlog, TxKind, TxQuery, TxState, Upstream,
+    Attempt, CounterStore, Finished, FollowUp, Keyring, KvStore, NewSaf, OriginalRef, Received,
+    SafFilter, SafKind, SafQueue, SafState, SwapHistory, SwapRecord, Tranlog, TxKind, TxQuery,
+    TxState, Upstream,
 };
 use switchyard_store::{Beat, PgOptions, PgStore, SqliteStore};
 
-const TEST_PAN: &str = "4761739001010119";
+mod common;
+use common::{Nodes, Session, TEST_PAN, now_ms, wait};
 
 trait Ports: Tranlog + SafQueue + KvStore + CounterStore + Keyring + SwapHistory {}
 impl<T: Tranlog + SafQueue + KvStore + CounterStore + Keyring + SwapHistory> Ports for T {}
 
-fn wait<T>(f: PortFuture<T>) -> T {
-    futures::executor::block_on(f).expect("a port call")
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 /// A request of `mti` with STAN `stan` on terminal `terminal`.
 fn request(mti: &str, stan: &str, terminal: &str) -> Received {
-    let kind = match &mti[1..3] {
-        "10" | "20" if mti.ends_with('1') => TxKind::Repeat,
-        "10" | "20" => TxKind::Original,
-        "22" => TxKind::Completion,
-        "40" | "42" => TxKind::Reversal,
-        _ => TxKind::Other,
-    };
-    let class = format!("{}0", &mti[..3]);
-    let mut m = Message::new(Mti::new(mti).unwrap());
-    m.set(2, TEST_PAN.as_bytes().to_vec());
-    m.set(3, b"000000".to_vec());
-    m.set(4, b"000000001000".to_vec());
-    m.set(7, b"0101120000".to_vec());
-    m.set(11, stan.as_bytes().to_vec());
-    m.set(32, b"00123".to_vec());
-    m.set(35, b"4761739001010119=2512".to_vec());
-    m.set(37, b"RRN000000001".to_vec());
-    m.set(41, terminal.as_bytes().to_vec());
-    Received {
-        tenant: "default".into(),
-        listener: "l5002".into(),
-        kind,
-        mti: mti.into(),
-        columns: Columns {
-            processing_code: Some("000000".into()),
-            amount: Some("000000001000".into()),
-            currency: Some("978".into()),
-            stan: Some(stan.into()),
-            transmitted: Some("0101120000".into()),
-            rrn: Some("RRN000000001".into()),
-            terminal: Some(terminal.into()),
-            merchant: Some("M1".into()),
-            acquirer: Some("00123".into()),
-        },
-        pan: Some(TEST_PAN.into()),
-        key: Some(MatchKey(format!(
-            "default|{class}|00123|{terminal}|{stan}|0101120000|RRN000000001"
-        ))),
-        request: m,
-        received_ms: now_ms(),
-    }
+    common::request("default", mti, stan, terminal)
 }
 
 fn answered(rc: &str, endpoint: Option<&str>) -> Finished {
@@ -297,106 +246,15 @@ fn the_life_cycle_on_sqlite() {
     life_cycle(&*store, "T-SQLITE");
 }
 
-/// A plain session of its own on the test server (what another client or
-/// an operator's psql would do), on a runtime that keeps its connection
-/// running between statements.
-struct Session {
-    rt: tokio::runtime::Runtime,
-    client: tokio_postgres::Client,
-}
-
-impl Session {
-    fn new(url: &str) -> Session {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let client = rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-                .await
-                .expect("connecting to the test server");
-            tokio::spawn(conn);
-            client
-        });
-        Session { rt, client }
-    }
-
-    /// Runs `statements`; the first column of each row they return.
-    fn sql(&self, statements: &str) -> Vec<String> {
-        self.rt
-            .block_on(self.client.simple_query(statements))
-            .unwrap()
-            .into_iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
-                _ => None,
-            })
-            .collect()
-    }
-}
-
-/// A fresh database on the test server, or `None` (skipped).
-fn fresh_database(name: &str) -> Option<String> {
-    let base = match std::env::var("SWITCHYARD_TEST_PG") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            assert!(
-                std::env::var("SWITCHYARD_PG_TESTS").as_deref() != Ok("required"),
-                "SWITCHYARD_PG_TESTS=required but SWITCHYARD_TEST_PG is not set"
-            );
-            eprintln!("skipped: SWITCHYARD_TEST_PG not set");
-            return None;
-        }
-    };
-    let db = format!("sy_store_{name}_{}", std::process::id());
-    let session = Session::new(&base);
-    session.sql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
-    session.sql(&format!("CREATE DATABASE {db}"));
-    let (head, _) = base.rsplit_once('/').expect("a URL with a database");
-    Some(format!("{head}/{db}"))
-}
-
-struct Nodes {
-    url: String,
-    dir: tempfile::TempDir,
-}
-
-impl Nodes {
-    fn new(name: &str) -> Option<Nodes> {
-        Some(Nodes {
-            url: fresh_database(name)?,
-            dir: tempfile::tempdir().unwrap(),
-        })
-    }
-
-    fn open(
-        &self,
-        node: &str,
-        lease_ms: u64,
-    ) -> Result<Arc<PgStore>, switchyard_store::StoreError> {
-        PgStore::open(PgOptions {
-            url: self.url.clone(),
-            // One KEK file: every node shares it.
-            kek_path: self.dir.path().join("keys").join("kek.key"),
-            node: node.into(),
-            pool_size: 8,
-            node_lease: Duration::from_millis(lease_ms),
-            register: true,
-            ca_file: None,
-        })
-    }
-}
-
 #[test]
 fn the_life_cycle_on_postgres() {
     let Some(nodes) = Nodes::new("life_cycle") else {
         return;
     };
-    let store = nodes.open("node-a", 10_000).unwrap();
+    let store = nodes.open_leased("node-a", 10_000).unwrap();
     life_cycle(&*store, "T-PG");
     // A second node sees the first one's keys and rows.
-    let b = nodes.open("node-b", 10_000).unwrap();
+    let b = nodes.open_leased("node-b", 10_000).unwrap();
     let found = wait(b.search(TxQuery {
         terminal: Some("T-PG".into()),
         limit: 100,
@@ -414,8 +272,8 @@ fn several_nodes_share_one_postgres_database() {
     let Some(nodes) = Nodes::new("nodes") else {
         return;
     };
-    let a = nodes.open("node-a", 60_000).unwrap();
-    let b = nodes.open("node-b", 60_000).unwrap();
+    let a = nodes.open_leased("node-a", 60_000).unwrap();
+    let b = nodes.open_leased("node-b", 60_000).unwrap();
 
     // A repeat on node B for an original on node A gets A's response.
     let o = wait(a.admit(request("0200", "100001", "T-X")));
@@ -533,7 +391,7 @@ fn several_nodes_share_one_postgres_database() {
 
     // A dead node (its heartbeat lapses) is taken over: its sent
     // transaction's reversal queued, its received one interrupted.
-    let c = nodes.open("node-c", 600).unwrap();
+    let c = nodes.open_leased("node-c", 600).unwrap();
     let sent = wait(c.admit(request("0200", "400001", "T-C")));
     wait(c.mark_sent(sent.id, "zzz"));
     let received = wait(c.admit(request("0200", "400002", "T-C")));
@@ -574,7 +432,7 @@ fn several_nodes_share_one_postgres_database() {
                 std::thread::sleep(Duration::from_millis(100));
             }
         });
-        let second = nodes.open("node-a", 60_000);
+        let second = nodes.open_leased("node-a", 60_000);
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let e = second.expect_err("a live node's id is refused").to_string();
         assert!(e.contains("is held by a live node"), "{e}");
@@ -588,7 +446,7 @@ fn a_statement_held_by_a_lock_fails_after_the_statement_timeout() {
     let Some(nodes) = Nodes::new("timeout") else {
         return;
     };
-    let a = nodes.open("node-a", 60_000).unwrap();
+    let a = nodes.open_leased("node-a", 60_000).unwrap();
     a.kv_set("default", "coupon", "held", b"1").unwrap();
     // Another session holds the row (a stalled node, a long manual query).
     let other = Session::new(&nodes.url);
@@ -607,21 +465,33 @@ fn a_statement_held_by_a_lock_fails_after_the_statement_timeout() {
 }
 
 #[test]
-fn a_v1_database_is_migrated_to_v2_with_its_data() {
+fn a_v1_database_is_migrated_to_the_latest_version_with_its_data() {
     let Some(nodes) = Nodes::new("v1") else {
         return;
     };
-    let a = nodes.open("node-a", 60_000).unwrap();
+    let a = nodes.open_leased("node-a", 60_000).unwrap();
     a.kv_set("default", "loyalty", "points", b"42").unwrap();
     a.close();
     let session = Session::new(&nodes.url);
     let sql = |statements: &str| session.sql(statements);
-    // Back to what v1 wrote: no plugin_versions, no swaps_plugin index.
-    sql(
-        "DROP TABLE plugin_versions; DROP INDEX swaps_plugin; DELETE FROM sy_schema_version WHERE version > 1",
+    // Back to what v1 wrote: no plugin_versions, no swaps_plugin index
+    // (v2), no operator tables (v3).
+    sql("DROP TABLE plugin_versions; DROP INDEX swaps_plugin;
+         DROP TABLE roles, users, sessions, api_clients, audit, webhook_events,
+             webhook_subscriptions, webhook_deliveries;
+         DROP FUNCTION sy_audit_append_only() CASCADE;
+         DELETE FROM sy_schema_version WHERE version > 1");
+    let b = nodes.open_leased("node-b", 60_000).unwrap();
+    assert_eq!(
+        sql("SELECT max(version) FROM sy_schema_version"),
+        [switchyard_store::PG_SCHEMA_VERSION.to_string()]
     );
-    let b = nodes.open("node-b", 60_000).unwrap();
-    assert_eq!(sql("SELECT max(version) FROM sy_schema_version"), ["2"]);
+    assert_eq!(switchyard_store::PG_SCHEMA_VERSION, 3);
+    assert_eq!(
+        sql("SELECT count(*) FROM users; SELECT count(*) FROM webhook_events"),
+        ["0", "0"],
+        "v3's tables are made again"
+    );
     assert_eq!(
         b.kv_get("default", "loyalty", "points").unwrap().as_deref(),
         Some(&b"42"[..]),
@@ -637,8 +507,8 @@ fn a_repeat_on_another_node_waits_for_the_original_in_flight() {
     let Some(nodes) = Nodes::new("in_flight") else {
         return;
     };
-    let a = nodes.open("node-a", 60_000).unwrap();
-    let b = nodes.open("node-b", 60_000).unwrap();
+    let a = nodes.open_leased("node-a", 60_000).unwrap();
+    let b = nodes.open_leased("node-b", 60_000).unwrap();
     let o = wait(a.admit(request("0200", "300001", "T-F")));
     wait(a.mark_sent(o.id, "xxx"));
     let r = wait(b.admit(request("0201", "300001", "T-F")));

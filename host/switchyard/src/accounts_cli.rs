@@ -162,13 +162,15 @@ impl Opened {
     fn open(store: &StoreArgs) -> anyhow::Result<Opened> {
         let config =
             Config::load_or_default(store.config.as_deref()).map_err(|e| anyhow!("{e}"))?;
-        let db = config.db_path();
-        ensure_store(&config, &db)?;
+        if config.store.url.is_none() {
+            ensure_store(&config, &config.db_path())?;
+        }
+        let db = crate::state::open_operator_db(&config)?;
         let keys = config.data_dir().join("keys");
         let accounts = Accounts::open(&db, &keys, crate::admin::policy_of(&config.admin))
-            .with_context(|| format!("opening the accounts in {}", db.display()))?;
+            .with_context(|| format!("opening the accounts in {}", db.label))?;
         let audit = Audit::open(&db, &keys, Vec::new())
-            .with_context(|| format!("opening the audit trail in {}", db.display()))?;
+            .with_context(|| format!("opening the audit trail in {}", db.label))?;
         Ok(Opened {
             accounts,
             audit,

@@ -82,16 +82,10 @@ pub async fn audit(command: AuditCommand) -> anyhow::Result<()> {
 /// The trail of the config's data directory.
 fn open(config: Option<PathBuf>) -> anyhow::Result<Audit> {
     let config = Config::load_or_default(config.as_deref()).map_err(|e| anyhow!("{e}"))?;
-    let db = config.db_path();
-    if !db.exists() {
-        bail!(
-            "no database at {} (has the switch run with this data_dir?)",
-            db.display()
-        );
-    }
+    let db = crate::state::open_operator_db(&config)?;
     let keys = config.data_dir().join("keys");
     Audit::open(&db, &keys, Vec::new())
-        .with_context(|| format!("opening the audit trail in {}", db.display()))
+        .with_context(|| format!("opening the audit trail in {}", db.label))
 }
 
 fn verify(audit: &Audit) -> anyhow::Result<()> {

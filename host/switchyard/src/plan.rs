@@ -604,7 +604,6 @@ fn resolve_admin(config: &Config, problems: &mut Vec<String>) -> Option<AdminPla
         .then(|| (data_dir.join(&a.tls_cert), data_dir.join(&a.tls_key)));
     a.enabled.then(|| AdminPlan {
         bind,
-        db_path: config.db_path(),
         token_path: config.admin_token_path(),
         tls,
         deploy_dir: config.deploy_dir(),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use switchyard_engine::ports::{CounterStore, Keyring, KvStore, SafQueue, SwapHistory, Tranlog};
+use switchyard_store::operator::OperatorDb;
 use switchyard_store::{PgOptions, PgStore, SqliteStore, StoreOptions, describe_url};
 
 use crate::config::Config;
@@ -202,9 +203,6 @@ fn open_store_as(config: &Config, register: bool) -> anyhow::Result<Store> {
                 config.kek_path().display()
             )
         })?;
-        // The operator plane (users, sessions, audit, webhooks) stays in
-        // the node's SQLite file: make sure it exists.
-        operator_db(config)?;
         return Ok(Store::of(store.clone(), Backend::Postgres(store)));
     }
     let options = StoreOptions {
@@ -223,26 +221,36 @@ fn open_store_as(config: &Config, register: bool) -> anyhow::Result<Store> {
     Ok(Store::of(store.clone(), Backend::Sqlite(store)))
 }
 
-/// Creates the SQLite database of the operator plane in the data directory
-/// when a PostgreSQL node has none yet.
-fn operator_db(config: &Config) -> anyhow::Result<()> {
-    if config.db_path().exists() {
-        return Ok(());
+/// The operator plane's tables (users, sessions, API clients, audit,
+/// webhooks) beside `store`'s: in the PostgreSQL database the nodes share,
+/// or in the SQLite file of the data directory.
+pub fn operator_db(config: &Config, store: &Store) -> anyhow::Result<OperatorDb> {
+    match store.postgres() {
+        Some(pg) => Ok(OperatorDb::postgres(pg)),
+        None => {
+            let db = config.db_path();
+            OperatorDb::sqlite(&db)
+                .with_context(|| format!("opening the operator tables in {}", db.display()))
+        }
     }
-    let local = SqliteStore::open(StoreOptions {
-        db_path: config.db_path(),
-        kek_path: config.kek_path(),
-        node: config.switch.node_id.clone(),
-        duplicate_filter_mib: 0,
-    })
-    .with_context(|| {
-        format!(
-            "creating the operator plane's database {}",
-            config.db_path().display()
-        )
-    })?;
-    local.close();
-    Ok(())
+}
+
+/// The operator plane's tables of `config` for a CLI command, while the
+/// switch may run: on PostgreSQL through a store that does not register
+/// as the node; on SQLite the data directory's file (which must exist).
+pub fn open_operator_db(config: &Config) -> anyhow::Result<OperatorDb> {
+    if config.store.url.is_some() {
+        let store = open_store_offline(config)?;
+        return operator_db(config, &store);
+    }
+    let db = config.db_path();
+    anyhow::ensure!(
+        db.exists(),
+        "no database at {} (has the switch run with this data_dir?)",
+        db.display()
+    );
+    OperatorDb::sqlite(&db)
+        .with_context(|| format!("opening the operator tables in {}", db.display()))
 }
 
 /// The operator tools over `store`.

@@ -181,6 +181,7 @@ impl Switch {
                     listeners: stats.clone(),
                     tls_reload: tls_reload(&tls),
                     metrics: metrics.clone(),
+                    db: crate::state::operator_db(&config, &store)?,
                 };
                 Some(Admin::start(admin_plan(admin, options.ephemeral_ports), parts).await?)
             }

@@ -24,7 +24,8 @@ fn data_dir(n: usize) -> (tempfile::TempDir, PathBuf, PathBuf) {
     })
     .unwrap();
     drop(store);
-    let audit = Audit::open(&db, &data.join("keys"), Vec::new()).unwrap();
+    let store = switchyard_store::operator::OperatorDb::sqlite(&db).unwrap();
+    let audit = Audit::open(&store, &data.join("keys"), Vec::new()).unwrap();
     for i in 0..n {
         let resource = format!("plugin-{i}");
         audit

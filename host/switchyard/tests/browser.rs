@@ -240,7 +240,8 @@ fn the_operator_pages_in_headless_chromium() {
     // (the only way short of waiting: no option or setting back-dates it).
     let db = dir.join("var").join("switchyard.db");
     let aged = switchyard_admin::accounts::now_ms() - (MAX_AGE_DAYS + 1) * 86_400_000;
-    let conn = switchyard_admin::accounts::open_connection(&db).unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
     conn.execute_batch(&format!(
         "UPDATE users SET password_changed_ms = {aged} WHERE name = 'exp';"
     ))

@@ -20,11 +20,10 @@ mod fake_endpoint;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::RunLog;
+use common::{RunLog, private_dir, share_kek};
 use fake_endpoint::{FakeEndpoint, Received, Reply, assert_no_card_data};
 
 const ORIGINALS: u32 = 150;
@@ -52,31 +51,6 @@ fn node_config(data: &Path, endpoint: SocketAddr, node: &str, db: &str) -> PathB
             ("timeout_ms = 1000", &timeout),
         ],
     )
-}
-
-/// A directory of mode 0700 (and its missing parents).
-fn private_dir(dir: &Path) {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .unwrap();
-}
-
-/// Copies the first node's KEK into `to`'s data directory (`keys/` mode
-/// 0700, the file 0600): every node on the database needs the same one.
-fn share_kek(from: &Path, to: &Path) {
-    let src = from.join("keys").join("kek.key");
-    let until = Instant::now() + Duration::from_secs(10);
-    while !src.exists() && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(src.exists(), "{} was not created", src.display());
-    let keys = to.join("keys");
-    private_dir(&keys);
-    let dst = keys.join("kek.key");
-    std::fs::copy(&src, &dst).unwrap();
-    std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 /// A running node: its process (killed when dropped), listener 5002, and

@@ -1,9 +1,15 @@
 //! Users, passwords, TOTP, sessions, CSRF, API clients and roles.
 //!
-//! [`Accounts`] owns one SQLite connection on the store's file (WAL,
-//! 5-second busy timeout) and the admin key that seals TOTP secrets
-//! (`<data_dir>/keys/admin.key`, 32 random bytes, mode 0600, created when
-//! missing). Every decision takes the time as `now_ms`, so tests inject the
+//! [`Accounts`] works over the store's operator ports
+//! ([`switchyard_store::operator::AccountsDb`]: the node's SQLite file, or
+//! the PostgreSQL database every node shares, so that a session made on
+//! one node is valid on the others) and holds the admin key that seals
+//! TOTP secrets: `<data_dir>/keys/admin.key` (32 random bytes, mode 0600,
+//! created when missing; its fingerprint is recorded in the database, and
+//! a replaced file is refused), or on PostgreSQL the key the database
+//! keeps wrapped by the key-encryption key every node shares (the first
+//! node's file becomes it), so that a TOTP secret sealed on one node opens
+//! on every other. Every decision takes the time as `now_ms`, so tests inject the
 //! clock. Auditing is the callers' (pages, CLI): these methods say what
 //! happened; a lockout's `user.locked_out` webhook event is written here,
 //! in the same transaction as the users-row update.
@@ -18,11 +24,11 @@ pub mod totp;
 
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 
-use parking_lot::Mutex;
-use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 use switchyard_store::accounts as db;
+use switchyard_store::operator::{AccountsDb, OperatorDb};
 
 pub use pages::{ROUTES, routes};
 pub use password::{HashCost, Rule};
@@ -117,7 +123,7 @@ pub enum AccountsError {
     NoEnrolment,
     /// The storage failed.
     #[error("the accounts' storage: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(#[from] switchyard_store::StoreError),
     /// A sealed secret did not open (another admin key?).
     #[error("a TOTP secret did not open: is keys/admin.key the one it was sealed with?")]
     Unseal,
@@ -299,7 +305,7 @@ pub enum TotpLogin {
 /// The accounts of the operator plane (users, sessions, API clients,
 /// roles) over the store's tables.
 pub struct Accounts {
-    conn: Mutex<Connection>,
+    db: Arc<dyn AccountsDb>,
     key: [u8; 32],
     policy: Policy,
     /// A hash of nothing, verified when the user is unknown (no timing
@@ -313,16 +319,6 @@ impl std::fmt::Debug for Accounts {
             .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
-}
-
-/// Opens a connection on the store's file for admin writes: WAL, 5 s busy
-/// timeout, the accounts' tables present.
-pub fn open_connection(db_path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(db_path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.execute_batch(db::SCHEMA)?;
-    Ok(conn)
 }
 
 /// Reads the admin key in `keys_dir/admin.key`, creating it (32 random
@@ -377,22 +373,22 @@ pub fn load_or_create_key(keys_dir: &Path) -> anyhow::Result<[u8; 32]> {
 }
 
 impl Accounts {
-    /// Opens the accounts on the store's file `db_path` (creating the
-    /// tables and seeding the built-in roles) with the TOTP sealing key in
-    /// `keys_dir`.
-    pub fn open(db_path: &Path, keys_dir: &Path, policy: Policy) -> anyhow::Result<Accounts> {
+    /// Opens the accounts over `store`'s tables (seeding the built-in
+    /// roles) with the TOTP sealing key in `keys_dir`, which must be the
+    /// key the database first recorded (every node shares one).
+    pub fn open(store: &OperatorDb, keys_dir: &Path, policy: Policy) -> anyhow::Result<Accounts> {
         use anyhow::Context as _;
-        let conn =
-            open_connection(db_path).with_context(|| format!("opening {}", db_path.display()))?;
+        let db = store.accounts.clone();
         for name in roles::BUILTIN {
             let perms = roles::builtin(name).expect("a built-in role");
-            db::upsert_builtin_role(&conn, name, &roles::to_json(&perms))
+            db.upsert_builtin_role(name, &roles::to_json(&perms))
                 .context("seeding the built-in roles")?;
         }
-        let key = load_or_create_key(keys_dir)?;
+        let local = load_or_create_key(keys_dir)?;
+        let key = crate::audit::operator_key(store, "admin", &keys_dir.join("admin.key"), local)?;
         let dummy = password::hash(&policy.hash_cost, "no such user, no such password");
         Ok(Accounts {
-            conn: Mutex::new(conn),
+            db,
             key,
             policy,
             dummy,
@@ -404,14 +400,8 @@ impl Accounts {
         &self.policy
     }
 
-    /// Runs `f` on the connection (for callers that add their own rows in
-    /// the same database, e.g. tests).
-    pub fn with_conn<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
-        f(&mut self.conn.lock())
-    }
-
-    fn role_permissions(conn: &Connection, role: &str) -> Result<Vec<Permission>, AccountsError> {
-        match db::get_role(conn, role)? {
+    fn role_permissions(&self, role: &str) -> Result<Vec<Permission>, AccountsError> {
+        match self.db.get_role(role)? {
             Some(r) => Ok(roles::from_json(&r.permissions)),
             None => Err(AccountsError::NotFound {
                 kind: "role",
@@ -422,7 +412,7 @@ impl Accounts {
 
     /// The permissions of `role`.
     pub fn permissions_of(&self, role: &str) -> Result<Vec<Permission>, AccountsError> {
-        Accounts::role_permissions(&self.conn.lock(), role)
+        self.role_permissions(role)
     }
 
     fn check_new_password(&self, password: &str) -> Result<(), AccountsError> {
@@ -470,7 +460,7 @@ impl Accounts {
             must_change,
             created_ms: now_ms,
         };
-        if db::insert_user(&self.conn.lock(), &row)? {
+        if self.db.insert_user(&row)? {
             Ok(())
         } else {
             Err(AccountsError::Exists {
@@ -481,15 +471,17 @@ impl Accounts {
     }
 
     fn user(&self, name: &str) -> Result<db::UserRow, AccountsError> {
-        db::get_user(&self.conn.lock(), name)?.ok_or_else(|| AccountsError::NotFound {
-            kind: "user",
-            name: name.to_owned(),
-        })
+        self.db
+            .get_user(name)?
+            .ok_or_else(|| AccountsError::NotFound {
+                kind: "user",
+                name: name.to_owned(),
+            })
     }
 
     /// One user as shown.
     pub fn get_user(&self, name: &str, now_ms: i64) -> Result<Option<UserView>, AccountsError> {
-        Ok(db::get_user(&self.conn.lock(), name)?.map(|u| self.view_of(u, now_ms)))
+        Ok(self.db.get_user(name)?.map(|u| self.view_of(u, now_ms)))
     }
 
     fn view_of(&self, u: db::UserRow, now_ms: i64) -> UserView {
@@ -509,7 +501,7 @@ impl Accounts {
 
     /// Every user as shown, by name.
     pub fn list_users(&self, now_ms: i64) -> Result<Vec<UserView>, AccountsError> {
-        let rows = db::list_users(&self.conn.lock())?;
+        let rows = self.db.list_users()?;
         Ok(rows.into_iter().map(|u| self.view_of(u, now_ms)).collect())
     }
 
@@ -542,8 +534,7 @@ impl Accounts {
     ) -> Result<Login, AccountsError> {
         // Housekeeping: sessions that expired unseen go at every sign-in.
         self.purge_sessions(now_ms)?;
-        let row = db::get_user(&self.conn.lock(), name)?;
-        let Some(u) = row else {
+        let Some(u) = self.db.get_user(name)? else {
             password::verify(&self.dummy, password);
             return Ok(Login::Failed { locked_now: false });
         };
@@ -555,7 +546,7 @@ impl Accounts {
             let locked_now = self.count_failure(&u, origin, now_ms)?;
             return Ok(Login::Failed { locked_now });
         }
-        db::set_failures(&self.conn.lock(), name, 0, 0)?;
+        self.db.set_failures(name, 0, 0)?;
         let gate = if u.totp_secret.is_some() {
             Some(Gate::Totp)
         } else {
@@ -565,42 +556,20 @@ impl Accounts {
         Ok(Login::Ok { token, gate })
     }
 
-    /// Counts one failure of `u`; at the policy's limit locks it and writes
-    /// the `user.locked_out` event in the same transaction. Returns whether
-    /// it locked now.
+    /// Counts one failure of `u`; at the policy's limit locks it, ends
+    /// its sessions and writes the `user.locked_out` event, in one
+    /// transaction. Returns whether it locked now.
     fn count_failure(
         &self,
         u: &db::UserRow,
         origin: IpAddr,
         now_ms: i64,
     ) -> Result<bool, AccountsError> {
-        let mut conn = self.conn.lock();
-        let tx = conn.transaction()?;
-        let current = db::get_user(&tx, &u.name)?.map_or(0, |r| r.failed_logins);
-        let failures = current + 1;
-        let lock = failures >= i64::from(self.policy.lockout_failures.max(1));
-        if lock {
-            let until = now_ms + i64::from(self.policy.lockout_minutes) * MINUTE_MS;
-            db::set_failures(&tx, &u.name, 0, until)?;
-            db::delete_user_sessions(&tx, &u.name)?;
-            let payload = serde_json::json!({
-                "user": u.name,
-                "tenant": u.tenant,
-                "failures": failures,
-                "locked_until_ms": until,
-                "origin": origin.to_string(),
-            });
-            switchyard_store::outbox::insert_event(
-                &tx,
-                u.tenant.as_deref().unwrap_or("default"),
-                "user.locked_out",
-                &payload.to_string(),
-            )?;
-        } else {
-            db::set_failures(&tx, &u.name, failures, 0)?;
-        }
-        tx.commit()?;
-        Ok(lock)
+        let until = now_ms + i64::from(self.policy.lockout_minutes) * MINUTE_MS;
+        let limit = i64::from(self.policy.lockout_failures.max(1));
+        Ok(self
+            .db
+            .record_failure(&u.name, limit, until, &origin.to_string())?)
     }
 
     fn new_session(
@@ -620,7 +589,7 @@ impl Accounts {
             stage: if full { "full" } else { "password" }.to_owned(),
             origin: origin.to_string(),
         };
-        db::insert_session(&self.conn.lock(), &row)?;
+        self.db.insert_session(&row)?;
         Ok(token)
     }
 
@@ -640,22 +609,21 @@ impl Accounts {
         now_ms: i64,
     ) -> Result<Result<SessionInfo, SessionEnd>, AccountsError> {
         let hash = token_hash(token);
-        let conn = self.conn.lock();
-        let Some(s) = db::get_session(&conn, &hash)? else {
+        let Some(s) = self.db.get_session(&hash)? else {
             return Ok(Err(SessionEnd::Unknown));
         };
         let idle = now_ms - s.last_seen_ms > i64::from(self.policy.idle_minutes) * MINUTE_MS;
         let old = now_ms - s.created_ms > i64::from(self.policy.session_max_hours) * 60 * MINUTE_MS;
-        let user = db::get_user(&conn, &s.user)?;
+        let user = self.db.get_user(&s.user)?;
         let Some(u) = user.filter(|u| !u.disabled && u.locked_until_ms <= now_ms) else {
-            db::delete_session(&conn, &hash)?;
+            self.db.delete_session(&hash)?;
             return Ok(Err(SessionEnd::Unknown));
         };
         if idle || old {
-            db::delete_session(&conn, &hash)?;
+            self.db.delete_session(&hash)?;
             return Ok(Err(SessionEnd::Expired));
         }
-        db::touch_session(&conn, &hash, now_ms)?;
+        self.db.touch_session(&hash, now_ms)?;
         let gate = if s.stage == "full" {
             None
         } else if u.totp_secret.is_some() && s.stage == "password" {
@@ -664,11 +632,11 @@ impl Accounts {
             self.account_gate(&u, now_ms)
         };
         if gate.is_none() && s.stage != "full" {
-            db::set_session_stage(&conn, &hash, "full")?;
+            self.db.set_session_stage(&hash, "full")?;
         }
         let permissions = match gate {
             Some(_) => Vec::new(),
-            None => Accounts::role_permissions(&conn, &u.role).unwrap_or_default(),
+            None => self.role_permissions(&u.role).unwrap_or_default(),
         };
         Ok(Ok(SessionInfo {
             user: u.name,
@@ -683,7 +651,8 @@ impl Accounts {
     /// The CSRF token of a session (without touching or expiring it), for
     /// the CSRF layer.
     pub fn session_csrf(&self, token: &str) -> Option<String> {
-        db::get_session(&self.conn.lock(), &token_hash(token))
+        self.db
+            .get_session(&token_hash(token))
             .ok()
             .flatten()
             .map(|s| s.csrf)
@@ -699,9 +668,8 @@ impl Accounts {
     /// Ends a session (sign-out); returns its user when there was one.
     pub fn logout(&self, token: &str) -> Result<Option<String>, AccountsError> {
         let hash = token_hash(token);
-        let conn = self.conn.lock();
-        let user = db::get_session(&conn, &hash)?.map(|s| s.user);
-        db::delete_session(&conn, &hash)?;
+        let user = self.db.get_session(&hash)?.map(|s| s.user);
+        self.db.delete_session(&hash)?;
         Ok(user)
     }
 
@@ -714,7 +682,7 @@ impl Accounts {
         now_ms: i64,
     ) -> Result<TotpLogin, AccountsError> {
         let hash = token_hash(token);
-        let session = db::get_session(&self.conn.lock(), &hash)?;
+        let session = self.db.get_session(&hash)?;
         let Some(s) = session.filter(|s| s.stage == "password") else {
             return Err(AccountsError::NotFound {
                 kind: "session waiting for a code",
@@ -727,16 +695,18 @@ impl Accounts {
         };
         let secret = self.unseal_totp(&u.name, sealed)?;
         let accepted = totp::accept(&secret, code, now_ms, u.totp_last_step).filter(|step| {
-            db::advance_totp_step(&self.conn.lock(), &u.name, *step as i64).unwrap_or(false)
+            self.db
+                .advance_totp_step(&u.name, *step as i64)
+                .unwrap_or(false)
         });
         if accepted.is_none() {
             let locked_now = self.count_failure(&u, origin, now_ms)?;
             return Ok(TotpLogin::Failed { locked_now });
         }
         let gate = self.account_gate(&u, now_ms);
-        let conn = self.conn.lock();
-        db::set_failures(&conn, &u.name, 0, 0)?;
-        db::set_session_stage(&conn, &hash, if gate.is_none() { "full" } else { "totp" })?;
+        self.db.set_failures(&u.name, 0, 0)?;
+        self.db
+            .set_session_stage(&hash, if gate.is_none() { "full" } else { "totp" })?;
         Ok(TotpLogin::Ok(gate))
     }
 
@@ -758,7 +728,7 @@ impl Accounts {
             None => {
                 let secret = totp::new_secret();
                 let sealed = db::seal(&self.key, &Accounts::totp_aad(user), &secret);
-                db::set_totp_pending(&self.conn.lock(), user, &sealed)?;
+                self.db.set_totp_pending(user, &sealed)?;
                 secret
             }
         };
@@ -775,7 +745,7 @@ impl Accounts {
         let secret = self.unseal_totp(user, sealed)?;
         let step = totp::accept(&secret, code, now_ms, u.totp_last_step)
             .ok_or(AccountsError::WrongCode)?;
-        if db::activate_totp(&self.conn.lock(), user, step as i64)? {
+        if self.db.activate_totp(user, step as i64)? {
             Ok(())
         } else {
             Err(AccountsError::NoEnrolment)
@@ -786,9 +756,12 @@ impl Accounts {
     /// who just enrolled needs no second code): stage `password` → `totp`.
     pub fn mark_totp_passed(&self, token: &str) -> Result<(), AccountsError> {
         let hash = token_hash(token);
-        let conn = self.conn.lock();
-        if db::get_session(&conn, &hash)?.is_some_and(|s| s.stage == "password") {
-            db::set_session_stage(&conn, &hash, "totp")?;
+        if self
+            .db
+            .get_session(&hash)?
+            .is_some_and(|s| s.stage == "password")
+        {
+            self.db.set_session_stage(&hash, "totp")?;
         }
         Ok(())
     }
@@ -796,7 +769,7 @@ impl Accounts {
     /// Removes a user's TOTP enrolment (an administrator's reset: the user
     /// enrols again).
     pub fn clear_totp(&self, user: &str) -> Result<(), AccountsError> {
-        self.found("user", user, db::clear_totp(&self.conn.lock(), user)?)
+        self.found("user", user, self.db.clear_totp(user)?)
     }
 
     fn found(&self, kind: &'static str, name: &str, hit: bool) -> Result<(), AccountsError> {
@@ -849,8 +822,8 @@ impl Accounts {
             history.drain(..history.len() - keep);
         }
         let history = serde_json::to_string(&history).expect("strings serialise");
-        let conn = self.conn.lock();
-        db::set_password(&conn, &u.name, &hash, &history, now_ms, must_change)?;
+        self.db
+            .set_password(&u.name, &hash, &history, now_ms, must_change)?;
         Ok(())
     }
 
@@ -867,34 +840,28 @@ impl Accounts {
         self.check_new_password(temporary)?;
         let history: Vec<String> = serde_json::from_str(&u.history).unwrap_or_default();
         self.store_password(&u, temporary, true, now_ms, history)?;
-        db::delete_user_sessions(&self.conn.lock(), user)?;
+        self.db.delete_user_sessions(user)?;
         Ok(())
     }
 
     /// Lifts a lock and clears the failure count.
     pub fn unlock(&self, user: &str) -> Result<(), AccountsError> {
-        self.found(
-            "user",
-            user,
-            db::set_failures(&self.conn.lock(), user, 0, 0)?,
-        )
+        self.found("user", user, self.db.set_failures(user, 0, 0)?)
     }
 
     /// Disables (or enables again) a user; disabling ends its sessions.
     pub fn set_disabled(&self, user: &str, disabled: bool) -> Result<(), AccountsError> {
-        let conn = self.conn.lock();
-        let hit = db::set_disabled(&conn, user, disabled)?;
+        let hit = self.db.set_disabled(user, disabled)?;
         if disabled {
-            db::delete_user_sessions(&conn, user)?;
+            self.db.delete_user_sessions(user)?;
         }
-        drop(conn);
         self.found("user", user, hit)
     }
 
     /// Gives a user another role (existing).
     pub fn set_role(&self, user: &str, role: &str) -> Result<(), AccountsError> {
         self.permissions_of(role)?;
-        self.found("user", user, db::set_role(&self.conn.lock(), user, role)?)
+        self.found("user", user, self.db.set_role(user, role)?)
     }
 
     /// Adds an API client: returns its bearer token (`sy_…`, shown once;
@@ -923,7 +890,7 @@ impl Accounts {
             last_used_ms: 0,
             disabled: false,
         };
-        if db::insert_client(&self.conn.lock(), &row)? {
+        if self.db.insert_client(&row)? {
             Ok(token)
         } else {
             Err(AccountsError::Exists {
@@ -945,7 +912,7 @@ impl Accounts {
             last_used_ms: 0,
             disabled: false,
         };
-        db::upsert_client(&self.conn.lock(), &row)?;
+        self.db.upsert_client(&row)?;
         Ok(())
     }
 
@@ -956,21 +923,22 @@ impl Accounts {
         token: &str,
         now_ms: i64,
     ) -> Option<(String, String, Vec<Permission>, Option<String>)> {
-        let conn = self.conn.lock();
-        let c = db::client_by_token_hash(&conn, &token_hash(token))
+        let c = self
+            .db
+            .client_by_token_hash(&token_hash(token))
             .ok()
             .flatten()?;
         if c.disabled {
             return None;
         }
-        let _ = db::touch_client(&conn, &c.name, now_ms);
-        let perms = Accounts::role_permissions(&conn, &c.role).unwrap_or_default();
+        let _ = self.db.touch_client(&c.name, now_ms);
+        let perms = self.role_permissions(&c.role).unwrap_or_default();
         Some((c.name, c.role, perms, c.tenant))
     }
 
     /// Every API client as shown, by name.
     pub fn list_clients(&self) -> Result<Vec<ClientView>, AccountsError> {
-        let rows = db::list_clients(&self.conn.lock())?;
+        let rows = self.db.list_clients()?;
         Ok(rows
             .into_iter()
             .map(|c| ClientView {
@@ -987,7 +955,7 @@ impl Accounts {
     /// One API client's tenant (`Ok(None)` when it has none); `NotFound`
     /// when there is no such client.
     pub fn client_tenant(&self, name: &str) -> Result<Option<String>, AccountsError> {
-        match db::get_client(&self.conn.lock(), name)? {
+        match self.db.get_client(name)? {
             Some(c) => Ok(c.tenant),
             None => Err(AccountsError::NotFound {
                 kind: "API client",
@@ -998,16 +966,12 @@ impl Accounts {
 
     /// Revokes an API client.
     pub fn revoke_client(&self, name: &str) -> Result<(), AccountsError> {
-        self.found(
-            "API client",
-            name,
-            db::revoke_client(&self.conn.lock(), name)?,
-        )
+        self.found("API client", name, self.db.revoke_client(name)?)
     }
 
     /// Every role, built-ins first.
     pub fn list_roles(&self) -> Result<Vec<RoleView>, AccountsError> {
-        let rows = db::list_roles(&self.conn.lock())?;
+        let rows = self.db.list_roles()?;
         Ok(rows
             .into_iter()
             .map(|r| RoleView {
@@ -1031,7 +995,7 @@ impl Accounts {
             return Err(AccountsError::BadName(name.to_owned()));
         }
         let perms = roles::parse_names(permissions).map_err(AccountsError::UnknownPermissions)?;
-        if db::insert_role(&self.conn.lock(), name, &roles::to_json(&perms))? {
+        if self.db.insert_role(name, &roles::to_json(&perms))? {
             Ok(perms)
         } else {
             Err(AccountsError::Exists {
@@ -1046,6 +1010,6 @@ impl Accounts {
     pub fn purge_sessions(&self, now_ms: i64) -> Result<usize, AccountsError> {
         let idle = now_ms - i64::from(self.policy.idle_minutes) * MINUTE_MS;
         let old = now_ms - i64::from(self.policy.session_max_hours) * 60 * MINUTE_MS;
-        Ok(db::purge_sessions(&self.conn.lock(), idle, old)?)
+        Ok(self.db.purge_sessions(idle, old)?)
     }
 }

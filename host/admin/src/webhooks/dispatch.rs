@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use rusqlite::{Connection, TransactionBehavior};
-use switchyard_store::outbox;
+use switchyard_store::operator::OutboxDb;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -50,9 +49,9 @@ enum Verdict {
     Retry(Option<u16>, String),
 }
 
-/// The dispatcher's state (one connection of its own).
+/// The dispatcher's state.
 pub(super) struct Dispatcher {
-    conn: Connection,
+    db: Arc<dyn OutboxDb>,
     settings: Settings,
     audit: Audit,
     notify: Arc<Notify>,
@@ -60,17 +59,17 @@ pub(super) struct Dispatcher {
 
 impl Dispatcher {
     pub(super) fn new(
-        conn: Connection,
+        db: Arc<dyn OutboxDb>,
         settings: Settings,
         audit: Audit,
         notify: Arc<Notify>,
-    ) -> anyhow::Result<Dispatcher> {
-        Ok(Dispatcher {
-            conn,
+    ) -> Dispatcher {
+        Dispatcher {
+            db,
             settings,
             audit,
             notify,
-        })
+        }
     }
 
     /// Runs until `shutdown`: each round fans out, sends what is due, then
@@ -113,7 +112,7 @@ impl Dispatcher {
     /// How long to sleep: until the next due delivery, at most `poll`.
     fn wait(&self) -> Duration {
         let poll = self.settings.poll;
-        match outbox::next_due(&self.conn) {
+        match self.db.next_due() {
             Ok(Some(at)) => {
                 Duration::from_millis((at - now_ms()).clamp(0, poll.as_millis() as i64) as u64)
             }
@@ -123,10 +122,16 @@ impl Dispatcher {
 
     /// One round; `true` when a batch was full (go on at once).
     async fn round(&mut self) -> anyhow::Result<bool> {
-        let fanned = self.fan_out()?;
+        let first = self.settings.retry_schedule[0].as_millis() as i64;
+        let fanned = self
+            .db
+            .fan_out(BATCH, first)
+            .context("fanning out webhook events")?;
         let now = now_ms();
         let lease = now + self.settings.attempt_timeout.as_millis() as i64 + 5_000;
-        let claimed: Vec<Claimed> = outbox::claim_due(&self.conn, now, lease, BATCH)
+        let claimed: Vec<Claimed> = self
+            .db
+            .claim_due(now, lease, BATCH)
             .context("claiming due webhook deliveries")?
             .into_iter()
             .map(|(id, event_id, subscription, attempts)| Claimed {
@@ -151,39 +156,13 @@ impl Dispatcher {
         Ok(fanned == BATCH || claimed.len() == BATCH)
     }
 
-    /// Queues a delivery of each new event to each subscription it
-    /// matches, and moves the cursor, in one transaction.
-    fn fan_out(&mut self) -> anyhow::Result<usize> {
-        let first = self.settings.retry_schedule[0].as_millis() as i64;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .context("starting a webhook fan-out")?;
-        let events = outbox::events_after_cursor(&tx, BATCH)?;
-        let Some(last) = events.last().map(|e| e.seq) else {
-            return Ok(0);
-        };
-        let subs = outbox::subscriptions(&tx)?;
-        for e in &events {
-            for s in subs
-                .iter()
-                .filter(|s| super::matches(s, &e.tenant, &e.event_type))
-            {
-                outbox::insert_delivery(&tx, &e.id, s.id, e.created_ms.max(now_ms()) + first)?;
-            }
-        }
-        outbox::set_cursor(&tx, last)?;
-        tx.commit().context("committing a webhook fan-out")?;
-        Ok(events.len())
-    }
-
     /// The request of a claimed delivery; `None` when its subscription or
     /// event is gone or the subscription disabled.
     fn prepare(&self, c: &Claimed) -> anyhow::Result<Option<Prepared>> {
-        let Some(sub) = outbox::subscription_by_id(&self.conn, c.subscription)? else {
+        let Some(sub) = self.db.subscription_by_id(c.subscription)? else {
             return Ok(None);
         };
-        let Some(event) = outbox::event(&self.conn, &c.event_id)? else {
+        let Some(event) = self.db.event(&c.event_id)? else {
             return Ok(None);
         };
         if sub.disabled {
@@ -217,12 +196,13 @@ impl Dispatcher {
         let now = now_ms();
         match v {
             Verdict::Delivered(s) => {
-                outbox::record_attempt(&self.conn, c.id, "delivered", now, Some(s), None)?;
+                self.db
+                    .record_attempt(c.id, "delivered", now, Some(s), None)?;
                 tracing::debug!(delivery = c.id, event = %c.event_id, status = s, "webhook delivered");
             }
             Verdict::Disable(0) => {
                 // Its subscription is gone or disabled.
-                outbox::record_attempt(&self.conn, c.id, "disabled", now, None, None)?;
+                self.db.record_attempt(c.id, "disabled", now, None, None)?;
             }
             Verdict::Disable(s) => self.disable(c, s)?,
             Verdict::Retry(status, error) => {
@@ -231,7 +211,8 @@ impl Dispatcher {
                     Some(d) => ("pending", now + d.as_millis() as i64),
                     None => ("failed", now),
                 };
-                outbox::record_attempt(&self.conn, c.id, state, next, status, Some(&error))?;
+                self.db
+                    .record_attempt(c.id, state, next, status, Some(&error))?;
                 tracing::warn!(delivery = c.id, event = %c.event_id, attempt = n, state,
                     error = %error, "webhook attempt failed");
             }
@@ -241,20 +222,7 @@ impl Dispatcher {
 
     /// The receiver answered 410: no more deliveries to it.
     fn disable(&mut self, c: &Claimed, status: u16) -> anyhow::Result<()> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        outbox::record_attempt(
-            &tx,
-            c.id,
-            "disabled",
-            now_ms(),
-            Some(status),
-            Some("HTTP 410"),
-        )?;
-        outbox::disable_subscription(&tx, c.subscription)?;
-        let sub = outbox::subscription_by_id(&tx, c.subscription)?;
-        tx.commit()?;
+        let sub = self.db.disable_after(c.id, c.subscription, status)?;
         let (name, tenant) = sub.map_or_else(
             || (c.subscription.to_string(), None),
             |s| (s.name, Some(s.tenant)),

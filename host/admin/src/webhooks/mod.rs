@@ -2,13 +2,17 @@
 //! delivery with retry.
 //!
 //! An event is a row of the store's outbox (`webhook_events`), written in
-//! the same SQLite transaction as the state change it reports
-//! ([`switchyard_store::outbox::insert_event`]), or by [`Webhooks::emit`]
-//! for an event without one (endpoint down/up). The dispatcher
-//! ([`Webhooks::start`]) fans new events out to the enabled subscriptions
-//! of the event's tenant (a subscription of tenant `*` gets every
-//! tenant's) in one transaction that also moves its cursor, then POSTs
-//! each due delivery:
+//! the same transaction as the state change it reports, or by
+//! [`Webhooks::emit`] for an event without one (endpoint down/up). The
+//! dispatcher ([`Webhooks::start`]) fans new events out to the enabled
+//! subscriptions of the event's tenant (a subscription of tenant `*` gets
+//! every tenant's) in one transaction that also marks them fanned out,
+//! then POSTs each due delivery. The outbox is the store's operator port
+//! ([`switchyard_store::operator::OutboxDb`]): on PostgreSQL every node
+//! runs a dispatcher over the one shared outbox, and an event is fanned
+//! out once (rows locked with `SKIP LOCKED`) and each delivery claimed by
+//! one node at a time (a lease), so a receiver gets an event once per
+//! subscription, not once per node:
 //!
 //! - body `{"type": …, "timestamp": RFC 3339, "data": …}`;
 //! - headers `webhook-id` (the event id, the same at every attempt),
@@ -36,15 +40,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use parking_lot::Mutex;
-use rusqlite::{Connection, TransactionBehavior};
 use serde::Deserialize;
+use switchyard_store::operator::{OperatorDb, OutboxDb};
 use switchyard_store::outbox::{self, SubscriptionRow};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use pages::{ROUTES, routes};
+pub use switchyard_store::operator::matches;
 
 /// One subscription of the config (`[[admin.webhooks]]`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -141,7 +145,7 @@ pub fn check(
 
 /// The webhook dispatcher's handle.
 pub struct Webhooks {
-    conn: Mutex<Connection>,
+    db: Arc<dyn OutboxDb>,
     notify: Arc<Notify>,
 }
 
@@ -152,12 +156,13 @@ impl std::fmt::Debug for Webhooks {
 }
 
 impl Webhooks {
-    /// Opens the outbox in the store's database `db_path`, brings the
-    /// config's subscriptions into it, and starts the dispatcher on
-    /// `tracker` until `shutdown`. A `webhook.disabled` is audited with
-    /// the audit key of `<db_path's directory>/keys`.
+    /// Opens the outbox in `store`'s tables, brings the config's
+    /// subscriptions into it, and starts the dispatcher on `tracker` until
+    /// `shutdown`. A `webhook.disabled` is audited with the audit key in
+    /// `keys_dir`.
     pub fn start(
-        db_path: &Path,
+        store: &OperatorDb,
+        keys_dir: &Path,
         settings: Settings,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
@@ -166,23 +171,14 @@ impl Webhooks {
             !settings.retry_schedule.is_empty(),
             "the webhook retry schedule needs at least one delay"
         );
-        let mut conn = crate::audit::open_conn(db_path)?;
-        sync_config(&mut conn, &settings.subscriptions)?;
-        let keys = db_path.parent().unwrap_or(Path::new(".")).join("keys");
-        let audit = crate::audit::Audit::open(db_path, &keys, Vec::new())
+        let db = store.outbox.clone();
+        sync_config(db.as_ref(), &settings.subscriptions)?;
+        let audit = crate::audit::Audit::open(store, keys_dir, Vec::new())
             .context("opening the audit trail for webhook delivery")?;
         let notify = Arc::new(Notify::new());
-        let dispatcher = dispatch::Dispatcher::new(
-            crate::audit::open_conn(db_path)?,
-            settings,
-            audit,
-            notify.clone(),
-        )?;
+        let dispatcher = dispatch::Dispatcher::new(db.clone(), settings, audit, notify.clone());
         tracker.spawn(dispatcher.run(shutdown));
-        Ok(Webhooks {
-            conn: Mutex::new(conn),
-            notify,
-        })
+        Ok(Webhooks { db, notify })
     }
 
     /// Writes an event without a state change of its own (endpoint down or
@@ -194,7 +190,7 @@ impl Webhooks {
             tracing::error!(event_type, error = %e, "webhook event refused: its data is not JSON");
             return None;
         }
-        match outbox::insert_event(&self.conn.lock(), tenant, event_type, payload_json) {
+        match self.db.insert_event(tenant, event_type, payload_json) {
             Ok(id) => {
                 self.notify.notify_one();
                 Some(id)
@@ -213,7 +209,9 @@ impl Webhooks {
 
     /// Every subscription (secrets included: callers show none).
     pub fn subscriptions(&self) -> anyhow::Result<Vec<SubscriptionRow>> {
-        outbox::subscriptions(&self.conn.lock()).context("reading the webhook subscriptions")
+        self.db
+            .subscriptions()
+            .context("reading the webhook subscriptions")
     }
 
     /// Creates a subscription (source `api`) with a new secret; returns
@@ -227,8 +225,9 @@ impl Webhooks {
     ) -> Result<(i64, String), CreateError> {
         let secret = sign::new_secret();
         check(name, url, &secret, events)?;
-        let conn = self.conn.lock();
-        let taken = outbox::subscriptions(&conn)?
+        let taken = self
+            .db
+            .subscriptions()?
             .iter()
             .any(|s| s.source == "api" && s.name == name);
         if taken {
@@ -245,18 +244,17 @@ impl Webhooks {
             disabled: false,
             created_ms: 0,
         };
-        let id = outbox::upsert_subscription(&conn, &row)?;
+        let id = self.db.upsert_subscription(&row)?;
         Ok((id, secret))
     }
 
     /// Deletes subscription `id` (only one made through the API or the
     /// page: the config's stay while they are in the config).
     pub fn delete(&self, id: i64) -> Result<bool, CreateError> {
-        let conn = self.conn.lock();
-        match outbox::subscription_by_id(&conn, id)? {
+        match self.db.subscription_by_id(id)? {
             None => Ok(false),
             Some(s) if s.source == "config" => Err(CreateError::FromConfig(s.name)),
-            Some(_) => Ok(outbox::delete_subscription(&conn, id)?),
+            Some(_) => Ok(self.db.delete_subscription(id)?),
         }
     }
 
@@ -267,7 +265,8 @@ impl Webhooks {
         subscription: Option<i64>,
         limit: usize,
     ) -> anyhow::Result<Vec<outbox::DeliveryRow>> {
-        outbox::deliveries(&self.conn.lock(), subscription, limit.min(1000))
+        self.db
+            .deliveries(subscription, limit.min(1000))
             .context("reading the webhook deliveries")
     }
 }
@@ -286,16 +285,16 @@ pub enum CreateError {
     FromConfig(String),
     /// The database failed.
     #[error("the webhook tables: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] switchyard_store::StoreError),
 }
 
 /// Brings the config's subscriptions into the table (one transaction).
-fn sync_config(conn: &mut Connection, subs: &[SubscriptionConfig]) -> anyhow::Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+fn sync_config(db: &dyn OutboxDb, subs: &[SubscriptionConfig]) -> anyhow::Result<()> {
+    let mut rows = Vec::with_capacity(subs.len());
     for s in subs {
         check(&s.name, &s.url, &s.secret, &s.events)
             .with_context(|| format!("admin.webhooks {:?}", s.name))?;
-        let row = SubscriptionRow {
+        rows.push(SubscriptionRow {
             id: 0,
             name: s.name.clone(),
             url: s.url.clone(),
@@ -305,22 +304,8 @@ fn sync_config(conn: &mut Connection, subs: &[SubscriptionConfig]) -> anyhow::Re
             source: "config".into(),
             disabled: false,
             created_ms: 0,
-        };
-        outbox::upsert_subscription(&tx, &row)?;
+        });
     }
-    for old in outbox::subscriptions(&tx)? {
-        if old.source == "config" && !subs.iter().any(|s| s.name == old.name) {
-            outbox::delete_subscription(&tx, old.id)?;
-        }
-    }
-    tx.commit()
+    db.sync_config(&rows)
         .context("recording the config's webhook subscriptions")
-}
-
-/// Whether `sub` gets `event_type` of `tenant`.
-pub fn matches(sub: &SubscriptionRow, tenant: &str, event_type: &str) -> bool {
-    let events: Vec<String> = serde_json::from_str(&sub.events).unwrap_or_default();
-    !sub.disabled
-        && (sub.tenant == "*" || sub.tenant == tenant)
-        && events.iter().any(|e| e == "*" || e == event_type)
 }

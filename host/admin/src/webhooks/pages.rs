@@ -253,7 +253,7 @@ fn create(state: &AppState, who: &Principal, new: &NewSubscription) -> Result<Cr
                 &e.to_string(),
             );
             return Err(match e {
-                CreateError::Sqlite(e) => internal(e),
+                CreateError::Db(e) => internal(e),
                 CreateError::Taken(_) => ApiError(StatusCode::CONFLICT, e.to_string()),
                 e => ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
             });

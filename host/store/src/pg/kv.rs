@@ -17,6 +17,9 @@
 //!   heartbeat reads it) or when it meets a key it has not loaded; a
 //!   retired key is destroyed once no row needs it and it has been retired
 //!   a minute (every node has stopped sealing with it by then).
+//! - webhook events (as on SQLite): a swap or rollback record and its
+//!   `plugin.swapped` / `plugin.rolled_back`, a data-key rotation and its
+//!   `key.rotated` per tenant, commit in one transaction.
 
 use switchyard_engine::ports::{
     CounterStore, DataKeyStatus, Keyring, KeyringStatus, KvStore, PortError, PortFuture,
@@ -226,7 +229,14 @@ impl PgStore {
             )
             .await
             .what("retiring a data key")?;
-            out.push(super::insert_key(&tx, &self.keyring, t, Purpose::Data).await?);
+            let id = super::insert_key(&tx, &self.keyring, t, Purpose::Data).await?;
+            // As on SQLite: one event per tenant, in the rotation's transaction.
+            let data = format!(
+                "{{\"key\":\"data\",\"tenant\":{},\"key_id\":{id}}}",
+                crate::outbox::json_str(t)
+            );
+            super::outbox::insert_event(&*tx, t, "key.rotated", &data).await?;
+            out.push(id);
         }
         keys_changed(&tx).await?;
         tx.commit().await.what("rotating data keys")?;
@@ -637,24 +647,30 @@ impl SwapHistory for PgStore {
     fn record_swap(&self, record: &SwapRecord) -> Result<(), PortError> {
         let r = record.clone();
         self.blocking(move |me| async move {
-            let client = me.client().await?;
-            client
-                .execute(
-                    "INSERT INTO swaps (at_ms, plugin, action, old_hash, new_hash, actor, node)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    &[
-                        &r.at_ms,
-                        &r.plugin,
-                        &r.action,
-                        &r.old_hash,
-                        &r.new_hash,
-                        &r.actor,
-                        &me.node,
-                    ],
-                )
-                .await
-                .what("recording a plugin swap")?;
-            Ok(())
+            let mut client = me.client().await?;
+            // The record and its webhook event (as on SQLite) commit together.
+            let tx = client.transaction().await.what("recording a plugin swap")?;
+            tx.execute(
+                "INSERT INTO swaps (at_ms, plugin, action, old_hash, new_hash, actor, node)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &r.at_ms,
+                    &r.plugin,
+                    &r.action,
+                    &r.old_hash,
+                    &r.new_hash,
+                    &r.actor,
+                    &me.node,
+                ],
+            )
+            .await
+            .what("recording a plugin swap")?;
+            if let Some(event_type) = crate::outbox::swap_event_type(&r.action) {
+                let data = crate::outbox::swap_payload(&r);
+                super::outbox::insert_event(&*tx, crate::outbox::SWITCH_TENANT, event_type, &data)
+                    .await?;
+            }
+            tx.commit().await.what("recording a plugin swap")
         })
     }
 

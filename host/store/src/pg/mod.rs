@@ -28,8 +28,11 @@
 mod batch;
 mod kv;
 mod nodes;
+mod operator;
+pub(crate) mod outbox;
 mod saf;
 pub(crate) mod schema;
+pub(crate) mod shared_keys;
 mod tranlog;
 
 use std::collections::HashMap;
@@ -55,6 +58,7 @@ use crate::{StoreError, kek, now_ms};
 
 pub use kv::SharedSwap;
 pub use nodes::{Beat, NodeInfo};
+pub(crate) use operator::PgOperator;
 pub use schema::PG_SCHEMA_VERSION;
 
 /// Where a PostgreSQL store is and who this node is.

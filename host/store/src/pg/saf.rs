@@ -2,6 +2,10 @@
 //! with `FOR UPDATE SKIP LOCKED` and lease them, so that no entry is ever
 //! held by two nodes (or two workers) at once; an expired lease (its
 //! holder died) makes the entry claimable again.
+//!
+//! An attempt's webhook event (`reversal.escalated`, then
+//! `reversal.acknowledged`) commits in the attempt's transaction, written
+//! once per entry: by the attempt whose update changed the pending row.
 
 use std::time::Duration;
 
@@ -12,6 +16,7 @@ use tokio_postgres::Row;
 
 use super::PgStore;
 use crate::error::SqlContext;
+use crate::saf::Outboxed;
 use crate::{StoreError, now_ms};
 
 const COLUMNS: &str = "id, tenant, kind, endpoint, source, original, reason, state, attempts,
@@ -58,6 +63,13 @@ fn entries(rows: &[Row]) -> Result<Vec<SafEntry>, StoreError> {
 }
 
 impl PgStore {
+    /// Records an attempt in one transaction that holds the entry's row:
+    /// the webhook event it causes (issue 11: the escalation, and the
+    /// acknowledgement after it) commits with it, written only by the
+    /// attempt whose update changed a pending entry. A second node's
+    /// attempt on the same entry (its lease lost, the entry claimed again
+    /// elsewhere) waits for the row, then finds it done, or escalated
+    /// already, and writes nothing.
     async fn attempted_async(&self, id: SafId, attempt: Attempt) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client
@@ -66,7 +78,8 @@ impl PgStore {
             .what("recording a delivery attempt")?;
         let found = tx
             .query_opt(
-                "SELECT kind, original, state FROM saf WHERE id = $1 FOR UPDATE",
+                "SELECT kind, original, state, tenant, endpoint, escalated FROM saf
+                 WHERE id = $1 FOR UPDATE",
                 &[&id],
             )
             .await
@@ -74,20 +87,30 @@ impl PgStore {
             .ok_or_else(|| StoreError::Invalid(format!("no store-and-forward entry {id}")))?;
         let (kind, original, state): (String, TxId, String) =
             (found.get(0), found.get(1), found.get(2));
+        let outboxed = Outboxed {
+            tenant: found.get(3),
+            endpoint: found.get(4),
+            escalated: found.get(5),
+        };
         if state == "done" {
             // Acknowledged before: never reopened.
             return Ok(());
         }
         match attempt {
             Attempt::Acked(rc) => {
-                tx.execute(
-                    "UPDATE saf SET state = 'done', acked_ms = $2, last_result = $3,
-                        lease_owner = NULL, lease_until = NULL
-                     WHERE id = $1",
-                    &[&id, &now_ms(), &rc],
-                )
-                .await
-                .what("recording an acknowledgement")?;
+                let changed = tx
+                    .execute(
+                        "UPDATE saf SET state = 'done', acked_ms = $2, last_result = $3,
+                            lease_owner = NULL, lease_until = NULL
+                         WHERE id = $1 AND state = 'pending'",
+                        &[&id, &now_ms(), &rc],
+                    )
+                    .await
+                    .what("recording an acknowledgement")?;
+                if changed == 1 && outboxed.escalated {
+                    let event = "reversal.acknowledged";
+                    outbox_event(&tx, &outboxed, event, id, &kind, original, &rc).await?;
+                }
                 if kind != SafKind::Advice.name() {
                     tx.execute(
                         "UPDATE tranlog SET state = 'reversed' WHERE id = $1 AND NOT EXISTS (
@@ -104,18 +127,38 @@ impl PgStore {
                 next_ms,
                 escalate,
             } => {
-                tx.execute(
-                    "UPDATE saf SET last_result = $2, next_ms = $3, escalated = escalated OR $4,
-                        lease_owner = NULL, lease_until = NULL
-                     WHERE id = $1",
-                    &[&id, &result, &next_ms, &escalate],
-                )
-                .await
-                .what("recording a failed attempt")?;
+                let changed = tx
+                    .execute(
+                        "UPDATE saf SET last_result = $2, next_ms = $3,
+                            escalated = escalated OR $4, lease_owner = NULL, lease_until = NULL
+                         WHERE id = $1 AND state = 'pending'",
+                        &[&id, &result, &next_ms, &escalate],
+                    )
+                    .await
+                    .what("recording a failed attempt")?;
+                if changed == 1 && escalate && !outboxed.escalated {
+                    let event = "reversal.escalated";
+                    outbox_event(&tx, &outboxed, event, id, &kind, original, &result).await?;
+                }
             }
         }
         tx.commit().await.what("recording a delivery attempt")
     }
+}
+
+/// Writes the webhook event of an entry in the attempt's transaction.
+async fn outbox_event(
+    tx: &tokio_postgres::Transaction<'_>,
+    o: &Outboxed,
+    event_type: &str,
+    id: SafId,
+    kind: &str,
+    original: TxId,
+    result: &str,
+) -> Result<(), StoreError> {
+    let data = o.data(id, kind, original, result);
+    super::outbox::insert_event(tx, &o.tenant, event_type, &data).await?;
+    Ok(())
 }
 
 impl SafQueue for PgStore {

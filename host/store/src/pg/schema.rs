@@ -6,6 +6,11 @@
 //!   `swaps`.
 //! - v2: `plugin_versions`, the components swapped to (and loaded at
 //!   start), by SHA-256: what the other nodes load when they follow a swap.
+//! - v3: the operator plane, shared by every node: `roles`, `users`,
+//!   `sessions`, `api_clients`, `audit` (append-only: a trigger refuses
+//!   updates and deletes), `webhook_events` (with `fanned`: fanned out
+//!   once, whichever node writes or reads it), `webhook_subscriptions`,
+//!   `webhook_deliveries`.
 
 use tokio_postgres::Client;
 
@@ -13,7 +18,7 @@ use crate::StoreError;
 use crate::error::SqlContext;
 
 /// The version this code writes.
-pub const PG_SCHEMA_VERSION: i32 = 2;
+pub const PG_SCHEMA_VERSION: i32 = 3;
 
 /// The advisory lock key of migrations and node registration ("sy-mig").
 pub(crate) const MIGRATION_LOCK: i64 = 0x7379_2d6d_6967;
@@ -159,8 +164,111 @@ CREATE TABLE plugin_versions (
 CREATE INDEX swaps_plugin ON swaps (plugin, id);
 ";
 
+const V3: &str = "
+CREATE TABLE roles (
+    name        TEXT PRIMARY KEY,
+    permissions TEXT NOT NULL,
+    builtin     BOOLEAN NOT NULL DEFAULT false
+);
+CREATE TABLE users (
+    name                TEXT PRIMARY KEY,
+    password_hash       TEXT NOT NULL,
+    password_changed_ms BIGINT NOT NULL,
+    history             TEXT NOT NULL DEFAULT '[]',
+    role                TEXT NOT NULL,
+    tenant              TEXT,
+    totp_secret         BYTEA,
+    totp_pending        BYTEA,
+    totp_last_step      BIGINT NOT NULL DEFAULT 0,
+    failed_logins       BIGINT NOT NULL DEFAULT 0,
+    locked_until_ms     BIGINT NOT NULL DEFAULT 0,
+    disabled            BOOLEAN NOT NULL DEFAULT false,
+    must_change         BOOLEAN NOT NULL DEFAULT false,
+    created_ms          BIGINT NOT NULL
+);
+CREATE TABLE sessions (
+    token_hash   TEXT PRIMARY KEY,
+    user_name    TEXT NOT NULL,
+    csrf         TEXT NOT NULL,
+    created_ms   BIGINT NOT NULL,
+    last_seen_ms BIGINT NOT NULL,
+    stage        TEXT NOT NULL,
+    origin       TEXT NOT NULL
+);
+CREATE INDEX sessions_user ON sessions (user_name);
+CREATE TABLE api_clients (
+    name         TEXT PRIMARY KEY,
+    token_hash   TEXT NOT NULL UNIQUE,
+    role         TEXT NOT NULL,
+    tenant       TEXT,
+    created_ms   BIGINT NOT NULL,
+    last_used_ms BIGINT NOT NULL DEFAULT 0,
+    disabled     BOOLEAN NOT NULL DEFAULT false
+);
+CREATE TABLE audit (
+    seq        BIGINT PRIMARY KEY,
+    at_ms      BIGINT NOT NULL,
+    actor      TEXT NOT NULL,
+    actor_kind TEXT NOT NULL,
+    event      TEXT NOT NULL,
+    outcome    TEXT NOT NULL,
+    origin     TEXT,
+    resource   TEXT NOT NULL,
+    tenant     TEXT,
+    detail     TEXT NOT NULL,
+    prev_hash  TEXT NOT NULL,
+    hash       TEXT NOT NULL
+);
+CREATE INDEX audit_tenant ON audit (tenant, seq);
+CREATE INDEX audit_at ON audit (at_ms);
+CREATE FUNCTION sy_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'audit rows are append-only';
+END $$;
+CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit
+    FOR EACH ROW EXECUTE FUNCTION sy_audit_append_only();
+CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
+    FOR EACH STATEMENT EXECUTE FUNCTION sy_audit_append_only();
+CREATE TABLE webhook_events (
+    seq        BIGSERIAL PRIMARY KEY,
+    id         TEXT NOT NULL UNIQUE,
+    tenant     TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    payload    TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    fanned     BOOLEAN NOT NULL DEFAULT false
+);
+CREATE INDEX webhook_events_unfanned ON webhook_events (seq) WHERE NOT fanned;
+CREATE TABLE webhook_subscriptions (
+    id         BIGSERIAL PRIMARY KEY,
+    name       TEXT NOT NULL,
+    url        TEXT NOT NULL,
+    secret     TEXT NOT NULL,
+    tenant     TEXT NOT NULL,
+    events     TEXT NOT NULL,
+    source     TEXT NOT NULL,
+    disabled   BOOLEAN NOT NULL DEFAULT false,
+    created_ms BIGINT NOT NULL,
+    UNIQUE (source, name)
+);
+CREATE TABLE webhook_deliveries (
+    id           BIGSERIAL PRIMARY KEY,
+    event_id     TEXT NOT NULL,
+    subscription BIGINT NOT NULL,
+    attempts     BIGINT NOT NULL DEFAULT 0,
+    next_ms      BIGINT NOT NULL,
+    state        TEXT NOT NULL,
+    last_status  BIGINT,
+    last_error   TEXT,
+    updated_ms   BIGINT NOT NULL,
+    UNIQUE (event_id, subscription)
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_ms) WHERE state = 'pending';
+CREATE INDEX webhook_deliveries_sub ON webhook_deliveries (subscription, id);
+";
+
 /// The migrations, in order: migration `i` brings the schema to `i + 1`.
-const MIGRATIONS: [&str; PG_SCHEMA_VERSION as usize] = [V1, V2];
+const MIGRATIONS: [&str; PG_SCHEMA_VERSION as usize] = [V1, V2, V3];
 
 /// The schema's version (0: empty database).
 pub(crate) async fn version(client: &Client) -> Result<i32, StoreError> {

@@ -610,3 +610,128 @@ pub fn pg_dump(url: &str, file: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+// ── Shared by the tests of several nodes on one database ──────────────────
+
+/// A directory of mode 0700 (and its missing parents).
+pub fn private_dir(dir: &Path) {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .unwrap();
+}
+
+/// Copies the first node's KEK into `to`'s data directory (`keys/` mode
+/// 0700, the file 0600): every node on the database needs the same one.
+pub fn share_kek(from: &Path, to: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::time::{Duration, Instant};
+    let src = from.join("keys").join("kek.key");
+    let until = Instant::now() + Duration::from_secs(10);
+    while !src.exists() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(src.exists(), "{} was not created", src.display());
+    let keys = to.join("keys");
+    private_dir(&keys);
+    let dst = keys.join("kek.key");
+    std::fs::copy(&src, &dst).unwrap();
+    std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// One answer of [`https_call`]: status, headers (names lower case), body.
+pub struct Answer {
+    /// The status.
+    pub status: u16,
+    /// The headers.
+    pub headers: Vec<(String, String)>,
+    /// The body, as text.
+    pub body: String,
+}
+
+impl Answer {
+    /// The first value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `METHOD path` with `headers` and `body` over HTTPS to the admin server
+/// whose "admin API listening" log line is `line` (its certificate
+/// pinned, no credentials but the headers given).
+pub fn https_call(
+    line: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Answer {
+    use http_body_util::BodyExt as _;
+    let addr = field(line, "addr=").expect("addr= in the admin line");
+    let cert = field(line, "cert=").expect("cert= in the admin line");
+    let mut roots = rustls::RootCertStore::empty();
+    for c in switchyard_admin::tls::read_certs(Path::new(&cert)).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", &addr);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.to_owned(),
+        )))
+        .unwrap();
+    let what = format!("{method} {path}");
+    // On a thread of its own: callers may be inside a runtime already.
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let exchange = async {
+                let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+                let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+                let tls = connector.connect(name, tcp).await.unwrap();
+                let io = hyper_util::rt::TokioIo::new(tls);
+                let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+                let driver = tokio::spawn(conn);
+                let res = sender.send_request(req).await.unwrap();
+                let status = res.status().as_u16();
+                let headers = res
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                    .collect();
+                let body = res.into_body().collect().await.unwrap().to_bytes();
+                driver.abort();
+                Answer {
+                    status,
+                    headers,
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                }
+            };
+            tokio::time::timeout(std::time::Duration::from_secs(60), exchange)
+                .await
+                .unwrap_or_else(|_| panic!("{what}: no answer in 60 s"))
+        })
+    })
+    .join()
+    .unwrap()
+}
