@@ -38,6 +38,8 @@ pub async fn endpoints(state: Arc<AppState>, shutdown: CancellationToken) {
                 "status": s.status.as_str(),
                 "since_ms": s.since_unix_ms(),
                 "last_error": s.last_error,
+                // Each node has its own link to each endpoint.
+                "node": state.node,
             });
             state.webhooks.emit("default", event, &payload.to_string());
         }
