@@ -116,20 +116,7 @@ impl AuditRecord {
     /// `row` owned, before the chain gives it a place and a hash (to move
     /// it where the borrow cannot go, such as onto a store's runtime).
     pub(crate) fn unchained(row: &NewRow<'_>) -> AuditRecord {
-        AuditRecord {
-            seq: 0,
-            at_ms: row.at_ms,
-            actor: row.actor.to_owned(),
-            actor_kind: row.actor_kind.to_owned(),
-            event: row.event.to_owned(),
-            outcome: row.outcome.to_owned(),
-            origin: row.origin.map(str::to_owned),
-            resource: row.resource.to_owned(),
-            tenant: row.tenant.map(str::to_owned),
-            detail: row.detail.to_owned(),
-            prev_hash: String::new(),
-            hash: String::new(),
-        }
+        record_of(0, row, String::new(), String::new())
     }
 
     pub(crate) fn as_new(&self) -> NewRow<'_> {
