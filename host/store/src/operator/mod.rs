@@ -283,6 +283,16 @@ pub fn lockout_payload(
     .to_string()
 }
 
+/// The audit `actor_kind` of a table the actor's name was found in
+/// (`users`, `api_clients`, or none), as both backends give it.
+pub(crate) fn actor_kind_of(found_in: Option<&str>) -> &'static str {
+    match found_in {
+        Some("user") => "user",
+        Some("api_client") => "api_client",
+        _ => "unknown",
+    }
+}
+
 /// The `data` of an `audit.alert` event: the row as the audit API shows
 /// it (every column but `prev_hash`).
 pub fn alert_payload(r: &AuditRecord) -> String {

@@ -275,11 +275,7 @@ impl AuditDb for SqliteOperator {
             )
             .optional()
         })?;
-        Ok(match found.as_deref() {
-            Some("user") => "user",
-            Some("api_client") => "api_client",
-            _ => "unknown",
-        })
+        Ok(super::actor_kind_of(found.as_deref()))
     }
 
     fn append(

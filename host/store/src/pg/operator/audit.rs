@@ -8,7 +8,7 @@ use crate::audit::{
     self, AuditRecord, COLUMNS, GENESIS, HEAD, ListFilter, NewRow, Verifier, VerifyReport,
 };
 use crate::error::SqlContext;
-use crate::operator::{AuditDb, OpResult, alert_payload};
+use crate::operator::{AuditDb, OpResult, actor_kind_of, alert_payload};
 
 /// The rows [`AuditDb::verify`] reads at a time.
 const VERIFY_PAGE: i64 = 5000;
@@ -62,11 +62,7 @@ impl AuditDb for PgOperator {
              UNION ALL SELECT 'api_client'::TEXT FROM api_clients WHERE name = $1 LIMIT 1",
             args![actor.to_owned()],
         )?;
-        Ok(match row.as_ref().map(|r| r.get::<_, &str>(0)) {
-            Some("user") => "user",
-            Some("api_client") => "api_client",
-            _ => "unknown",
-        })
+        Ok(actor_kind_of(row.as_ref().map(|r| r.get::<_, &str>(0))))
     }
 
     fn append(
